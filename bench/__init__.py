@@ -1,0 +1,1 @@
+"""Benchmarks for nlp-enrichment (run by `make bench`, never part of the default test run)."""

@@ -1,0 +1,499 @@
+"""The read side of entity-stats: top entities and label mix from the analytics views, with routing
+between the streaming replica and the primary and an honest freshness report.
+
+Routing (:meth:`AnalyticsService.query`):
+
+* ``eventual`` (default): the replica. If the replica cannot be reached, the primary when
+  ``STATS_PRIMARY_FALLBACK`` allows it, else 503 ``database_unavailable``.
+* ``strong`` or a ``min_lsn``: read-your-writes. The target LSN is ``min_lsn`` (e.g. the ``commit_lsn``
+  ner-processor returned) or, for ``strong`` alone, the primary's current flush position. The replica
+  is polled for up to ``STATS_STRONG_WAIT_MS`` until it has replayed the target and then answers;
+  otherwise (replica behind, paused or down) the primary answers. Reading the primary here is the
+  purpose of ``strong``, so it does not depend on the fallback setting. ``strong`` without ``min_lsn``
+  needs the primary to know the target: primary down means 503.
+
+Every answer says who served it (``served_by``) and how fresh it is (``freshness``): the replica's
+replay LSN, ``lag_seconds`` (0 when everything received is replayed, else the age of the last replayed
+commit) and ``lag_bytes`` (the primary's flush LSN minus the replay LSN; if the primary cannot be asked
+quickly, the received-but-not-replayed bytes, a lower bound, and ``primary_lsn`` is null).
+
+Both pools are created once per process and opened in the background (``open(wait=False)``), so
+importing the handler never waits for a database. A server that failed recently is only probed with a
+short timeout until it answers again, so an outage costs one pool timeout, not one per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
+
+from functions.runtime import queries, request_log
+from functions.runtime.errors import InvalidField, Timeout, Unavailable
+from functions.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Consistency = Literal["eventual", "strong"]
+
+# Request limits (the handler validates; the service re-checks what it relies on).
+MAX_WINDOW = timedelta(days=30)
+MAX_LIMIT = 100
+DEFAULT_WINDOW = "1h"
+DEFAULT_LIMIT = 20
+ONTONOTES_LABELS = frozenset({
+    "CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP", "ORDINAL",
+    "ORG", "PERCENT", "PERSON", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART",
+})
+
+_WINDOW_RE = re.compile(r"^\s*(\d{1,7})\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_LABEL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
+_LSN_RE = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
+
+# A server that just failed is probed with this short pool timeout until it answers again.
+_PROBE_TIMEOUT_S = 0.25
+# Strong reads poll the replica's replay position this often (grows up to the maximum).
+_POLL_FIRST_S = 0.005
+_POLL_MAX_S = 0.05
+
+
+# -- request parameters ---------------------------------------------------------------------------
+
+def parse_window(raw: str | None) -> tuple[str, timedelta]:
+    """``15m`` / ``1h`` / ``24h`` / ``7d`` (s, m, h, d, w) -> (normalized text, timedelta), at most 30 days.
+    Raises InvalidField('window')."""
+    text = DEFAULT_WINDOW if raw is None or raw.strip() == "" else raw
+    match = _WINDOW_RE.match(text)
+    if not match:
+        raise InvalidField("window", "'window' must be a number and a unit s, m, h, d or w, like 15m, 1h, "
+                                     "24h or 7d")
+    amount, unit = int(match.group(1)), match.group(2).lower()
+    window = timedelta(seconds=amount * _WINDOW_UNITS[unit])
+    if amount <= 0:
+        raise InvalidField("window", "'window' must be longer than zero")
+    if window > MAX_WINDOW:
+        raise InvalidField("window", "'window' must be at most 30d")
+    return f"{amount}{unit}", window
+
+
+def parse_label(raw: str | None) -> str | None:
+    """An entity label (case-insensitive; e.g. ORG, PERSON, GPE or a custom uppercase token), or None for
+    all labels. Raises InvalidField('label')."""
+    if raw is None or raw.strip() == "":
+        return None
+    label = raw.strip().upper()
+    if not _LABEL_RE.match(label):
+        raise InvalidField("label", "'label' must be an entity label such as ORG, PERSON or GPE "
+                                    "(letters, digits and '_', at most 32)")
+    return label
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw.strip() == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw.strip())
+    except ValueError:
+        raise InvalidField("limit", f"'limit' must be an integer from 1 to {MAX_LIMIT}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidField("limit", f"'limit' must be an integer from 1 to {MAX_LIMIT}")
+    return limit
+
+
+def parse_consistency(raw: str | None) -> Consistency:
+    value = "eventual" if raw is None or raw.strip() == "" else raw.strip().lower()
+    if value not in ("eventual", "strong"):
+        raise InvalidField("consistency", "'consistency' must be 'eventual' or 'strong'")
+    return value  # type: ignore[return-value]
+
+
+def parse_lsn(raw: str | None, field: str = "min_lsn") -> str | None:
+    """A PostgreSQL LSN ``X/Y`` (hex), normalized to upper case, or None. Raises InvalidField(field)."""
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip().upper()
+    if not _LSN_RE.match(value):
+        raise InvalidField(field, f"'{field}' must be a PostgreSQL LSN like 0/16B3748 (hex X/Y)")
+    return value
+
+
+def parse_query_params(query: Any) -> dict[str, Any]:
+    """Validate entity-stats query parameters (``event.query``: anything with ``.get``).
+
+    Returns keyword arguments for :meth:`AnalyticsService.query` plus ``window_text``. Unknown
+    parameters are ignored (dashboards add cache busters). Raises InvalidField naming the field.
+    """
+    window_text, window = parse_window(query.get("window"))
+    return {
+        "window": window,
+        "window_text": window_text,
+        "label": parse_label(query.get("label")),
+        "limit": parse_limit(query.get("limit")),
+        "consistency": parse_consistency(query.get("consistency")),
+        "min_lsn": parse_lsn(query.get("min_lsn")),
+    }
+
+
+def format_window(window: timedelta) -> str:
+    seconds = int(window.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds % _WINDOW_UNITS[unit] == 0:
+            return f"{seconds // _WINDOW_UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+# -- service --------------------------------------------------------------------------------------
+
+class _ServerDown(Exception):
+    """A pool could not give a working connection, or the connection broke mid-read."""
+
+    def __init__(self, target: str, cause: BaseException | None):
+        super().__init__(target)
+        self.target = target
+        self.cause = cause
+
+
+class _Target:
+    """One database server (pool) and what we last learnt about its health."""
+
+    def __init__(self, name: str, pool: ConnectionPool | None, timeout: float, cooldown: float):
+        self.name = name
+        self.pool = pool
+        self.timeout = timeout
+        self.cooldown = cooldown
+        self._down_until = 0.0
+        self.last_ok = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def configured(self) -> bool:
+        return self.pool is not None
+
+    def acquire_timeout(self, cap: float | None = None) -> float:
+        """The full pool timeout while healthy; a short probe right after a failure."""
+        timeout = _PROBE_TIMEOUT_S if time.monotonic() < self._down_until else self.timeout
+        if cap is not None:
+            timeout = min(timeout, cap)
+        return max(0.01, min(timeout, self.timeout))
+
+    def failed(self, exc: BaseException | None) -> None:
+        with self._lock:
+            was_up = time.monotonic() >= self._down_until
+            self._down_until = time.monotonic() + self.cooldown
+        if was_up:
+            log.warning("analytics database unreachable", extra={
+                "event": "db.unavailable", "db.server": self.name,
+                "error.type": type(exc).__name__ if exc else "NotConfigured"})
+
+    def succeeded(self) -> None:
+        self.last_ok = time.monotonic()
+        if self._down_until:
+            with self._lock:
+                recovered = self._down_until != 0.0
+                self._down_until = 0.0
+            if recovered:
+                log.info("analytics database reachable again",
+                         extra={"event": "db.recovered", "db.server": self.name})
+
+    def connection(self, timeout: float):
+        """Context manager for a pooled connection; raises _ServerDown when none can be had."""
+        if self.pool is None:
+            raise _ServerDown(self.name, None)
+        return _Borrow(self, timeout)
+
+
+class _Borrow:
+    """``with target.connection(t) as conn``: pool errors and broken connections become _ServerDown."""
+
+    def __init__(self, target: _Target, timeout: float):
+        self.target = target
+        self.timeout = timeout
+        self._cm = None
+
+    def __enter__(self) -> psycopg.Connection:
+        self._cm = self.target.pool.connection(timeout=self.timeout)
+        try:
+            return self._cm.__enter__()
+        except (PoolTimeout, TooManyRequests) as exc:
+            self.target.failed(exc)
+            raise _ServerDown(self.target.name, exc) from None
+        except PoolClosed as exc:  # shutting down: not the server's fault
+            raise _ServerDown(self.target.name, exc) from None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._cm.__exit__(exc_type, exc, tb)
+        if exc is None:
+            self.target.succeeded()
+            return False
+        if _is_connection_failure(exc):
+            self.target.failed(exc)
+            raise _ServerDown(self.target.name, exc) from None
+        return False
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """Lost server / connection (retry elsewhere), as opposed to a query problem (timeout, bug)."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return False  # statement_timeout: the query is too heavy, another server will not help
+    if isinstance(exc, psycopg.errors.SerializationFailure):
+        return True  # on a standby: cancelled by a conflict with recovery
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def _configure(statement_timeout_ms: int):
+    def configure(conn: psycopg.Connection) -> None:
+        # Bounded queries: a heavy window gives a 504, never a request past the watchdog's timeout.
+        # read_only: analytics never writes (the analyst role cannot anyway; this states the intent).
+        conn.execute("SELECT set_config('statement_timeout', %s, false),"
+                     " set_config('default_transaction_read_only', 'on', false)",
+                     (str(statement_timeout_ms),))
+        # The data queries of one answer share a snapshot (BEGIN ISOLATION LEVEL REPEATABLE READ).
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+    return configure
+
+
+def make_pool(dsn: str, *, name: str, settings: Settings) -> ConnectionPool:
+    """A checked pool, created closed. autocommit: freshness and polling statements each get a fresh
+    snapshot; data queries run in an explicit transaction."""
+    return ConnectionPool(
+        dsn,
+        name=name,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=settings.db_pool_timeout_s,
+        open=False,
+        check=ConnectionPool.check_connection,
+        configure=_configure(settings.db_statement_timeout_ms),
+        kwargs={"autocommit": True, "application_name": name,
+                "connect_timeout": max(1, round(settings.db_connect_timeout_s))},
+        # Give up a failing reconnection loop after a few seconds: the pool's backoff doubles each try,
+        # so a long reconnect_timeout would leave a recovered server unused for as long as it was down.
+        # After giving up, the next request starts a fresh (immediate) attempt.
+        reconnect_timeout=max(5.0, 2.0 * settings.retry_after_s),
+        max_lifetime=1800,
+    )
+
+
+class AnalyticsService:
+    """Top entities, label mix and freshness, routed between replica and primary (see module doc).
+
+    Thread-safe; create one per process. ``query`` raises Unavailable (503, with Retry-After) when no
+    allowed server answers, Timeout (504) when a query exceeds the statement timeout.
+    """
+
+    def __init__(self, settings: Settings, *, replica_dsn: str | None = None,
+                 primary_dsn: str | None = None, replica_pool: ConnectionPool | None = None,
+                 primary_pool: ConnectionPool | None = None):
+        self.settings = settings
+        self._sql = queries.load("analytics")
+        if replica_pool is None:
+            dsn = replica_dsn or settings.secret("stats-replica-dsn")
+            replica_pool = make_pool(dsn, name="entity-stats-replica", settings=settings) if dsn else None
+        if primary_pool is None:
+            dsn = primary_dsn or settings.secret("stats-primary-dsn")
+            primary_pool = make_pool(dsn, name="entity-stats-primary", settings=settings) if dsn else None
+        cooldown = float(settings.retry_after_s)
+        self.replica = _Target("replica", replica_pool, settings.db_pool_timeout_s, cooldown)
+        self.primary = _Target("primary", primary_pool, settings.db_pool_timeout_s, cooldown)
+        for target, secret in ((self.replica, "stats-replica-dsn"), (self.primary, "stats-primary-dsn")):
+            if not target.configured:
+                log.warning(f"secret {secret} is not set: entity-stats cannot use the {target.name}",
+                            extra={"event": "db.not_configured", "db.server": target.name})
+        self._closed = False
+
+    # -- lifecycle --
+
+    def open(self) -> AnalyticsService:
+        """Start connecting in the background; never blocks on the database."""
+        for target in (self.replica, self.primary):
+            if target.pool is not None:
+                target.pool.open(wait=False)
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for target in (self.replica, self.primary):
+            if target.pool is not None:
+                target.pool.close(timeout=timeout)
+
+    def ready(self) -> bool:
+        """True when the replica answers, or the primary does and fallback is allowed."""
+        if self._ping(self.replica):
+            return True
+        return self.settings.stats_primary_fallback and self._ping(self.primary)
+
+    def _ping(self, target: _Target) -> bool:
+        if not target.configured or self._closed:
+            return False
+        if time.monotonic() - target.last_ok < 1.0:
+            return True  # it answered a request a moment ago: probes cost nothing under load
+        try:
+            # Short: a readiness probe has its own timeout (Kubernetes: 1 s by default).
+            with target.connection(target.acquire_timeout(cap=0.5)) as conn:
+                conn.execute(self._sql["ping"]).fetchone()
+        except (_ServerDown, psycopg.Error):
+            return False
+        return True
+
+    # -- queries --
+
+    def query(self, window: timedelta, label: str | None = None, limit: int = DEFAULT_LIMIT,
+              consistency: Consistency = "eventual", min_lsn: str | None = None) -> dict[str, Any]:
+        if consistency not in ("eventual", "strong"):
+            raise ValueError(f"unknown consistency {consistency!r}")
+        if not timedelta(0) < window <= MAX_WINDOW:
+            raise ValueError("window out of range")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError("limit out of range")
+        if self._closed:
+            raise Unavailable("entity-stats is shutting down", code="shutting_down",
+                              retry_after=self.settings.retry_after_s)
+        params = {"window": window, "label": label, "limit": limit}
+        started = time.perf_counter()
+        try:
+            if consistency == "eventual" and min_lsn is None:
+                result = self._eventual(params)
+            else:
+                result = self._read_your_writes(params, min_lsn)
+        except psycopg.errors.QueryCanceled:
+            raise Timeout("the analytics query exceeded the statement timeout; use a shorter window "
+                          "or a label") from None
+        db_ms = (time.perf_counter() - started) * 1000.0
+        request_log.fields().update(served_by=result["served_by"], db_ms=round(db_ms, 3),
+                                    lag_seconds=result["freshness"]["lag_seconds"],
+                                    lag_bytes=result["freshness"]["lag_bytes"])
+        result.update(window=format_window(window), window_seconds=int(window.total_seconds()),
+                      label=label, limit=limit, consistency=consistency, min_lsn=min_lsn)
+        return result
+
+    def _eventual(self, params: dict) -> dict[str, Any]:
+        try:
+            return self._read_replica(params)
+        except _ServerDown:
+            if not self.settings.stats_primary_fallback:
+                raise self._unavailable("the analytics replica is unavailable") from None
+        try:
+            return self._read_primary(params)
+        except _ServerDown:
+            raise self._unavailable("neither the analytics replica nor the primary is available") from None
+
+    def _read_your_writes(self, params: dict, min_lsn: str | None) -> dict[str, Any]:
+        deadline = time.monotonic() + self.settings.stats_strong_wait_ms / 1000.0
+        target_lsn = min_lsn
+        if target_lsn is None:
+            try:
+                target_lsn = self._primary_lsn()
+            except _ServerDown:
+                # Without the primary we cannot know what "everything committed" is.
+                raise self._unavailable("the primary is unavailable, so a strong read cannot be "
+                                        "guaranteed; retry or pass min_lsn") from None
+        try:
+            result = self._read_replica(params, wait_for=target_lsn, deadline=deadline)
+        except _ServerDown:
+            result = None
+        if result is not None:
+            return result
+        try:
+            return self._read_primary(params)
+        except _ServerDown:
+            raise self._unavailable("the primary is unavailable and the replica has not replayed "
+                                    f"{target_lsn}") from None
+
+    def _unavailable(self, message: str) -> Unavailable:
+        return Unavailable(message, code="database_unavailable", retry_after=self.settings.retry_after_s)
+
+    def _read_replica(self, params: dict, *, wait_for: str | None = None,
+                      deadline: float | None = None) -> dict[str, Any] | None:
+        """The answer from the replica, or None when it did not replay ``wait_for`` by ``deadline``."""
+        with self.replica.connection(self.replica.acquire_timeout()) as conn:
+            if wait_for is not None and not self._wait_replayed(conn, wait_for, deadline):
+                return None
+            fresh = conn.execute(self._sql["replica_freshness"]).fetchone()
+            in_recovery, replay_lsn, _receive_lsn, lag_seconds, pending_bytes, checked_at = fresh
+            top, mix = self._read_data(conn, params)
+        primary_lsn, lag_bytes = self._primary_lag(replay_lsn)
+        if lag_bytes is None:
+            lag_bytes = int(pending_bytes or 0)
+        return self._answer("replica" if in_recovery else "primary", top, mix, {
+            "lag_seconds": round(float(lag_seconds or 0.0), 3),
+            "lag_bytes": int(lag_bytes),
+            "replay_lsn": replay_lsn,
+            "primary_lsn": primary_lsn,
+            "checked_at": _iso(checked_at),
+        })
+
+    def _read_primary(self, params: dict) -> dict[str, Any]:
+        with self.primary.connection(self.primary.acquire_timeout()) as conn:
+            fresh = conn.execute(self._sql["replica_freshness"]).fetchone()
+            _in_recovery, lsn, _receive, _lag, _pending, checked_at = fresh
+            top, mix = self._read_data(conn, params)
+        return self._answer("primary", top, mix, {
+            "lag_seconds": 0.0,
+            "lag_bytes": 0,
+            "replay_lsn": lsn,
+            "primary_lsn": lsn,
+            "checked_at": _iso(checked_at),
+        })
+
+    def _read_data(self, conn: psycopg.Connection, params: dict) -> tuple[list, list]:
+        name = "top_entities" if params["label"] is None else "top_entities_for_label"
+        with conn.transaction():
+            top = conn.execute(self._sql[name], params).fetchall()
+            mix = conn.execute(self._sql["label_mix"], params).fetchall()
+        return top, mix
+
+    @staticmethod
+    def _answer(served_by: str, top: list, mix: list, freshness: dict) -> dict[str, Any]:
+        return {
+            "top_entities": [{"text": text, "label": label, "count": int(count)} for text, label, count in top],
+            "label_mix": [{"label": label, "count": int(count)} for label, count in mix],
+            "served_by": served_by,
+            "freshness": freshness,
+        }
+
+    def _wait_replayed(self, conn: psycopg.Connection, lsn: str, deadline: float | None) -> bool:
+        """Poll the replica until it has replayed ``lsn``; False at the deadline or if replay is paused."""
+        delay = _POLL_FIRST_S
+        while True:
+            replayed, paused = conn.execute(self._sql["replica_replayed"], {"lsn": lsn}).fetchone()
+            if replayed:
+                return True
+            if paused or deadline is None:
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, _POLL_MAX_S)
+
+    def _primary_lsn(self) -> str:
+        with self.primary.connection(self.primary.acquire_timeout()) as conn:
+            return conn.execute(self._sql["primary_position"], {"replay_lsn": None}).fetchone()[0]
+
+    def _primary_lag(self, replay_lsn: str | None) -> tuple[str | None, int | None]:
+        """(primary flush LSN, bytes the replica is behind), or (None, None) if the primary cannot be
+        asked quickly: freshness must not make a replica read slow or fail when the primary is down."""
+        if not self.primary.configured:
+            return None, None
+        try:
+            with self.primary.connection(self.primary.acquire_timeout(cap=_PROBE_TIMEOUT_S)) as conn:
+                lsn, lag = conn.execute(self._sql["primary_position"], {"replay_lsn": replay_lsn}).fetchone()
+        except (_ServerDown, psycopg.Error):
+            return None, None
+        return lsn, (None if lag is None else int(lag))
+
+
+def _iso(value: datetime | None) -> str:
+    value = value or datetime.now(UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,158 @@
+"""HTTP helpers shared by the handlers: body decoding, request ids, JSON responses and the error edge.
+
+Everything here returns python3-http response dicts (``statusCode``, ``body``, ``headers``), so a
+handler using it runs unchanged under the official OpenFaaS template.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from functions.runtime import request_log
+from functions.runtime.errors import (
+    BadRequest,
+    FunctionError,
+    InvalidField,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
+MAX_REQUEST_ID_CHARS = 128
+
+# curl -d sends form encoding and some clients send nothing: their bodies are sniffed (JSON object or text).
+_SNIFFED_TYPES = {"", "application/x-www-form-urlencoded"}
+
+
+def json_response(status: int, body: Any, *, request_id: str | None = None,
+                  headers: dict[str, str] | None = None) -> dict:
+    out_headers = {"Content-Type": "application/json"}
+    if request_id:
+        out_headers[REQUEST_ID_HEADER] = request_id
+    if headers:
+        out_headers.update(headers)
+    return {"statusCode": status, "body": body, "headers": out_headers}
+
+
+def error_response(exc: FunctionError, request_id: str | None) -> dict:
+    body = {"error": exc.code, "message": exc.message, "request_id": request_id}
+    if isinstance(exc, InvalidField):
+        body["field"] = exc.field
+    return json_response(exc.status, body, request_id=request_id, headers=exc.headers)
+
+
+def header_request_id(event) -> str | None:
+    """The gateway's ``X-Call-Id`` (kept across async retries), if it is a usable id."""
+    value = event.headers.get("X-Call-Id") if event.headers is not None else None
+    if isinstance(value, str) and _valid_request_id(value):
+        return value
+    return None
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_REQUEST_ID_CHARS and value.isprintable() and value.strip() == value
+
+
+def validate_request_id(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidField(field, f"'{field}' must be a string")
+    if not _valid_request_id(value):
+        raise InvalidField(field, f"'{field}' must be 1-{MAX_REQUEST_ID_CHARS} printable characters "
+                                  "without surrounding spaces")
+    return value
+
+
+def media_type(event) -> str:
+    raw = event.headers.get("Content-Type", "") if event.headers is not None else ""
+    return (raw or "").split(";", 1)[0].strip().lower()
+
+
+def decode_body(event, *, max_bytes: int) -> tuple[str, Any]:
+    """Return ``("json", value)`` or ``("text", str)`` for the request body.
+
+    Raises PayloadTooLarge (413), UnsupportedMediaType (415), BadRequest (400: invalid UTF-8 or JSON).
+    """
+    body = event.body or b""
+    if isinstance(body, str):  # tolerate str bodies from other runtimes
+        body = body.encode("utf-8")
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {max_bytes}")
+    kind = media_type(event)
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        as_json = True
+    elif kind == "text/plain":
+        as_json = False
+    elif kind in _SNIFFED_TYPES:
+        as_json = body.lstrip()[:1] in (b"{", b"[")
+    else:
+        raise UnsupportedMediaType(f"content type {kind!r} is not supported; send application/json "
+                                   "or text/plain")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
+    if not as_json:
+        return "text", text
+    try:
+        return "json", json.loads(text)
+    except RecursionError:
+        raise BadRequest("request body JSON is nested too deeply", code="invalid_json") from None
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def handles_errors(handle: Callable) -> Callable:
+    """Decorator for ``handle(event, context)``: the error edge and the request log line.
+
+    Project exceptions become JSON error responses and anything unexpected a JSON 500. Each call writes
+    one ``request.completed`` (2xx/3xx) or ``request.failed`` line with the fields the services
+    collected; never the request body.
+    """
+
+    @functools.wraps(handle)
+    def wrapper(event, context):
+        token = request_log.start()
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            response = handle(event, context)
+        except FunctionError as exc:
+            error = exc
+            request_id = getattr(exc, "request_id", None) or header_request_id(event) or new_request_id()
+            response = error_response(exc, request_id)
+        except Exception as exc:
+            error = exc
+            request_id = header_request_id(event) or new_request_id()
+            log.error("unhandled error in handler", exc_info=True, extra={
+                "event": "request.crashed", "request_id": request_id, "error.type": type(exc).__name__})
+            response = error_response(FunctionError("internal error; the request was not processed"),
+                                      request_id)
+        fields = request_log.finish(token)
+        status = response.get("statusCode", 200) if isinstance(response, dict) else 200
+        headers = response.get("headers") or {} if isinstance(response, dict) else {}
+        fields["request_id"] = headers.get(REQUEST_ID_HEADER) or fields.get("request_id")
+        fields.update(status_code=status, duration_ms=round((time.perf_counter() - started) * 1000.0, 3),
+                      method=event.method)
+        if error is None:
+            fields["event"] = "request.completed"
+            log.info("request completed", extra=fields)
+        else:
+            fields.update({"event": "request.failed", "error.type": type(error).__name__,
+                           "error.code": getattr(error, "code", "internal_error"),
+                           "error.message": getattr(error, "message", "internal error")})
+            log.log(logging.ERROR if status >= 500 else logging.WARNING, "request failed", extra=fields)
+        return response
+
+    return wrapper

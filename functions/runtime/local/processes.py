@@ -1,0 +1,102 @@
+"""Function processes on this machine, started the way of-watchdog starts them (``fprocess``).
+
+Used by the local gateway, the tests and the benchmarks: one OS process per function, its stdout (the
+JSON log lines) captured to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+FPROCESS = [sys.executable, "-m", "functions.runtime.server"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class FunctionProcess:
+    name: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+    env: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_lines(self) -> list[dict]:
+        """Every stdout line so far, parsed; a line that is not JSON raises (the contract says JSON)."""
+        return [json.loads(line) for line in self.raw_log().splitlines() if line.strip()]
+
+    def raw_log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def ready_status(self) -> int:
+        """HTTP status of the readiness path (0 when nothing answers)."""
+        try:
+            with urllib.request.urlopen(self.url + self.env.get("READY_PATH", "/_/ready"), timeout=5) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def wait_ready(self, timeout: float = 60.0, expect: int = 200) -> None:
+        """Wait until readiness answers ``expect``. Raises RuntimeError if the process exits and
+        TimeoutError after ``timeout`` seconds, both with the tail of its log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n"
+                                   f"{self.raw_log()[-3000:]}")
+            if self.ready_status() == expect:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready (HTTP {expect}) after {timeout}s:\n{self.raw_log()[-3000:]}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_function(name: str, log_dir: Path, *, secrets_dir: Path | None = None, port: int | None = None,
+                   wait: bool = True, env: dict | None = None, **overrides: str) -> FunctionProcess:
+    """Start function ``name`` (``functions/<name>/handler.py``) on a free port."""
+    port = port or free_port()
+    child_env = {k: v for k, v in os.environ.items() if not k.endswith("_DSN")}
+    child_env.update(env or {})
+    child_env.update({"FUNCTION_NAME": name, "PORT": str(port), "HOST": "127.0.0.1",
+                      "SECRETS_DIR": str(secrets_dir) if secrets_dir else str(log_dir / "no-secrets"),
+                      "PYTHONUNBUFFERED": "1"})
+    child_env.update({k: str(v) for k, v in overrides.items()})
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{port}.log"
+    with open(log_path, "wb") as stdout:
+        process = subprocess.Popen(FPROCESS, cwd=REPO, env=child_env, stdout=stdout, stderr=subprocess.STDOUT)
+    fn = FunctionProcess(name, port, process, log_path, child_env)
+    if wait:
+        fn.wait_ready()
+    return fn

@@ -1,0 +1,281 @@
+"""The ner-processor service: validate a request, recognise entities, persist them, build the answer.
+
+Created once per process by the handler module (:func:`get`); it owns the model worker and the
+writer pool and registers their readiness checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from functions.runtime import readiness, request_log
+from functions.runtime.errors import InvalidField, PayloadTooLarge, Timeout, Unavailable
+from functions.runtime.http import (
+    decode_body,
+    header_request_id,
+    json_response,
+    new_request_id,
+    validate_request_id,
+)
+from functions.runtime.nlp import Entity, NerEngine, load_pipeline
+from functions.runtime.persistence import DocumentRecord, EntityWriter, make_pool
+from functions.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ALLOWED_METHODS = "POST"
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    source: str | None = None
+    metadata: dict | None = None
+
+
+@dataclass(frozen=True)
+class NerRequest:
+    request_id: str
+    documents: tuple[Document, ...]
+    batch: bool
+
+
+class NerService:
+    """Owns the model worker and the writer; :meth:`process` is safe to call from many threads."""
+
+    def __init__(self, settings: Settings, engine: NerEngine, writer: EntityWriter | None):
+        self.settings = settings
+        self.engine = engine
+        self.writer = writer
+        self.model = engine.info.as_dict()
+
+    # -- parse ------------------------------------------------------------------------------------
+
+    def parse(self, event) -> NerRequest:
+        """Turn an HTTP event into a request. Raises the 4xx project errors documented in the README."""
+        from functions.runtime.errors import MethodNotAllowed
+
+        if event.method != "POST":
+            raise MethodNotAllowed(f"method {event.method} is not allowed; use POST", allow=ALLOWED_METHODS)
+        kind, payload = decode_body(event, max_bytes=self.settings.max_body_bytes)
+        fallback_id = header_request_id(event) or new_request_id()
+        if kind == "text":
+            text = self._check_text(payload, "body")
+            return NerRequest(fallback_id, (Document(fallback_id, text),), batch=False)
+        if not isinstance(payload, dict):
+            raise InvalidField("body", "the JSON body must be an object with 'text' or 'documents'")
+        if "documents" in payload:
+            return self._parse_batch(payload, fallback_id)
+        request_id = fallback_id
+        if payload.get("request_id") is not None:
+            request_id = validate_request_id(payload["request_id"], "request_id")
+        text = self._check_text(payload.get("text"), "text", present="text" in payload)
+        source = self._optional_str(payload.get("source"), "source")
+        metadata = self._optional_object(payload.get("metadata"), "metadata")
+        return NerRequest(request_id, (Document(request_id, text, source, metadata),), batch=False)
+
+    def _parse_batch(self, payload: dict, fallback_id: str) -> NerRequest:
+        request_id = fallback_id
+        if payload.get("request_id") is not None:
+            request_id = validate_request_id(payload["request_id"], "request_id")
+        items = payload["documents"]
+        if not isinstance(items, list) or not items:
+            raise InvalidField("documents", "'documents' must be a non-empty array of objects")
+        if len(items) > self.settings.max_batch_docs:
+            raise PayloadTooLarge(f"'documents' has {len(items)} items; the limit is "
+                                  f"{self.settings.max_batch_docs}", code="too_many_documents")
+        default_source = self._optional_str(payload.get("source"), "source")
+        documents: list[Document] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            where = f"documents[{index}]"
+            if not isinstance(item, dict):
+                raise InvalidField(where, f"'{where}' must be an object with 'text'")
+            doc_id = f"{request_id}:{index}"
+            if item.get("id") is not None:
+                doc_id = validate_request_id(item["id"], f"{where}.id")
+            if doc_id in seen:
+                raise InvalidField(f"{where}.id", f"'{where}.id' repeats the id {doc_id!r}")
+            seen.add(doc_id)
+            text = self._check_text(item.get("text"), f"{where}.text", present="text" in item)
+            source = self._optional_str(item.get("source"), f"{where}.source") or default_source
+            metadata = self._optional_object(item.get("metadata"), f"{where}.metadata")
+            documents.append(Document(doc_id, text, source, metadata))
+        return NerRequest(request_id, tuple(documents), batch=True)
+
+    def _check_text(self, value: Any, field: str, present: bool = True) -> str:
+        if not present or value is None:
+            raise InvalidField(field, f"'{field}' is required", code="missing_field")
+        if not isinstance(value, str):
+            raise InvalidField(field, f"'{field}' must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise InvalidField(field, f"'{field}' must not be empty or whitespace only", code="empty_text")
+        if len(value) > self.settings.max_text_chars:
+            raise PayloadTooLarge(f"'{field}' has {len(value)} characters; the limit is "
+                                  f"{self.settings.max_text_chars}", code="text_too_long")
+        if "\x00" in value:
+            raise InvalidField(field, f"'{field}' must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON "\ud800" escapes decode to lone surrogates
+            raise InvalidField(field, f"'{field}' contains an unpaired surrogate (invalid Unicode)") from None
+        return value
+
+    @staticmethod
+    def _optional_str(value: Any, field: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > 200 or "\x00" in value:
+            raise InvalidField(field, f"'{field}' must be a string of at most 200 characters")
+        return value
+
+    @staticmethod
+    def _optional_object(value: Any, field: str) -> dict | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise InvalidField(field, f"'{field}' must be a JSON object")
+        if "\\u0000" in _json_text(value):
+            raise InvalidField(field, f"'{field}' must not contain NUL characters")
+        return value
+
+    # -- process ----------------------------------------------------------------------------------
+
+    def process(self, request: NerRequest) -> dict:
+        """Recognise and persist; returns the response dict.
+
+        Raises Overloaded (429), Timeout (504), Unavailable (503), Conflict (409).
+        """
+        fields = request_log.fields()
+        fields["request_id"] = request.request_id
+        texts = [doc.text for doc in request.documents]
+        fields.update(document_count=len(texts), text_length=sum(map(len, texts)))
+        started = time.perf_counter()
+        try:
+            entities = self.engine.recognize(texts, timeout=self.settings.request_timeout_s)
+        except TimeoutError:
+            raise _with_id(Timeout("entity recognition did not finish in time"), request.request_id) from None
+        except Exception as exc:
+            raise _with_id(exc, request.request_id) from None
+        ner_ms = (time.perf_counter() - started) * 1000.0
+        counts = Counter(label for doc_entities in entities for _, label, _, _ in doc_entities)
+        fields.update(ner_ms=round(ner_ms, 3), entity_count=sum(counts.values()),
+                      entities_by_label=dict(counts), batch_size=len(texts))
+
+        commit_lsn, duplicates = None, set()
+        if self.writer is None:
+            raise _with_id(Unavailable("no database is configured", code="database_unavailable",
+                                       retry_after=self.settings.retry_after_s), request.request_id)
+        records = [DocumentRecord(
+            request_id=doc.id, source=doc.source, model_name=self.model["name"],
+            model_version=self.model["version"], text=doc.text,
+            text_sha256=hashlib.sha256(doc.text.encode("utf-8")).hexdigest(),
+            entities=doc_entities, metadata=doc.metadata, ner_ms=ner_ms / len(texts))
+            for doc, doc_entities in zip(request.documents, entities, strict=True)]
+        try:
+            result = self.writer.write(records)
+        except Exception as exc:
+            raise _with_id(exc, request.request_id) from None
+        commit_lsn, duplicates = result.commit_lsn, result.duplicates
+        fields["db_ms"] = round(result.db_ms, 3)
+        if duplicates:
+            fields["duplicate_count"] = len(duplicates)
+        return self._body(request, entities, commit_lsn, duplicates)
+
+    def _body(self, request: NerRequest, entities: list[list[Entity]], commit_lsn: str | None,
+              duplicates: set[str]) -> dict:
+        def as_dicts(doc_entities: list[Entity]) -> list[dict]:
+            return [{"text": t, "label": lab, "start_char": s, "end_char": e} for t, lab, s, e in doc_entities]
+
+        if not request.batch:
+            doc = request.documents[0]
+            return {"request_id": request.request_id, "entities": as_dicts(entities[0]), "model": self.model,
+                    "persisted": True, "duplicate": doc.id in duplicates, "commit_lsn": commit_lsn}
+        return {
+            "request_id": request.request_id,
+            "documents": [{"id": doc.id, "entities": as_dicts(doc_entities), "persisted": True,
+                           "duplicate": doc.id in duplicates}
+                          for doc, doc_entities in zip(request.documents, entities, strict=True)],
+            "model": self.model, "persisted": True, "commit_lsn": commit_lsn,
+        }
+
+    def respond(self, request: NerRequest, body: dict) -> dict:
+        return json_response(200, body, request_id=request.request_id)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self.writer is not None and self.writer.ready()
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _with_id(exc: BaseException, request_id: str) -> BaseException:
+    try:
+        exc.request_id = request_id  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    return exc
+
+
+_service: NerService | None = None
+_service_lock = threading.Lock()
+
+
+def build(settings: Settings) -> NerService:
+    """Load the model (timed, logged as ``model.loaded``) and open the writer pool without waiting."""
+    from functions.runtime import logs
+
+    started = time.perf_counter()
+    nlp = load_pipeline(settings.spacy_model, settings.spacy_pipeline)
+    engine = NerEngine(nlp, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
+                       max_pending=settings.max_pending_docs, zone_docs=settings.zone_docs)
+    load_ms = (time.perf_counter() - started) * 1000.0
+    logs.set_static_fields(model_name=engine.info.name, model_version=engine.info.version)
+    log.info("model loaded", extra={"event": "model.loaded", "load_ms": round(load_ms, 1),
+                                    "pipeline": list(engine.info.pipeline)})
+    readiness.register("model", lambda: True)
+    writer = None
+    dsn = settings.secret("ner-writer-dsn")
+    if dsn:
+        pool = make_pool(dsn, name="ner-writer", min_size=settings.db_pool_min_size,
+                         max_size=settings.db_pool_max_size, timeout=settings.db_pool_timeout_s,
+                         statement_timeout_ms=settings.db_statement_timeout_ms,
+                         connect_timeout=settings.db_connect_timeout_s)
+        writer = EntityWriter(pool, store_text=settings.store_text, retry_after=settings.retry_after_s,
+                              write_timeout=settings.request_timeout_s)
+        writer.open()
+        readiness.register("database", writer.ready)
+    else:
+        log.warning("secret ner-writer-dsn is not set: requests will get 503",
+                    extra={"event": "db.not_configured"})
+        readiness.register("database", lambda: False)
+    service = NerService(settings, engine, writer)
+    from functions.runtime import lifecycle
+
+    lifecycle.on_shutdown(service.close)
+    return service
+
+
+def get() -> NerService:
+    """The process's one service, built on first use."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = build(Settings.from_env())
+        return _service

@@ -1,0 +1,262 @@
+"""The spaCy model, loaded once per process, and the one worker thread that runs it.
+
+Every request's texts go through :class:`NerEngine`: concurrent requests that arrive within a few
+milliseconds are run through a single ``nlp.pipe`` call (dynamic micro-batching) and each request gets
+its own entities back. Only the worker thread touches the pipeline, so memory zones are never shared
+between threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from functions.runtime.errors import Overloaded, Unavailable
+
+log = logging.getLogger(__name__)
+
+# (text, label, start_char, end_char) exactly as spaCy gives them.
+Entity = tuple[str, str, int, int]
+
+# Short texts run outside any memory zone at start-up: tokens they put in the tokenizer cache and
+# the string store stay there for the life of the process, so the hot path inside zones hits the cache.
+_WARMUP_TEXTS = (
+    "Tim Cook visited Berlin on Monday and met Angela Merkel at the Brandenburg Gate.",
+    "I ordered a new iPhone from Apple on 3 March 2024 for $999 and it arrived two days late!",
+    "The support team at Amazon in Seattle refunded 50% of my order after I called at 9am.",
+    "Great service from Delta Airlines, flight from New York to London was on time :)",
+    "Microsoft, Google and Tesla stocks fell 3% on Wednesday, according to Reuters.",
+    "we stayed at the Hilton in Paris last weekend. the staff were lovely, thanks Marie!",
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    pipeline: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+
+def load_pipeline(model: str, pipeline: str = "ner"):
+    """Load the spaCy pipeline ``model`` (a package name or a path).
+
+    With ``pipeline="ner"`` only the ``ner`` component (and any component it listens to) is loaded,
+    which is what entity recognition needs; ``"full"`` loads everything. Raises OSError if the model
+    package is not installed and ValueError if it has no ``ner`` component.
+    """
+    import spacy
+
+    if pipeline == "full":
+        nlp = spacy.load(model)
+    else:
+        # Read the component list without building the pipeline, then exclude everything NER does not
+        # need. A model whose ner listens to a shared tok2vec keeps that tok2vec.
+        config = spacy.util.load_config(_config_path(model))
+        names = list(config["nlp"]["pipeline"])
+        if "ner" not in names:
+            raise ValueError(f"model {model!r} has no 'ner' component (components: {names})")
+        keep = {"ner"}
+        ner_cfg = config["components"].get("ner", {})
+        tok2vec_cfg = ner_cfg.get("model", {}).get("tok2vec", {})
+        if "Listener" in str(tok2vec_cfg.get("@architectures", "")):
+            keep.add(tok2vec_cfg.get("upstream", "tok2vec") if tok2vec_cfg.get("upstream") != "*"
+                     else "tok2vec")
+        nlp = spacy.load(model, exclude=[name for name in names if name not in keep])
+    if "ner" not in nlp.pipe_names:
+        raise ValueError(f"model {model!r} has no 'ner' component")
+    return nlp
+
+
+def _config_path(model: str) -> str:
+    """Path of the model's config.cfg, for a model directory or an installed model package."""
+    import glob
+
+    import spacy
+
+    root = model if os.path.isdir(model) else str(spacy.util.get_package_path(model))
+    if os.path.isfile(os.path.join(root, "config.cfg")):
+        return os.path.join(root, "config.cfg")
+    # Packaged models keep their data in a versioned sub-directory.
+    found = sorted(glob.glob(os.path.join(root, "*", "config.cfg")))
+    if not found:
+        raise OSError(f"no config.cfg found for model {model!r} under {root}")
+    return found[-1]
+
+
+def model_info(nlp) -> ModelInfo:
+    meta = nlp.meta
+    return ModelInfo(name=f"{meta.get('lang', 'xx')}_{meta.get('name', 'unknown')}",
+                     version=str(meta.get("version", "0.0.0")), pipeline=tuple(nlp.pipe_names))
+
+
+def extract(doc) -> list[Entity]:
+    return [(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
+
+
+class _Job:
+    __slots__ = ("texts", "future", "enqueued_at")
+
+    def __init__(self, texts: Sequence[str]):
+        self.texts = texts
+        self.future: Future[list[list[Entity]]] = Future()
+        self.enqueued_at = time.perf_counter()
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    documents: int = 0
+    zones: int = 0
+
+
+class NerEngine:
+    """Runs the pipeline on one worker thread with dynamic micro-batching.
+
+    ``max_batch`` bounds the documents in one ``nlp.pipe`` call, ``max_wait_ms`` how long the worker
+    waits for more requests once it has seen concurrency, ``max_pending`` the documents that may be
+    queued before :meth:`submit` refuses work (429). ``zone_docs`` is how many documents share one
+    ``nlp.memory_zone()``: zones keep the string store from growing, and spanning several batches
+    keeps their set-up cost off the hot path. 0 disables zones.
+    """
+
+    def __init__(self, nlp, *, max_batch: int = 128, max_wait_ms: float = 5.0, max_pending: int = 4096,
+                 zone_docs: int = 2048, warmup: bool = True):
+        self.nlp = nlp
+        self.info = model_info(nlp)
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.max_pending = max_pending
+        self.zone_docs = zone_docs
+        self.stats = BatchStats()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._pending_docs = 0
+        self._pending_lock = threading.Lock()
+        self._closed = False
+        if warmup:
+            for doc in nlp.pipe(_WARMUP_TEXTS):
+                extract(doc)
+        self._thread = threading.Thread(target=self._run, name="ner-worker", daemon=True)
+        self._thread.start()
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def submit(self, texts: Sequence[str]) -> Future[list[list[Entity]]]:
+        """Queue ``texts``; the future resolves to one entity list per text.
+
+        Raises Overloaded (429) when more than ``max_pending`` documents are queued and Unavailable
+        (503) after :meth:`close`.
+        """
+        if self._closed:
+            raise Unavailable("the model worker is shutting down", code="shutting_down")
+        with self._pending_lock:
+            if self._pending_docs + len(texts) > self.max_pending and self._pending_docs > 0:
+                raise Overloaded(f"{self._pending_docs} documents are already queued for the model; "
+                                 "retry shortly")
+            self._pending_docs += len(texts)
+        job = _Job(texts)
+        self._queue.put(job)
+        return job.future
+
+    def recognize(self, texts: Sequence[str], timeout: float | None = None) -> list[list[Entity]]:
+        """Blocking :meth:`submit`. Raises TimeoutError after ``timeout`` seconds (the job is
+        cancelled if it has not started)."""
+        future = self.submit(texts)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    @property
+    def pending_docs(self) -> int:
+        return self._pending_docs
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish queued work, then stop the worker."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    # -- worker -----------------------------------------------------------------------------------
+
+    def _collect(self, first: _Job, concurrent_recently: bool) -> tuple[list[_Job], bool]:
+        jobs = [first]
+        docs = len(first.texts)
+        stop = False
+        deadline = time.perf_counter() + (self.max_wait_s if concurrent_recently else 0.0)
+        while docs < self.max_batch:
+            try:
+                remaining = deadline - time.perf_counter()
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                stop = True
+                break
+            jobs.append(job)
+            docs += len(job.texts)
+        return jobs, stop
+
+    def _run(self) -> None:
+        zone_stack = ExitStack()
+        docs_in_zone = 0
+        concurrent_recently = False
+        stop = False
+        try:
+            while not stop:
+                first = self._queue.get()
+                if first is None:
+                    break
+                jobs, stop = self._collect(first, concurrent_recently)
+                concurrent_recently = len(jobs) > 1
+                jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+                if not jobs:
+                    continue
+                if self.zone_docs and docs_in_zone == 0:
+                    zone_stack.enter_context(self.nlp.memory_zone())
+                    self.stats.zones += 1
+                texts = [text for job in jobs for text in job.texts]
+                try:
+                    results = [extract(doc) for doc in self.nlp.pipe(texts, batch_size=self.max_batch)]
+                except Exception as exc:  # one poisoned batch must not kill the worker
+                    log.error("model batch failed", exc_info=True,
+                              extra={"event": "ner.batch_failed", "batch_size": len(texts)})
+                    for job in jobs:
+                        job.future.set_exception(exc)
+                    results = None
+                finally:
+                    with self._pending_lock:
+                        self._pending_docs -= sum(len(job.texts) for job in jobs)
+                    docs_in_zone += len(texts)
+                    if self.zone_docs and docs_in_zone >= self.zone_docs:
+                        zone_stack.close()
+                        docs_in_zone = 0
+                self.stats.batches += 1
+                self.stats.documents += len(texts)
+                if results is not None:
+                    offset = 0
+                    for job in jobs:
+                        job.future.set_result(results[offset:offset + len(job.texts)])
+                        offset += len(job.texts)
+        finally:
+            zone_stack.close()
+            # Anything still queued after close() gets a clear error instead of hanging.
+            while True:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None and job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(Unavailable("the model worker stopped", code="shutting_down"))

@@ -1,0 +1,332 @@
+"""Persistence of documents and entities on the PostgreSQL primary, with group commit.
+
+Requests hand their documents to :class:`EntityWriter`; one committer thread writes everything that
+is waiting in a single transaction (one array-``INSERT`` per table) and resolves each request's future
+only after ``COMMIT``. Writes are idempotent on ``request_id``: a document already stored with the same
+text hash and model is reported as a duplicate and adds no rows; the same id with other content is a
+conflict (409) and nothing of that request is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from functions.runtime import queries
+from functions.runtime.errors import Conflict, FunctionError, Unavailable
+from functions.runtime.nlp import Entity
+
+log = logging.getLogger(__name__)
+
+_MAX_GROUP_DOCS = 2048
+
+
+def normalize(text: str) -> str:
+    """Grouping key of an entity: NFKC, case-folded, inner whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    request_id: str
+    source: str | None
+    model_name: str
+    model_version: str
+    text: str
+    text_sha256: str
+    entities: Sequence[Entity]
+    metadata: dict | None = None
+    ner_ms: float | None = None
+
+
+@dataclass
+class WriteResult:
+    commit_lsn: str | None
+    duplicates: set[str] = field(default_factory=set)
+    db_ms: float = 0.0
+
+
+class _WriteJob:
+    __slots__ = ("records", "future")
+
+    def __init__(self, records: Sequence[DocumentRecord]):
+        self.records = records
+        self.future: Future[WriteResult] = Future()
+
+
+def _configure_connection(statement_timeout_ms: int):
+    def configure(conn: psycopg.Connection) -> None:
+        # Explicit transaction() blocks only: a connection never goes back to the pool mid-transaction.
+        conn.autocommit = True
+        # Bounded statements: a locked or slow table gives a 503, never a request past exec_timeout.
+        conn.execute("SELECT set_config('statement_timeout', %s, false),"
+                     " set_config('lock_timeout', %s, false)",
+                     (str(statement_timeout_ms), str(statement_timeout_ms)))
+    return configure
+
+
+def make_pool(dsn: str, *, name: str, min_size: int, max_size: int, timeout: float,
+              statement_timeout_ms: int, connect_timeout: float) -> ConnectionPool:
+    """A checked pool, not yet opened. Connection errors never include the DSN (psycopg's messages
+    name host/port only)."""
+    return ConnectionPool(
+        dsn,
+        name=name,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,
+        check=ConnectionPool.check_connection,
+        configure=_configure_connection(statement_timeout_ms),
+        kwargs={"connect_timeout": max(1, int(round(connect_timeout))), "application_name": name},
+        # After an outage the pool retries in the background; keep the first retries quick.
+        reconnect_timeout=24 * 3600,
+        max_lifetime=1800,
+    )
+
+
+class EntityWriter:
+    """Group-committing writer for the primary.
+
+    :meth:`write` blocks until the records are committed and returns the commit LSN. It raises
+    Unavailable (503, ``database_unavailable``) when the primary cannot be reached within the pool
+    timeout or a statement times out, and Conflict (409) when a request id was stored with other
+    content. Call :meth:`open` once before use and :meth:`close` at shutdown.
+    """
+
+    def __init__(self, pool: ConnectionPool, *, store_text: bool = True, retry_after: int = 2,
+                 write_timeout: float = 10.0):
+        self.pool = pool
+        self.store_text = store_text
+        self.retry_after = retry_after
+        self.write_timeout = write_timeout
+        self._sql = queries.load("writer")
+        self._queue: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="db-committer", daemon=True)
+        self._closed = False
+        self._last_ok = 0.0
+
+    def open(self) -> None:
+        """Open the pool without waiting for the database (readiness tells when it answers)."""
+        self.pool.open(wait=False)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self.pool.close(timeout=timeout)
+
+    def ready(self) -> bool:
+        """True when the primary answers a trivial query within the pool timeout (cached for 1 s
+        after a successful write or check, so probes cost nothing under load)."""
+        if time.monotonic() - self._last_ok < 1.0:
+            return True
+        try:
+            with self.pool.connection(timeout=min(1.0, self.pool.timeout)) as conn:
+                conn.execute(self._sql["ping"]).fetchone()
+        except (PoolTimeout, psycopg.Error):
+            return False
+        self._last_ok = time.monotonic()
+        return True
+
+    def submit(self, records: Sequence[DocumentRecord]) -> Future[WriteResult]:
+        if self._closed:
+            raise Unavailable("the database writer is shutting down", code="shutting_down",
+                              retry_after=self.retry_after)
+        job = _WriteJob(records)
+        self._queue.put(job)
+        return job.future
+
+    def write(self, records: Sequence[DocumentRecord]) -> WriteResult:
+        future = self.submit(records)
+        try:
+            return future.result(timeout=self.write_timeout)
+        except TimeoutError:
+            raise Unavailable("the database did not confirm the write in time",
+                              code="database_timeout", retry_after=self.retry_after) from None
+
+    # -- committer --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            docs = len(job.records)
+            stop = False
+            while docs < _MAX_GROUP_DOCS:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+                docs += len(more.records)
+            self._commit_group(jobs)
+            if stop:
+                return
+
+    def _commit_group(self, jobs: list[_WriteJob]) -> None:
+        try:
+            outcome = self._write_with_retry(jobs)
+        except psycopg.errors.DataError:
+            # A value PostgreSQL refuses poisons the whole group: write each request on its own so
+            # only the guilty one fails.
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._commit_group([job])
+                return
+            outcome = {id(jobs[0]): _internal("the database refused a value of this request")}
+        except Exception as exc:  # mapped per job below
+            outcome = {id(job): self._translate(exc) for job in jobs}
+        for job in jobs:
+            result = outcome[id(job)]
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                job.future.set_result(result)
+
+    def _translate(self, exc: BaseException) -> FunctionError:
+        if isinstance(exc, FunctionError):
+            return exc
+        if isinstance(exc, PoolTimeout | psycopg.OperationalError):
+            kind = "database_timeout" if isinstance(exc, psycopg.errors.QueryCanceled |
+                                                    psycopg.errors.LockNotAvailable) \
+                else "database_unavailable"
+            log.warning("database write failed", extra={
+                "event": "db.write_failed", "error.type": type(exc).__name__,
+                "error.message": _safe_message(exc)})
+            return Unavailable("the database is unavailable, retry later", code=kind,
+                               retry_after=self.retry_after)
+        log.error("database write failed", extra={
+            "event": "db.write_failed", "error.type": type(exc).__name__,
+            "error.message": _safe_message(exc)})
+        return _internal("the database write failed")
+
+    def _write_with_retry(self, jobs: list[_WriteJob]) -> dict[int, WriteResult | BaseException]:
+        # A concurrent writer (another pod) may insert one of our ids between the check and the
+        # insert; the second attempt then sees it in the check.
+        for attempt in range(3):
+            try:
+                return self._write_once(jobs)
+            except _Raced:
+                pass
+            log.info("request id raced with another writer, retrying group",
+                     extra={"event": "db.write_raced", "attempt": attempt + 1})
+        raise Unavailable("concurrent writes kept racing on the same request ids", code="database_busy",
+                          retry_after=self.retry_after)
+
+    def _write_once(self, jobs: list[_WriteJob]) -> dict[int, WriteResult | BaseException]:
+        started = time.perf_counter()
+        all_ids = list(dict.fromkeys(r.request_id for job in jobs for r in job.records))
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                existing = {row[0]: row[1:] for row in
+                            conn.execute(self._sql["existing_documents"], {"request_ids": all_ids})}
+                outcome: dict[int, WriteResult | BaseException] = {}
+                to_insert: dict[str, DocumentRecord] = {}
+                for job in jobs:
+                    conflict = None
+                    for record in job.records:
+                        fingerprint = (record.text_sha256, record.model_name, record.model_version)
+                        stored = existing.get(record.request_id) or (
+                            _fingerprint(to_insert[record.request_id])
+                            if record.request_id in to_insert else None)
+                        if stored is not None and tuple(stored) != fingerprint:
+                            conflict = record.request_id
+                            break
+                    if conflict is not None:
+                        outcome[id(job)] = Conflict(
+                            f"request id {conflict!r} was already used for a different text or model; "
+                            "use a new request id")
+                        continue
+                    for record in job.records:
+                        if record.request_id not in existing:
+                            to_insert.setdefault(record.request_id, record)
+                inserted: set[str] = set()
+                if to_insert:
+                    inserted = {row[0] for row in conn.execute(
+                        self._sql["insert_documents"], self._document_params(to_insert.values()))}
+                    if inserted != set(to_insert):
+                        raise _Raced()  # leaving transaction() rolls the whole group back
+                    entity_params = self._entity_params(to_insert.values())
+                    if entity_params["request_ids"]:
+                        conn.execute(self._sql["insert_entities"], entity_params)
+            lsn = conn.execute(self._sql["current_lsn"]).fetchone()[0]
+        db_ms = (time.perf_counter() - started) * 1000.0
+        self._last_ok = time.monotonic()
+        for job in jobs:
+            if id(job) in outcome:
+                continue
+            duplicates = {r.request_id for r in job.records if r.request_id in existing}
+            # A request id that two queued requests share is written once; the later one is a duplicate.
+            duplicates |= {r.request_id for r in job.records
+                           if r.request_id in inserted and to_insert[r.request_id] is not r}
+            outcome[id(job)] = WriteResult(commit_lsn=lsn, duplicates=duplicates, db_ms=db_ms)
+        return outcome
+
+    def _document_params(self, records) -> dict[str, list]:
+        records = list(records)
+        return {
+            "request_ids": [r.request_id for r in records],
+            "sources": [r.source for r in records],
+            "model_names": [r.model_name for r in records],
+            "model_versions": [r.model_version for r in records],
+            "text_lengths": [len(r.text) for r in records],
+            "text_sha256s": [r.text_sha256 for r in records],
+            "bodies": [r.text if self.store_text else None for r in records],
+            "metadata": [None if r.metadata is None else json.dumps(r.metadata, ensure_ascii=False)
+                         for r in records],
+            "entity_counts": [len(r.entities) for r in records],
+            "ner_ms": [r.ner_ms for r in records],
+        }
+
+    @staticmethod
+    def _entity_params(records) -> dict[str, list]:
+        params: dict[str, list] = {key: [] for key in
+                                   ("request_ids", "ordinals", "labels", "texts", "norms",
+                                    "start_chars", "end_chars")}
+        for record in records:
+            for ordinal, (text, label, start, end) in enumerate(record.entities):
+                params["request_ids"].append(record.request_id)
+                params["ordinals"].append(ordinal)
+                params["labels"].append(label)
+                params["texts"].append(text)
+                params["norms"].append(normalize(text))
+                params["start_chars"].append(start)
+                params["end_chars"].append(end)
+        return params
+
+
+class _Raced(Exception):
+    pass
+
+
+def _fingerprint(record: DocumentRecord) -> tuple[str, str, str]:
+    return (record.text_sha256, record.model_name, record.model_version)
+
+
+def _internal(message: str) -> FunctionError:
+    return FunctionError(message)
+
+
+def _safe_message(exc: BaseException) -> str:
+    # psycopg messages name host and port at most, never the password; keep them short anyway.
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

@@ -1,0 +1,39 @@
+-- Queries run by ner-processor as role nlp_writer (INSERT on nlp.documents / nlp.entities, SELECT on the
+-- idempotency columns of nlp.documents only). Arrays keep a whole group commit to one statement per table.
+
+-- name: existing_documents
+-- The stored fingerprint of request ids that are already persisted (idempotency check).
+SELECT request_id, text_sha256, model_name, model_version
+FROM nlp.documents
+WHERE request_id = ANY(%(request_ids)s::text[]);
+
+-- name: insert_documents
+-- One row per document; a concurrent writer may have inserted the same id: those are skipped and
+-- re-checked by the caller. Returns the ids this statement inserted.
+INSERT INTO nlp.documents
+    (request_id, source, model_name, model_version, text_length, text_sha256, body, metadata,
+     entity_count, ner_ms)
+SELECT d.request_id, d.source, d.model_name, d.model_version, d.text_length, d.text_sha256, d.body,
+       d.metadata::jsonb, d.entity_count, d.ner_ms
+FROM unnest(%(request_ids)s::text[], %(sources)s::text[], %(model_names)s::text[],
+            %(model_versions)s::text[], %(text_lengths)s::int[], %(text_sha256s)s::text[],
+            %(bodies)s::text[], %(metadata)s::text[], %(entity_counts)s::int[], %(ner_ms)s::real[])
+     AS d(request_id, source, model_name, model_version, text_length, text_sha256, body, metadata,
+          entity_count, ner_ms)
+ON CONFLICT (request_id) DO NOTHING
+RETURNING request_id;
+
+-- name: insert_entities
+-- All entities of the documents inserted above, stamped with the same transaction time.
+INSERT INTO nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char, processed_at)
+SELECT e.request_id, e.ordinal, e.label, e.text, e.norm, e.start_char, e.end_char, now()
+FROM unnest(%(request_ids)s::text[], %(ordinals)s::int[], %(labels)s::text[], %(texts)s::text[],
+            %(norms)s::text[], %(start_chars)s::int[], %(end_chars)s::int[])
+     AS e(request_id, ordinal, label, text, norm, start_char, end_char);
+
+-- name: current_lsn
+-- Taken after COMMIT: a replica that has replayed this LSN has replayed the commit.
+SELECT pg_current_wal_lsn()::text;
+
+-- name: ping
+SELECT 1;
