@@ -456,7 +456,8 @@ class AnalyticsService:
     @staticmethod
     def _answer(served_by: str, top: list, mix: list, freshness: dict) -> dict[str, Any]:
         return {
-            "top_entities": [{"text": text, "label": label, "count": int(count)} for text, label, count in top],
+            "top_entities": [{"text": text, "label": label, "count": int(count)}
+                             for text, label, count in top],
             "label_mix": [{"label": label, "count": int(count)} for label, count in mix],
             "served_by": served_by,
             "freshness": freshness,

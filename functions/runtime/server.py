@@ -277,7 +277,8 @@ def serve(settings: Settings, *, ready_event: threading.Event | None = None) -> 
     log.info("listening", extra={"event": "server.listening", "function": settings.function_name,
                                  "port": server.server_address[1]})
     try:
-        server.handler_module = load_handler(settings.function_name)
+        functions_dir = Path(os.environ.get("FUNCTIONS_DIR") or FUNCTIONS_DIR)
+        server.handler_module = load_handler(settings.function_name, functions_dir)
     except Exception as exc:
         server.load_error = type(exc).__name__
         log.error("handler failed to load", exc_info=True,

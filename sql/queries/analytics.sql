@@ -4,28 +4,45 @@
 
 -- name: top_entities
 -- Most mentioned entities of every label in the window. An entity is (label, norm); it is displayed
--- with its most frequent spelling. Ties are broken by label and norm so the order is stable.
-SELECT mode() WITHIN GROUP (ORDER BY text) AS text,
-       label,
-       count(*) AS count
-FROM analytics.entity_mentions
-WHERE processed_at >= now() - %(window)s::interval
-GROUP BY label, norm
-ORDER BY count DESC, label, norm
-LIMIT %(limit)s;
+-- with its most recent spelling. The count only needs (label, processed_at, norm), which the index
+-- entities_label_processed_at_idx holds (index-only scan when the visibility map is current); the
+-- spelling is then fetched for the few winners only, by a backward scan of that index that stops at
+-- the first match. Ties are broken by label and norm so the order is stable.
+SELECT latest.text, top.label, top.count
+FROM (SELECT label, norm, count(*) AS count
+      FROM analytics.entity_mentions
+      WHERE processed_at >= now() - %(window)s::interval
+      GROUP BY label, norm
+      ORDER BY count DESC, label, norm
+      LIMIT %(limit)s) AS top
+CROSS JOIN LATERAL (
+      SELECT m.text
+      FROM analytics.entity_mentions AS m
+      WHERE m.label = top.label AND m.norm = top.norm
+        AND m.processed_at >= now() - %(window)s::interval
+      ORDER BY m.processed_at DESC
+      LIMIT 1) AS latest
+ORDER BY top.count DESC, top.label, top.norm;
 
 -- name: top_entities_for_label
 -- Same for one label. Kept as its own statement (not `label = %(label)s OR %(label)s IS NULL`) so a
 -- cached generic plan can still use the (label, processed_at) index.
-SELECT mode() WITHIN GROUP (ORDER BY text) AS text,
-       label,
-       count(*) AS count
-FROM analytics.entity_mentions
-WHERE processed_at >= now() - %(window)s::interval
-  AND label = %(label)s
-GROUP BY label, norm
-ORDER BY count DESC, label, norm
-LIMIT %(limit)s;
+SELECT latest.text, top.label, top.count
+FROM (SELECT label, norm, count(*) AS count
+      FROM analytics.entity_mentions
+      WHERE processed_at >= now() - %(window)s::interval
+        AND label = %(label)s
+      GROUP BY label, norm
+      ORDER BY count DESC, norm
+      LIMIT %(limit)s) AS top
+CROSS JOIN LATERAL (
+      SELECT m.text
+      FROM analytics.entity_mentions AS m
+      WHERE m.label = top.label AND m.norm = top.norm
+        AND m.processed_at >= now() - %(window)s::interval
+      ORDER BY m.processed_at DESC
+      LIMIT 1) AS latest
+ORDER BY top.count DESC, top.norm;
 
 -- name: label_mix
 -- Mentions per label in the window (always every label: the dashboard's mix does not follow `label`).

