@@ -13,9 +13,11 @@ Routing (:meth:`AnalyticsService.query`):
   needs the primary to know the target: primary down means 503.
 
 Every answer says who served it (``served_by``) and how fresh it is (``freshness``): the replica's
-replay LSN, ``lag_seconds`` (0 when everything received is replayed, else the age of the last replayed
-commit) and ``lag_bytes`` (the primary's flush LSN minus the replay LSN; if the primary cannot be asked
-quickly, the received-but-not-replayed bytes, a lower bound, and ``primary_lsn`` is null).
+``replay_lsn``; ``lag_bytes`` = the primary's flush LSN minus the replay LSN; ``lag_seconds`` = 0 when
+that is 0, else the age of the last replayed commit (the served data is at least that old; null if no
+commit was replayed since the standby started). If the primary cannot be asked quickly, ``primary_lsn``
+is null and both numbers come from the standby alone (received-but-not-replayed WAL), which cannot see
+a receiver that is behind or disconnected. Served by the primary, both are 0.
 
 Both pools are created once per process and opened in the background (``open(wait=False)``), so
 importing the handler never waits for a database. A server that failed recently is only probed with a
@@ -420,13 +422,20 @@ class AnalyticsService:
             if wait_for is not None and not self._wait_replayed(conn, wait_for, deadline):
                 return None
             fresh = conn.execute(self._sql["replica_freshness"]).fetchone()
-            in_recovery, replay_lsn, _receive_lsn, lag_seconds, pending_bytes, checked_at = fresh
+            in_recovery, replay_lsn, local_lag, pending_bytes, replay_age, checked_at = fresh
             top, mix = self._read_data(conn, params)
         primary_lsn, lag_bytes = self._primary_lag(replay_lsn)
         if lag_bytes is None:
-            lag_bytes = int(pending_bytes or 0)
+            # Primary unknown: the standby's own view (received vs replayed) is the best we have.
+            lag_bytes, lag_seconds = int(pending_bytes or 0), local_lag
+        elif lag_bytes == 0:
+            lag_seconds = 0.0
+        else:
+            # Behind the primary: the data is at least as old as the last commit replayed. None when
+            # no commit has been replayed since the standby started (age unknown).
+            lag_seconds = max(replay_age, 0.0) if replay_age is not None else None
         return self._answer("replica" if in_recovery else "primary", top, mix, {
-            "lag_seconds": round(float(lag_seconds or 0.0), 3),
+            "lag_seconds": None if lag_seconds is None else round(float(lag_seconds), 3),
             "lag_bytes": int(lag_bytes),
             "replay_lsn": replay_lsn,
             "primary_lsn": primary_lsn,
@@ -436,7 +445,7 @@ class AnalyticsService:
     def _read_primary(self, params: dict) -> dict[str, Any]:
         with self.primary.connection(self.primary.acquire_timeout()) as conn:
             fresh = conn.execute(self._sql["replica_freshness"]).fetchone()
-            _in_recovery, lsn, _receive, _lag, _pending, checked_at = fresh
+            lsn, checked_at = fresh[1], fresh[-1]
             top, mix = self._read_data(conn, params)
         return self._answer("primary", top, mix, {
             "lag_seconds": 0.0,

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[1]
 _CHUNK_LINE_LIMIT = 1024
+_MAX_DRAIN_BYTES = 64 * 1024 * 1024
 
 
 def load_handler(function_name: str, functions_dir: Path = FUNCTIONS_DIR) -> ModuleType:
@@ -130,7 +132,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         try:
             self._send(code, {"Content-Type": "application/json", "Connection": "close"},
                        json.dumps({"error": codes.get(code, "invalid_request"),
-                                   "message": message or "bad request", "request_id": None}).encode())
+                                   "message": message or "bad request", "request_id": str(uuid.uuid4())}).encode())
         except OSError:
             pass
 
@@ -172,7 +174,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 except ValueError:
                     self.close_connection = True
                     self._json(400, {"error": "invalid_request", "message": "malformed chunked body",
-                                     "request_id": None})
+                                     "request_id": self._request_id()})
                     return None
                 if chunk_size == 0:
                     while self.rfile.readline(_CHUNK_LINE_LIMIT) not in (b"\r\n", b"\n", b""):
@@ -190,19 +192,37 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             self._json(400, {"error": "invalid_request", "message": "invalid Content-Length",
-                             "request_id": None})
+                             "request_id": self._request_id()})
             return None
         if length > limit:
-            # Not reading a huge body: answer and close so the client stops sending.
             self.close_connection = True
             self._too_large(length, limit)
+            self._drain(length)
             return None
         return self.rfile.read(length) if length > 0 else b""
+
+    def _request_id(self) -> str:
+        call_id = self.headers.get("X-Call-Id") if self.headers is not None else None
+        return call_id if call_id and len(call_id) <= 128 and call_id.isprintable() else str(uuid.uuid4())
+
+    def _drain(self, length: int) -> None:
+        # Clients that send the whole body before reading (most do) would otherwise see a reset instead
+        # of the 413; bounded so an endless body cannot keep the thread.
+        remaining = min(length, _MAX_DRAIN_BYTES)
+        try:
+            self.connection.settimeout(5)
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 1 << 16))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except OSError:
+            pass
 
     def _too_large(self, size: int, limit: int) -> None:
         self._json(413, {"error": "payload_too_large",
                          "message": f"request body is {size} bytes; the limit is {limit}",
-                         "request_id": self.headers.get("X-Call-Id")})
+                         "request_id": self._request_id()})
 
     def _dispatch(self, head: bool = False) -> None:
         server = self.server
@@ -213,7 +233,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not server.enter():
             self.close_connection = True
             self._json(503, {"error": "shutting_down", "message": "the function is shutting down",
-                             "request_id": self.headers.get("X-Call-Id")},
+                             "request_id": self._request_id()},
                        {"Retry-After": str(server.settings.retry_after_s)}, head)
             return
         try:
@@ -224,7 +244,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if module is None:
                 self._json(503, {"error": "not_ready", "message": "the function is still starting"
                                  if server.load_error is None else "the function failed to start",
-                                 "request_id": self.headers.get("X-Call-Id")},
+                                 "request_id": self._request_id()},
                            {"Retry-After": str(server.settings.retry_after_s)}, head)
                 return
             event = Event(body=body, headers=Headers(self.headers.items()), method=self.command,
@@ -237,7 +257,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                           extra={"event": "request.crashed", "error.type": type(exc).__name__})
                 status, headers, payload = 500, {"Content-Type": "application/json"}, json.dumps(
                     {"error": "internal_error", "message": "internal error; the request was not processed",
-                     "request_id": self.headers.get("X-Call-Id")}).encode()
+                     "request_id": self._request_id()}).encode()
             self._send(status, headers, payload, head)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True

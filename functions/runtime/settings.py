@@ -79,7 +79,7 @@ class Settings:
     spacy_pipeline: str = "ner"  # "ner": only the components NER needs; "full": everything
     max_text_chars: int = 100_000
     max_batch_docs: int = 256
-    max_body_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
     batch_max_size: int = 128
     batch_max_wait_ms: float = 5.0
     max_pending_docs: int = 4096
@@ -116,7 +116,7 @@ class Settings:
             spacy_pipeline=pipeline,
             max_text_chars=_int(env, "MAX_TEXT_CHARS", 100_000, 1),
             max_batch_docs=_int(env, "MAX_BATCH_DOCS", 256, 1),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 8 * 1024 * 1024, 1),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, 1),
             batch_max_size=_int(env, "BATCH_MAX_SIZE", 128, 1),
             batch_max_wait_ms=_float(env, "BATCH_MAX_WAIT_MS", 5.0),
             max_pending_docs=_int(env, "MAX_PENDING_DOCS", 4096, 1),

@@ -53,15 +53,18 @@ GROUP BY label
 ORDER BY count DESC, label;
 
 -- name: replica_freshness
--- Where this server's data stands. On a standby: lag_seconds is 0 when everything received has been
--- replayed, else the age of the last replayed commit; pending_bytes is received-but-not-replayed WAL.
+-- Where this server's data stands. On a standby: replay_lsn, the age of the last replayed commit, and
+-- the standby's own view of its lag (0 when everything received has been replayed, else that age;
+-- pending_bytes = received but not replayed). The caller prefers the comparison with the primary's
+-- position when it can get it: a standby whose receiver is behind or disconnected also has
+-- receive = replay. On a server that is not in recovery replay_lsn is its flush position.
 -- Run it BEFORE the data queries: they take their snapshot afterwards, so the data they see is at
--- least as new as replay_lsn. On a server that is not in recovery replay_lsn is its flush position.
+-- least as new as replay_lsn.
 SELECT in_recovery,
        replay_lsn::text AS replay_lsn,
-       receive_lsn::text AS receive_lsn,
-       lag_seconds,
+       lag_seconds AS local_lag_seconds,
        pending_bytes,
+       extract(epoch FROM checked_at - last_replayed_commit_at)::double precision AS replay_age_seconds,
        checked_at
 FROM analytics.freshness;
 

