@@ -112,7 +112,9 @@ def discover(directory: Path | None = None) -> list[Migration]:
             raise MigrationError(f"bad migration file name {path.name!r}: expected NNNN_lower_case_name.sql")
         version = int(match.group(1))
         if version in found:
-            raise MigrationError(f"two migrations numbered {version:04d}: {found[version].path.name}, {path.name}")
+            raise MigrationError(
+                f"two migrations numbered {version:04d}: {found[version].path.name}, {path.name}"
+            )
         checksum = hashlib.sha256(path.read_bytes()).hexdigest()
         found[version] = Migration(version, match.group(2), path, checksum)
     return [found[v] for v in sorted(found)]
@@ -217,7 +219,11 @@ def apply(
             # One transaction per migration; the lock and the applied set are re-read every time because
             # a concurrent migrator may have applied files while we waited.
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
+                cur.execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{int(lock_timeout_s * 1000)}ms")
+                    )
+                )
                 if role:
                     cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -246,8 +252,15 @@ def apply(
                     (migration.version, migration.name, migration.checksum, duration_ms),
                 )
             report.applied.append(migration.label)
-            emit({"event": "migration.applied", "version": migration.version, "name": migration.name,
-                  "checksum": migration.checksum, "duration_ms": duration_ms})
+            emit(
+                {
+                    "event": "migration.applied",
+                    "version": migration.version,
+                    "name": migration.name,
+                    "checksum": migration.checksum,
+                    "duration_ms": duration_ms,
+                }
+            )
     return report
 
 
@@ -256,25 +269,45 @@ def _print(event: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.runtime.migrate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.runtime.migrate", description=__doc__.split("\n")[0]
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dsn", help="libpq DSN of the primary (role nlp_owner)")
-    source.add_argument("--dsn-secret", default="migrations-dsn",
-                        help="secret holding the DSN ($SECRETS_DIR/<name> or env); default migrations-dsn")
-    parser.add_argument("--dir", type=Path, default=None, help="migrations directory (default sql/migrations)")
+    source.add_argument(
+        "--dsn-secret",
+        default="migrations-dsn",
+        help="secret holding the DSN ($SECRETS_DIR/<name> or env); default migrations-dsn",
+    )
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="migrations directory (default sql/migrations)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="report pending migrations, change nothing")
-    parser.add_argument("--role", default=None, help="SET ROLE to this role in each transaction (superuser runs)")
+    parser.add_argument(
+        "--role", default=None, help="SET ROLE to this role in each transaction (superuser runs)"
+    )
     parser.add_argument("--lock-timeout", type=float, default=60.0, help="seconds to wait for locks")
     args = parser.parse_args(argv)
 
     dsn = args.dsn or read_secret(args.dsn_secret)
     if not dsn:
-        _print({"event": "migrations.failed", "error.type": "MissingDSN",
-                "error.message": f"no DSN: pass --dsn or provide the secret {args.dsn_secret!r}"})
+        _print(
+            {
+                "event": "migrations.failed",
+                "error.type": "MissingDSN",
+                "error.message": f"no DSN: pass --dsn or provide the secret {args.dsn_secret!r}",
+            }
+        )
         return 2
     try:
-        report = apply(dsn, args.dir, dry_run=args.dry_run, role=args.role,
-                       lock_timeout_s=args.lock_timeout, on_event=_print)
+        report = apply(
+            dsn,
+            args.dir,
+            dry_run=args.dry_run,
+            role=args.role,
+            lock_timeout_s=args.lock_timeout,
+            on_event=_print,
+        )
     except (MigrationError, psycopg.Error) as exc:
         _print({"event": "migrations.failed", "error.type": type(exc).__name__, "error.message": str(exc)})
         return 1

@@ -45,8 +45,15 @@ class RetentionReport:
     duration_ms: float = 0.0
 
 
-def purge(dsn: str, days: float, *, batch_size: int = 5000, dry_run: bool = False,
-          pause_s: float = 0.0, max_batches: int | None = None) -> RetentionReport:
+def purge(
+    dsn: str,
+    days: float,
+    *,
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    pause_s: float = 0.0,
+    max_batches: int | None = None,
+) -> RetentionReport:
     """Delete documents with processed_at older than ``days`` days and their entities.
 
     ``dry_run`` only counts. ``pause_s`` sleeps between batches to leave I/O to the writers and the
@@ -64,16 +71,24 @@ def purge(dsn: str, days: float, *, batch_size: int = 5000, dry_run: bool = Fals
         if dry_run:
             docs, ents = conn.execute(
                 "SELECT (SELECT count(*) FROM nlp.documents WHERE processed_at < %(c)s),"
-                "       (SELECT count(*) FROM nlp.entities WHERE processed_at < %(c)s)", {"c": cutoff}).fetchone()
+                "       (SELECT count(*) FROM nlp.entities WHERE processed_at < %(c)s)",
+                {"c": cutoff},
+            ).fetchone()
             report.documents_deleted, report.entities_deleted = docs, ents
         else:
             while max_batches is None or report.batches < max_batches:
                 with conn.transaction():
-                    ids = [r[0] for r in conn.execute(_PICK, {"cutoff": cutoff, "limit": batch_size}).fetchall()]
+                    ids = [
+                        r[0] for r in conn.execute(_PICK, {"cutoff": cutoff, "limit": batch_size}).fetchall()
+                    ]
                     if not ids:
                         break
-                    ents = conn.execute("DELETE FROM nlp.entities WHERE request_id = ANY(%s)", (ids,)).rowcount
-                    docs = conn.execute("DELETE FROM nlp.documents WHERE request_id = ANY(%s)", (ids,)).rowcount
+                    ents = conn.execute(
+                        "DELETE FROM nlp.entities WHERE request_id = ANY(%s)", (ids,)
+                    ).rowcount
+                    docs = conn.execute(
+                        "DELETE FROM nlp.documents WHERE request_id = ANY(%s)", (ids,)
+                    ).rowcount
                 report.batches += 1
                 report.documents_deleted += docs
                 report.entities_deleted += ents
@@ -86,24 +101,39 @@ def purge(dsn: str, days: float, *, batch_size: int = 5000, dry_run: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.runtime.retention", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.runtime.retention", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--days", type=float, required=True, help="keep this many days of documents")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--pause", type=float, default=0.0, help="seconds to sleep between batches")
     parser.add_argument("--dry-run", action="store_true", help="count what would be deleted")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dsn", help="libpq DSN of the primary (role nlp_owner)")
-    source.add_argument("--dsn-secret", default="migrations-dsn", help="secret holding the DSN (default migrations-dsn)")
+    source.add_argument(
+        "--dsn-secret", default="migrations-dsn", help="secret holding the DSN (default migrations-dsn)"
+    )
     args = parser.parse_args(argv)
     dsn = args.dsn or read_secret(args.dsn_secret)
     if not dsn:
-        print(json.dumps({"event": "retention.failed", "error.type": "MissingDSN",
-                          "error.message": f"no DSN: pass --dsn or provide the secret {args.dsn_secret!r}"}))
+        print(
+            json.dumps(
+                {
+                    "event": "retention.failed",
+                    "error.type": "MissingDSN",
+                    "error.message": f"no DSN: pass --dsn or provide the secret {args.dsn_secret!r}",
+                }
+            )
+        )
         return 2
     try:
         report = purge(dsn, args.days, batch_size=args.batch_size, dry_run=args.dry_run, pause_s=args.pause)
     except (ValueError, psycopg.Error) as exc:
-        print(json.dumps({"event": "retention.failed", "error.type": type(exc).__name__, "error.message": str(exc)}))
+        print(
+            json.dumps(
+                {"event": "retention.failed", "error.type": type(exc).__name__, "error.message": str(exc)}
+            )
+        )
         return 1
     print(json.dumps({"event": "retention.done", **asdict(report)}))
     return 0

@@ -141,10 +141,10 @@ def service(analyst_replica_dsn, analyst_primary_dsn):
 
 
 @pytest.fixture
-def replay_resumed(pg_cluster):
-    """Whatever happens in the test, replay runs again afterwards."""
-    yield pg_cluster
-    pg_cluster.resume_replay()
+def replay_resumed(pg_running):
+    """A healthy pair before the test; whatever happens in it, replay runs again afterwards."""
+    yield pg_running
+    pg_running.resume_replay()
 
 
 # -- answers match independent counts --------------------------------------------------------------
@@ -364,15 +364,15 @@ def test_http_rejects_bad_parameters_and_methods(stats_server):
 
 # -- outages (last: they stop servers of the session cluster and start them again) ------------------
 
-def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_cluster, writer_dsn, analyst_replica_dsn,
+def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_running, writer_dsn, analyst_replica_dsn,
                                                              analyst_primary_dsn):
     label = new_label()
-    pg_cluster.wait_for_replay(insert(writer_dsn, [[(label, "Survivor")] * 2]))
+    pg_running.wait_for_replay(insert(writer_dsn, [[(label, "Survivor")] * 2]))
     with make_service(analyst_replica_dsn, analyst_primary_dsn) as fallback, \
             make_service(analyst_replica_dsn, analyst_primary_dsn, stats_primary_fallback="false") as strict:
         assert fallback.query(HOUR, label, 5)["served_by"] == "replica"
         assert strict.query(HOUR, label, 5)["served_by"] == "replica"
-        pg_cluster.stop_replica()
+        pg_running.stop_replica()
         try:
             for _ in range(3):  # the first request finds out, the next ones only probe
                 started = time.monotonic()
@@ -394,7 +394,7 @@ def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_cluster, writer
             assert fallback.ready() is True
             assert strict.ready() is False
         finally:
-            pg_cluster.start_replica()
+            pg_running.start_replica()
         # The same service instances recover without a restart.
         restarted = time.monotonic()
         wait_until(lambda: strict.query(HOUR, label, 5)["served_by"] == "replica", 20, 0.5)
@@ -404,12 +404,12 @@ def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_cluster, writer
 
 
 def test_both_servers_down_is_503_and_replica_reads_survive_a_primary_outage(
-        pg_cluster, writer_dsn, analyst_replica_dsn, analyst_primary_dsn):
+        pg_running, writer_dsn, analyst_replica_dsn, analyst_primary_dsn):
     label = new_label()
-    pg_cluster.wait_for_replay(insert(writer_dsn, [[(label, "Durable")]]))
+    pg_running.wait_for_replay(insert(writer_dsn, [[(label, "Durable")]]))
     with make_service(analyst_replica_dsn, analyst_primary_dsn) as service:
         assert service.query(HOUR, label, 5)["served_by"] == "replica"
-        pg_cluster.stop_primary()
+        pg_running.stop_primary()
         try:
             # Analytics keep working from the replica; lag vs the primary is unknown then.
             answer = service.query(HOUR, label, 5)
@@ -417,7 +417,7 @@ def test_both_servers_down_is_503_and_replica_reads_survive_a_primary_outage(
             with pytest.raises(Unavailable) as info:  # strong needs the primary's position
                 service.query(HOUR, label, 5, consistency="strong")
             assert info.value.code == "database_unavailable"
-            pg_cluster.stop_replica()
+            pg_running.stop_replica()
             try:
                 started = time.monotonic()
                 with pytest.raises(Unavailable) as info:
@@ -426,11 +426,11 @@ def test_both_servers_down_is_503_and_replica_reads_survive_a_primary_outage(
                 assert info.value.code == "database_unavailable" and info.value.status == 503
                 assert service.ready() is False
             finally:
-                pg_cluster.start_replica()
+                pg_running.start_replica()
         finally:
-            pg_cluster.start_primary()
+            pg_running.start_primary()
         lsn = insert(writer_dsn, [[(label, "Durable")]])
-        pg_cluster.wait_for_replay(lsn, timeout=30)
+        pg_running.wait_for_replay(lsn, timeout=30)
 
         def from_replica():
             answer = service.query(HOUR, label, 5, min_lsn=lsn)

@@ -30,7 +30,9 @@ def scratch_db(pg_cluster, admin_dsn):
     """An empty database owned by nlp_owner; yields the owner's DSN for it. Dropped afterwards."""
     name = f"mig_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER nlp_owner TEMPLATE template0").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER nlp_owner TEMPLATE template0").format(sql.Identifier(name))
+        )
     try:
         yield make_conninfo(pg_cluster.dsn("owner"), dbname=name)
     finally:
@@ -46,8 +48,10 @@ def _write(directory: Path, name: str, text: str) -> Path:
 
 def _tables(dsn: str) -> set[str]:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT schemaname || '.' || tablename FROM pg_tables "
-                            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchall()
+        rows = conn.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -55,10 +59,12 @@ def test_cluster_migrations_are_tracked_with_file_checksums_and_rerun_is_a_noop(
     files = migrate.discover(MIGRATIONS)
     assert files and files[0].label == "0001_schema"
     with psycopg.connect(owner_dsn) as conn:
-        rows = conn.execute("SELECT version, name, checksum, applied_by FROM nlp_meta.schema_migrations "
-                            "ORDER BY version").fetchall()
-    assert rows == [(m.version, m.name, hashlib.sha256(m.path.read_bytes()).hexdigest(), "nlp_owner")
-                    for m in files]
+        rows = conn.execute(
+            "SELECT version, name, checksum, applied_by FROM nlp_meta.schema_migrations ORDER BY version"
+        ).fetchall()
+    assert rows == [
+        (m.version, m.name, hashlib.sha256(m.path.read_bytes()).hexdigest(), "nlp_owner") for m in files
+    ]
 
     report = migrate.apply(owner_dsn, MIGRATIONS)
     assert report.applied == []
@@ -148,19 +154,31 @@ def test_cli_reads_the_dsn_secret_prints_json_lines_and_never_the_password(pg_cl
     secrets.mkdir()
     (secrets / "migrations-dsn").write_text(scratch_db + "\n")
     env = {**os.environ, "SECRETS_DIR": str(secrets)}
-    result = subprocess.run([sys.executable, "-m", "functions.runtime.migrate"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "functions.runtime.migrate"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[-1]["event"] == "migrations.done"
     assert [e["name"] for e in events if e["event"] == "migration.applied"] == [
-        m.name for m in migrate.discover(MIGRATIONS)]
+        m.name for m in migrate.discover(MIGRATIONS)
+    ]
     password = json.loads((pg_cluster.base_dir / "cluster.json").read_text())["passwords"]["nlp_owner"]
     assert password not in result.stdout + result.stderr
 
     bad = make_conninfo(scratch_db, password="wrong-password")
-    result = subprocess.run([sys.executable, "-m", "functions.runtime.migrate", "--dsn", bad], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "functions.runtime.migrate", "--dsn", bad],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert json.loads(result.stdout.splitlines()[-1])["event"] == "migrations.failed"
     assert "wrong-password" not in result.stdout + result.stderr

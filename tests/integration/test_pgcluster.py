@@ -36,7 +36,10 @@ def _insert_document(dsn: str, request_id: str) -> str:
 
 def _document_exists(dsn: str, request_id: str) -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM nlp.documents WHERE request_id = %s", (request_id,)).fetchone() is not None
+        return (
+            conn.execute("SELECT 1 FROM nlp.documents WHERE request_id = %s", (request_id,)).fetchone()
+            is not None
+        )
 
 
 def test_missing_binaries_error_names_the_package_to_install(monkeypatch, tmp_path):
@@ -93,11 +96,10 @@ def test_servers_listen_on_loopback_only_and_demand_scram_passwords(pg_running, 
 
 def test_replica_streams_from_the_physical_slot(pg_running, admin_dsn):
     with psycopg.connect(admin_dsn) as conn:
-        streaming = conn.execute(
-            "SELECT application_name, state FROM pg_stat_replication").fetchall()
+        streaming = conn.execute("SELECT application_name, state FROM pg_stat_replication").fetchall()
         slot = conn.execute(
-            "SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = %s",
-            (pgcluster.SLOT_NAME,)).fetchone()
+            "SELECT slot_type, active FROM pg_replication_slots WHERE slot_name = %s", (pgcluster.SLOT_NAME,)
+        ).fetchone()
     assert ("nlp_replica", "streaming") in streaming
     assert slot == ("physical", True)
     with psycopg.connect(pg_running.dsn("admin", "replica")) as conn:
@@ -119,8 +121,9 @@ def test_wait_for_replay_times_out_while_replay_is_paused_and_returns_after_resu
     assert _document_exists(replica_admin, request_id)
 
 
-def test_sigkilled_primary_recovers_every_acknowledged_commit_and_the_replica_reconnects(pg_running, writer_dsn,
-                                                                                         admin_dsn):
+def test_sigkilled_primary_recovers_every_acknowledged_commit_and_the_replica_reconnects(
+    pg_running, writer_dsn, admin_dsn
+):
     run = f"kill-{uuid.uuid4()}"
     acknowledged = [f"{run}-{i}" for i in range(20)]
     for request_id in acknowledged:
@@ -133,8 +136,9 @@ def test_sigkilled_primary_recovers_every_acknowledged_commit_and_the_replica_re
     finally:
         pg_running.start_primary()
     with psycopg.connect(admin_dsn) as conn:
-        stored = conn.execute("SELECT count(*) FROM nlp.documents WHERE request_id LIKE %s",
-                              (f"{run}-%",)).fetchone()[0]
+        stored = conn.execute(
+            "SELECT count(*) FROM nlp.documents WHERE request_id LIKE %s", (f"{run}-%",)
+        ).fetchone()[0]
     assert stored == len(acknowledged)
     lsn = _insert_document(writer_dsn, f"{run}-after")
     pg_running.wait_for_replay(lsn, timeout=20)
@@ -166,9 +170,20 @@ def test_stopped_primary_comes_back_with_start_primary(pg_running, writer_dsn):
 
 
 def test_cli_status_prints_json_without_passwords(pg_running):
-    result = subprocess.run([sys.executable, "-m", "functions.runtime.local.pgcluster", "status",
-                             "--dir", str(pg_running.base_dir)], cwd=REPO, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "functions.runtime.local.pgcluster",
+            "status",
+            "--dir",
+            str(pg_running.base_dir),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["primary"]["running"] and status["replica"]["running"]

@@ -41,8 +41,8 @@ FORBIDDEN_FOR_WRITER = [
 FORBIDDEN_FOR_ANALYST = [
     "SELECT * FROM nlp.documents LIMIT 1",
     "SELECT * FROM nlp.entities LIMIT 1",
-    "INSERT INTO nlp.documents (request_id, model_name, model_version, text_length, text_sha256, entity_count)"
-    " VALUES ('x', 'm', '1', 1, repeat('0', 64), 0)",
+    "INSERT INTO nlp.documents (request_id, model_name, model_version, text_length, text_sha256,"
+    " entity_count) VALUES ('x', 'm', '1', 1, repeat('0', 64), 0)",
     "UPDATE nlp.documents SET entity_count = 0",
     "DELETE FROM nlp.entities",
     "TRUNCATE nlp.documents CASCADE",
@@ -99,7 +99,9 @@ def test_writer_inserts_idempotently_and_reads_back_only_the_idempotency_columns
             assert conn.execute(INSERT_DOC, _doc_params(request_id)).fetchall() == []  # duplicate: no row
         row = conn.execute(
             "SELECT request_id, text_sha256, model_name, model_version, entity_count FROM nlp.documents"
-            " WHERE request_id = %s", (request_id,)).fetchone()
+            " WHERE request_id = %s",
+            (request_id,),
+        ).fetchone()
     assert row == (request_id, _doc_params(request_id)["sha"], "m", "1", 1)
 
 
@@ -107,8 +109,10 @@ def test_writer_can_use_copy_for_bulk_entity_inserts(writer_dsn):
     request_id = f"roles-copy-{uuid.uuid4()}"
     with psycopg.connect(writer_dsn) as conn, conn.transaction():
         conn.execute(INSERT_DOC, _doc_params(request_id))
-        with conn.cursor().copy("COPY nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char,"
-                                " processed_at) FROM STDIN") as copy:
+        with conn.cursor().copy(
+            "COPY nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char,"
+            " processed_at) FROM STDIN"
+        ) as copy:
             for ordinal in range(3):
                 copy.write_row((request_id, ordinal, "PERSON", "Ann", "ann", 0, 3, "2024-01-01T00:00:00Z"))
 
@@ -117,16 +121,21 @@ def test_no_application_role_has_cluster_level_powers(admin_dsn):
     with psycopg.connect(admin_dsn) as conn:
         rows = conn.execute(
             "SELECT rolname, rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls"
-            " FROM pg_roles WHERE rolname IN ('nlp_owner', 'nlp_writer', 'nlp_analyst') ORDER BY 1").fetchall()
+            " FROM pg_roles WHERE rolname IN ('nlp_owner', 'nlp_writer', 'nlp_analyst') ORDER BY 1"
+        ).fetchall()
         owners = conn.execute(
-            "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname IN ('nlp', 'analytics', 'nlp_meta')").fetchall()
+            "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname IN ('nlp', 'analytics', 'nlp_meta')"
+        ).fetchall()
     assert rows == [("nlp_analyst", False), ("nlp_owner", False), ("nlp_writer", False)]
     assert owners == [("nlp_owner",)]
 
 
 @pytest.mark.parametrize("statement", FORBIDDEN_FOR_ANALYST)
-def test_analyst_cannot_write_or_read_base_tables_even_in_a_read_write_session(analyst_primary_dsn, statement):
+def test_analyst_cannot_write_or_read_base_tables_even_in_a_read_write_session(
+    analyst_primary_dsn, statement
+):
     assert _denied(analyst_primary_dsn, statement, read_write=True) is errors.InsufficientPrivilege
 
 
@@ -136,8 +145,12 @@ def test_analyst_sessions_are_read_only_by_default(analyst_primary_dsn):
 
 def test_analyst_can_select_every_analytics_view_on_the_replica(analyst_replica_dsn):
     with psycopg.connect(analyst_replica_dsn) as conn:
-        views = [r[0] for r in conn.execute(
-            "SELECT format('%I.%I', schemaname, viewname) FROM pg_views WHERE schemaname = 'analytics'").fetchall()]
+        views = [
+            r[0]
+            for r in conn.execute(
+                "SELECT format('%I.%I', schemaname, viewname) FROM pg_views WHERE schemaname = 'analytics'"
+            ).fetchall()
+        ]
         if not views:
             pytest.skip("no analytics views yet (added by a later migration)")
         for view in views:
@@ -146,8 +159,11 @@ def test_analyst_can_select_every_analytics_view_on_the_replica(analyst_replica_
 
 @pytest.mark.parametrize("role", ["admin", "owner", "writer"])
 def test_any_write_on_the_replica_fails_as_read_only(pg_running, role):
-    statement = INSERT_DOC.replace("%(id)s", "'replica-write'").replace("%(len)s", "1").replace(
-        "%(sha)s", f"'{'0' * 64}'")
+    statement = (
+        INSERT_DOC.replace("%(id)s", "'replica-write'")
+        .replace("%(len)s", "1")
+        .replace("%(sha)s", f"'{'0' * 64}'")
+    )
     assert _denied(pg_running.dsn(role, "replica"), statement) is errors.ReadOnlySqlTransaction
 
 
@@ -160,5 +176,7 @@ def test_document_written_on_the_primary_is_on_the_replica_after_wait_for_replay
         lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
     pg_running.wait_for_replay(lsn, timeout=10)
     with psycopg.connect(pg_running.dsn("admin", "replica")) as conn:
-        count = conn.execute("SELECT count(*) FROM nlp.entities WHERE request_id = %s", (request_id,)).fetchone()[0]
+        count = conn.execute(
+            "SELECT count(*) FROM nlp.entities WHERE request_id = %s", (request_id,)
+        ).fetchone()[0]
     assert count == 1

@@ -7,6 +7,7 @@ Field names are the flat keys of the JSON lines (``log.level``, ``error.type``);
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -26,6 +27,7 @@ FILEBEAT = LOGSTASH / "filebeat.yml"
 SAVED_OBJECTS = LOGSTASH / "kibana" / "saved-objects.ndjson"
 RULE = LOGSTASH / "kibana" / "error-rate-rule.json"
 STACK = REPO / "stack.yml"
+GENERATOR = LOGSTASH / "kibana" / "generate_saved_objects.py"
 
 # Fields that Filebeat / Logstash add or use, not the functions: the pipeline may name them.
 SHIPPER_ROOTS = frozenset({"kubernetes", "tags", "@metadata", "_@timestamp", "agent", "ecs", "input",
@@ -65,7 +67,8 @@ def representative_lines() -> list[dict]:
             "entities_by_label": {"ORG": 2, "PERSON": 1}, "batch_size": 4})
         log.warning("request failed", extra={
             "event": "request.failed", "request_id": "r-2", "status_code": 413, "duration_ms": 0.4,
-            "error.type": "PayloadTooLarge", "error.message": "text is longer than 100000 characters"})
+            "error.type": "PayloadTooLarge", "error.code": "text_too_long",
+            "error.message": "text is longer than 100000 characters"})
         try:
             raise ConnectionError("connection refused")
         except ConnectionError:
@@ -367,6 +370,14 @@ def kibana_fields(obj) -> set[str]:
 
     walk(decoded(obj))
     return fields
+
+
+def load_generator():
+    """logstash/kibana/generate_saved_objects.py as a module (logstash/ is not a Python package)."""
+    spec = importlib.util.spec_from_file_location("nlp_kibana_generator", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def saved_objects() -> list[dict]:

@@ -49,9 +49,7 @@ def tree() -> list:
 
 @pytest.fixture(scope="module")
 def model_labels() -> tuple[str, ...]:
-    from logstash.kibana.generate_saved_objects import NER_LABELS
-
-    return NER_LABELS
+    return fieldrefs.load_generator().NER_LABELS
 
 
 # --- the logger side -----------------------------------------------------------------------------------

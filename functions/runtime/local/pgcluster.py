@@ -36,6 +36,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -93,7 +94,9 @@ def find_pg_bin() -> Path:
     pg_config = shutil.which("pg_config")
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
+            )
             candidates.append(Path(out.stdout.strip()))
     for directory in candidates:
         if all(os.access(directory / name, os.X_OK) for name in _REQUIRED_BINARIES):
@@ -102,6 +105,7 @@ def find_pg_bin() -> Path:
 
 
 # --------------------------------------------------------------------------------------------- processes
+
 
 def _proc_state(pid: int) -> str | None:
     """Kernel state letter of ``pid`` (``Z`` = zombie), or None if there is no such process."""
@@ -193,6 +197,7 @@ def _conninfo(**params: object) -> str:
 
 # ------------------------------------------------------------------------------------------------ cluster
 
+
 class LocalCluster:
     """Primary + streaming replica under ``base_dir`` (see the module docstring).
 
@@ -267,8 +272,9 @@ class LocalCluster:
             if state:
                 data_dir = self._data_dir(server)
                 pid = self._running_pid(server)
-                info.update(running=pid is not None, pid=pid, data_dir=str(data_dir),
-                            log=str(self._log_path(server)))
+                info.update(
+                    running=pid is not None, pid=pid, data_dir=str(data_dir), log=str(self._log_path(server))
+                )
             result[server] = info
         return result
 
@@ -281,8 +287,14 @@ class LocalCluster:
             raise ValueError(f"unknown server {server!r}; expected primary or replica")
         state = self._require_state()
         user = ROLES[role]
-        return _conninfo(host=HOST, port=state["ports"][server], dbname=DBNAME, user=user,
-                         password=state["passwords"][user], connect_timeout=CONNECT_TIMEOUT_S)
+        return _conninfo(
+            host=HOST,
+            port=state["ports"][server],
+            dbname=DBNAME,
+            user=user,
+            password=state["passwords"][user],
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
 
     def wait_for_replay(self, lsn: str, timeout: float = 10) -> None:
         """Block until the replica's ``pg_last_wal_replay_lsn()`` >= ``lsn`` (e.g. '0/16B3748').
@@ -295,15 +307,21 @@ class LocalCluster:
                 try:
                     if conn is None or conn.closed:
                         remaining = max(1, int(deadline - time.monotonic()))
-                        conn = psycopg.connect(self.dsn("admin", "replica"), autocommit=True,
-                                               connect_timeout=min(CONNECT_TIMEOUT_S, remaining))
-                    row = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn, pg_last_wal_replay_lsn()::text",
-                                       (lsn,)).fetchone()
+                        conn = psycopg.connect(
+                            self.dsn("admin", "replica"),
+                            autocommit=True,
+                            connect_timeout=min(CONNECT_TIMEOUT_S, remaining),
+                        )
+                    row = conn.execute(
+                        "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn, pg_last_wal_replay_lsn()::text",
+                        (lsn,),
+                    ).fetchone()
                     if row[0]:
                         return
                     last = f"replay_lsn={row[1]}"
                 except psycopg.OperationalError as exc:
-                    last = f"replica unreachable: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+                    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+                    last = f"replica unreachable: {lines[-1]}"
                     if conn is not None:
                         conn.close()
                         conn = None
@@ -419,8 +437,10 @@ class LocalCluster:
         except (OSError, ValueError) as exc:
             raise PgClusterError(f"unreadable cluster state {self._state_path}: {exc}") from exc
         if state.get("version") != STATE_VERSION:
-            raise PgClusterError(f"{self._state_path} has state version {state.get('version')}; "
-                                 "run destroy() (or `... pgcluster destroy --dir`) and start again")
+            raise PgClusterError(
+                f"{self._state_path} has state version {state.get('version')}; "
+                "run destroy() (or `... pgcluster destroy --dir`) and start again"
+            )
         return state
 
     def _require_state(self) -> dict:
@@ -476,7 +496,8 @@ class LocalCluster:
         except KeyError:
             raise PgClusterError(
                 f"running as root but there is no {SERVER_USER!r} system user to run PostgreSQL as; "
-                "`apt-get install postgresql-15` creates it (or run as a non-root user)") from None
+                "`apt-get install postgresql-15` creates it (or run as a non-root user)"
+            ) from None
         return entry.pw_uid, entry.pw_gid
 
     def _choose_data_root(self) -> Path:
@@ -490,13 +511,17 @@ class LocalCluster:
                 return preferred
             self._rmtree(preferred)
         digest = hashlib.sha256(str(self.base_dir).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"nlp-pg-{digest}"
+        # _make_server_dir accepts a pre-existing path only if it is a real dir owned by us or postgres.
+        return Path(tempfile.gettempdir()) / f"nlp-pg-{digest}"
 
     def _server_user_can_write(self, path: Path) -> bool:
         if not self._as_server_user:
             return os.access(path, os.W_OK | os.X_OK)
-        probe = subprocess.run(["runuser", "-u", SERVER_USER, "--", "test", "-w", str(path), "-a", "-x", str(path)],
-                               capture_output=True, timeout=10)
+        probe = subprocess.run(
+            ["runuser", "-u", SERVER_USER, "--", "test", "-w", str(path), "-a", "-x", str(path)],
+            capture_output=True,
+            timeout=10,
+        )
         return probe.returncode == 0
 
     def _make_server_dir(self, path: Path) -> None:
@@ -508,7 +533,9 @@ class LocalCluster:
         except FileExistsError:
             st = path.lstat()
             if path.is_symlink() or not path.is_dir() or st.st_uid not in (uid, os.geteuid()):
-                raise PgClusterError(f"{path} exists and is not a directory owned by us or {SERVER_USER}") from None
+                raise PgClusterError(
+                    f"{path} exists and is not a directory owned by us or {SERVER_USER}"
+                ) from None
         if self._as_server_user:
             os.chown(path, uid, gid)
         path.chmod(0o700)
@@ -544,7 +571,9 @@ class LocalCluster:
             env["PGPASSWORD"] = password  # environment only: never on a command line (visible in ps)
         return env
 
-    def _run(self, args: list[str], *, timeout: float, password: str | None = None) -> subprocess.CompletedProcess:
+    def _run(
+        self, args: list[str], *, timeout: float, password: str | None = None
+    ) -> subprocess.CompletedProcess:
         """Run a PostgreSQL binary (as the server user when root). Raises PgClusterError on a non-zero exit
         or timeout, with the command name and its stderr."""
         if self._bin is None:
@@ -554,12 +583,23 @@ class LocalCluster:
         if self._as_server_user:
             cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
         try:
-            result = subprocess.run(cmd, cwd=self._data_root(), env=self._env(password), capture_output=True,
-                                    text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            result = subprocess.run(
+                cmd,
+                cwd=self._data_root(),
+                env=self._env(password),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired as exc:
-            raise PgClusterError(f"{args[0]} {args[1] if len(args) > 1 else ''} timed out after {timeout}s") from exc
+            raise PgClusterError(
+                f"{args[0]} {args[1] if len(args) > 1 else ''} timed out after {timeout}s"
+            ) from exc
         if result.returncode != 0:
-            raise PgClusterError(f"{args[0]} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+            raise PgClusterError(
+                f"{args[0]} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}"
+            )
         return result
 
     def _log_tail(self, server: str, lines: int = 15) -> str:
@@ -580,9 +620,23 @@ class LocalCluster:
         try:
             # --no-sync only here: a fresh, empty cluster is trivially re-creatable; the running servers
             # keep fsync=on (the fault tests SIGKILL the primary and count acknowledged rows).
-            self._run(["initdb", "-D", str(primary), "-U", "postgres", f"--pwfile={pwfile}",
-                       "--auth-local=scram-sha-256", "--auth-host=scram-sha-256",
-                       "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"], timeout=120)
+            self._run(
+                [
+                    "initdb",
+                    "-D",
+                    str(primary),
+                    "-U",
+                    "postgres",
+                    f"--pwfile={pwfile}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                timeout=120,
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         hba = (
@@ -637,13 +691,24 @@ class LocalCluster:
     def _write_replica_conninfo(self) -> None:
         """Point the replica at the primary's current port (pg_basebackup -R wrote the original)."""
         state = self._state
-        conninfo = _conninfo(host=HOST, port=state["ports"]["primary"], user=REPLICATION_ROLE,
-                             password=state["passwords"][REPLICATION_ROLE], application_name=SLOT_NAME,
-                             connect_timeout=CONNECT_TIMEOUT_S)
+        conninfo = _conninfo(
+            host=HOST,
+            port=state["ports"]["primary"],
+            user=REPLICATION_ROLE,
+            password=state["passwords"][REPLICATION_ROLE],
+            application_name=SLOT_NAME,
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
         auto = self._data_dir("replica") / "postgresql.auto.conf"
-        keep = [line for line in (auto.read_text().splitlines() if auto.exists() else [])
-                if not line.split("=", 1)[0].strip() in {"primary_conninfo", "primary_slot_name"}]
-        keep += [f"primary_conninfo = {_conf_quote(conninfo)}", f"primary_slot_name = {_conf_quote(SLOT_NAME)}"]
+        keep = [
+            line
+            for line in (auto.read_text().splitlines() if auto.exists() else [])
+            if line.split("=", 1)[0].strip() not in {"primary_conninfo", "primary_slot_name"}
+        ]
+        keep += [
+            f"primary_conninfo = {_conf_quote(conninfo)}",
+            f"primary_slot_name = {_conf_quote(SLOT_NAME)}",
+        ]
         self._write_server_file(auto, "\n".join(keep) + "\n")
 
     # ------------------------------------------------------------------------------ start / stop
@@ -701,8 +766,20 @@ class LocalCluster:
                 if self._running_pid("replica") is not None:
                     self._run(["pg_ctl", "-D", str(self._data_dir("replica")), "reload", "-s"], timeout=30)
             try:
-                self._run(["pg_ctl", "-D", str(self._data_dir(server)), "-l", str(self._log_path(server)),
-                           "-w", "-t", str(PG_CTL_TIMEOUT_S), "start"], timeout=PG_CTL_TIMEOUT_S + 15)
+                self._run(
+                    [
+                        "pg_ctl",
+                        "-D",
+                        str(self._data_dir(server)),
+                        "-l",
+                        str(self._log_path(server)),
+                        "-w",
+                        "-t",
+                        str(PG_CTL_TIMEOUT_S),
+                        "start",
+                    ],
+                    timeout=PG_CTL_TIMEOUT_S + 15,
+                )
                 return
             except PgClusterError as exc:
                 last_error = exc
@@ -711,7 +788,9 @@ class LocalCluster:
                     ports[server] = None  # lost the race for the port: pick another
                     self._clear_stale_lock(server)
                     continue
-                raise PgClusterError(f"{server} did not start: {exc}\n--- {self._log_path(server)} ---\n{tail}") from exc
+                raise PgClusterError(
+                    f"{server} did not start: {exc}\n--- {self._log_path(server)} ---\n{tail}"
+                ) from exc
         raise PgClusterError(f"{server} could not bind a port: {last_error}")
 
     def _stop_server(self, server: str, mode: str) -> None:
@@ -722,8 +801,20 @@ class LocalCluster:
         if self._running_pid(server) is not None:
             for attempt_mode, wait in ((mode, 30), ("immediate", 15)):
                 try:
-                    self._run(["pg_ctl", "-D", str(self._data_dir(server)), "-m", attempt_mode, "-w",
-                               "-t", str(wait), "stop"], timeout=wait + 10)
+                    self._run(
+                        [
+                            "pg_ctl",
+                            "-D",
+                            str(self._data_dir(server)),
+                            "-m",
+                            attempt_mode,
+                            "-w",
+                            "-t",
+                            str(wait),
+                            "stop",
+                        ],
+                        timeout=wait + 10,
+                    )
                     break
                 except PgClusterError:
                     if self._running_pid(server) is None:
@@ -739,33 +830,53 @@ class LocalCluster:
 
     def _admin(self, dbname: str = DBNAME) -> psycopg.Connection:
         state = self._state
-        return psycopg.connect(_conninfo(host=HOST, port=state["ports"]["primary"], dbname=dbname, user="postgres",
-                                         password=state["passwords"]["postgres"],
-                                         connect_timeout=CONNECT_TIMEOUT_S), autocommit=True)
+        return psycopg.connect(
+            _conninfo(
+                host=HOST,
+                port=state["ports"]["primary"],
+                dbname=dbname,
+                user="postgres",
+                password=state["passwords"]["postgres"],
+                connect_timeout=CONNECT_TIMEOUT_S,
+            ),
+            autocommit=True,
+        )
 
     def _bootstrap(self) -> None:
         """Database, roles (sql/roles/bootstrap_roles.sql), passwords, replication role, slot."""
         with self._admin("postgres") as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DBNAME,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
-                    sql.Identifier(DBNAME)))
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
+                        sql.Identifier(DBNAME)
+                    )
+                )
         with self._admin() as conn:
             conn.execute((sql_dir() / "roles" / "bootstrap_roles.sql").read_text().encode())
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATION_ROLE,)).fetchone():
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN REPLICATION").format(sql.Identifier(REPLICATION_ROLE)))
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN REPLICATION").format(sql.Identifier(REPLICATION_ROLE))
+                )
             for user in (*ROLES.values(), REPLICATION_ROLE):
                 # Send a SCRAM verifier computed client-side (what psql's \password does): the clear
                 # password never reaches the server, so it cannot end up in its log.
                 verifier = conn.pgconn.encrypt_password(
-                    self._state["passwords"][user].encode(), user.encode(), b"scram-sha-256").decode()
-                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier)))
-            conn.execute("SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                         "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (SLOT_NAME, SLOT_NAME))
+                    self._state["passwords"][user].encode(), user.encode(), b"scram-sha-256"
+                ).decode()
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier))
+                )
+            conn.execute(
+                "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
+                (SLOT_NAME, SLOT_NAME),
+            )
 
     def _slot_lost(self) -> bool:
         with self._admin() as conn:
-            row = conn.execute("SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s",
-                               (SLOT_NAME,)).fetchone()
+            row = conn.execute(
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s", (SLOT_NAME,)
+            ).fetchone()
         return row is not None and row[0] == "lost"
 
     def _recreate_slot(self) -> None:
@@ -779,9 +890,29 @@ class LocalCluster:
         tmp = self._data_root() / "replica.tmp"
         self._rmtree(tmp)
         self._rmtree(target)
-        self._run(["pg_basebackup", "-h", HOST, "-p", str(self._state["ports"]["primary"]), "-U", REPLICATION_ROLE,
-                   "-D", str(tmp), "-X", "stream", "-c", "fast", "-R", "-S", SLOT_NAME, "-w"],
-                  timeout=300, password=self._state["passwords"][REPLICATION_ROLE])
+        self._run(
+            [
+                "pg_basebackup",
+                "-h",
+                HOST,
+                "-p",
+                str(self._state["ports"]["primary"]),
+                "-U",
+                REPLICATION_ROLE,
+                "-D",
+                str(tmp),
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-R",
+                "-S",
+                SLOT_NAME,
+                "-w",
+            ],
+            timeout=300,
+            password=self._state["passwords"][REPLICATION_ROLE],
+        )
         tmp.rename(target)
 
     def _current_lsn(self) -> str:
@@ -802,11 +933,16 @@ class LocalCluster:
 
 # -------------------------------------------------------------------------------------------------- CLI
 
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m functions.runtime.local.pgcluster",
-                                     description="local PostgreSQL primary + streaming replica")
+    parser = argparse.ArgumentParser(
+        prog="python -m functions.runtime.local.pgcluster",
+        description="local PostgreSQL primary + streaming replica",
+    )
     parser.add_argument("command", choices=["start", "stop", "status", "destroy"])
-    parser.add_argument("--dir", type=Path, default=DEFAULT_BASE_DIR, help=f"base dir (default {DEFAULT_BASE_DIR})")
+    parser.add_argument(
+        "--dir", type=Path, default=DEFAULT_BASE_DIR, help=f"base dir (default {DEFAULT_BASE_DIR})"
+    )
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.dir)
     try:
