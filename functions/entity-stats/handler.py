@@ -16,7 +16,7 @@ from functions.runtime.http import handles_errors, header_request_id, json_respo
 from functions.runtime.settings import Settings
 
 service = AnalyticsService(Settings.from_env()).open()
-readiness.register("analytics-db", service.ready)
+readiness.register("database", service.ready)
 lifecycle.on_shutdown(service.close)
 
 

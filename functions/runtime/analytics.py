@@ -231,13 +231,20 @@ class _Borrow:
             raise _ServerDown(self.target.name, exc) from None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        self._cm.__exit__(exc_type, exc, tb)
-        if exc is None:
+        late = None
+        try:
+            self._cm.__exit__(exc_type, exc, tb)
+        except Exception as caught:  # giving back a connection that died at the very end
+            late = caught
+        failure = exc if exc is not None else late
+        if failure is None:
             self.target.succeeded()
             return False
-        if _is_connection_failure(exc):
-            self.target.failed(exc)
-            raise _ServerDown(self.target.name, exc) from None
+        if _is_connection_failure(failure):
+            self.target.failed(failure)
+            raise _ServerDown(self.target.name, failure) from None
+        if exc is None:
+            raise late
         return False
 
 
@@ -275,7 +282,9 @@ def make_pool(dsn: str, *, name: str, settings: Settings) -> ConnectionPool:
         open=False,
         check=ConnectionPool.check_connection,
         configure=_configure(settings.db_statement_timeout_ms),
-        kwargs={"autocommit": True, "application_name": name,
+        # prepare_threshold=None: never server-side prepared, so every execution is planned with its
+        # real window (a cached generic plan would guess the selectivity of `processed_at >= $1`).
+        kwargs={"autocommit": True, "application_name": name, "prepare_threshold": None,
                 "connect_timeout": max(1, round(settings.db_connect_timeout_s))},
         # Give up a failing reconnection loop after a few seconds: the pool's backoff doubles each try,
         # so a long reconnect_timeout would leave a recovered server unused for as long as it was down.

@@ -112,7 +112,9 @@ class RedactingFilter(logging.Filter):
     before any formatter sees the record (the formatter masks the exception text itself)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not isinstance(record.msg, Mapping):
+        if isinstance(record.msg, Mapping):  # logger.info({...}): the dict's values become fields
+            record.msg = _redact_value(record.msg)
+        else:
             message = record.getMessage()
             redacted = redact(message)
             if redacted != message or record.args:
@@ -248,31 +250,39 @@ class ContractJsonFormatter(JsonFormatter):
         return self.jsonify_log_record(log_data).replace("%", "\\u0025")
 
     def _fit(self, log_data: dict[str, Any]) -> str:
-        """Shrink the biggest field until the line fits; each round at least halves one field."""
+        """Shrink the biggest field until the line fits (each round halves or drops one field). The
+        line length is tracked per field, so a pathological line costs a few serializations."""
         data = dict(log_data)
         data["log.truncated"] = True
         line = self._serialize(data)
-        while len(line) > MAX_LINE_BYTES:
-            sizes = {key: len(self._serialize({key: value})) for key, value in data.items()
-                     if key not in _PROTECTED_KEYS}
-            if not sizes:
-                break
+        excess = len(line) - MAX_LINE_BYTES
+        sizes = {key: self._entry_size(key, value) for key, value in data.items()
+                 if key not in _PROTECTED_KEYS}
+        while excess > 0 and sizes:
             key = max(sizes, key=sizes.__getitem__)
             value = data[key]
             if isinstance(value, str) and len(value) > 64:
                 data[key] = _cut(value, len(value) // 2)
-            elif isinstance(value, str):
+                size = self._entry_size(key, data[key])
+                excess -= sizes[key] - size
+                sizes[key] = size
+            else:
+                # An oversized object/list cannot be cut meaningfully, and replacing it with a string
+                # would clash with its mapping in Elasticsearch (the whole line would be rejected).
                 del data[key]
-            else:  # an oversized object or list cannot be cut meaningfully
-                data[key] = f"<{type(value).__name__} dropped: too large for one log line>"
-                if sizes[key] < 128:
-                    del data[key]
-            line = self._serialize(data)
-        if len(line) > MAX_LINE_BYTES:  # only protected keys left and still too big: last resort
+                excess -= sizes.pop(key) + len(", ")
+            if excess <= 0:  # confirm the estimate on the real line
+                line = self._serialize(data)
+                excess = len(line) - MAX_LINE_BYTES
+        if excess > 0:  # only protected keys left and still too big: last resort
             line = self._serialize({key: _cut(str(data.get(key, "")), 256) for key in
                                     ("@timestamp", "log.level", "service", "function", "event")}
                                    | {"message": "log line dropped: too large", "log.truncated": True})
         return line
+
+    def _entry_size(self, key: str, value: Any) -> int:
+        """Characters ``"key": value`` takes in the line (without the separator)."""
+        return len(self._serialize({key: value})) - len("{}")
 
 
 # --- configuration -------------------------------------------------------------------------------------

@@ -306,7 +306,7 @@ def serve(settings: Settings, *, ready_event: threading.Event | None = None) -> 
         server.shutdown()
         return 1
     log.info("function loaded", extra={"event": "server.started",
-                                       "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+                                       "startup_ms": round((time.perf_counter() - started) * 1000, 1)})
     if ready_event is not None:
         ready_event.set()
     while not stop.wait(0.5):

@@ -34,7 +34,9 @@ NER_LABELS = ("CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC
               "ORDINAL", "ORG", "PERCENT", "PERSON", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART")
 
 # KQL snippets shared by several objects.
-REQUESTS_KQL = "status_code : *"  # every request's last line carries its status code
+# Every request's last line carries its status code; other lines may carry duration_ms too
+# (server.started logs its start-up time in it), so request panels filter on this.
+REQUESTS_KQL = "status_code : *"
 SERVER_ERRORS_KQL = "status_code >= 500"
 CLIENT_ERRORS_KQL = "status_code >= 400 and status_code < 500"
 ERROR_LINES_KQL = 'log.level : ("error" or "critical")'
@@ -287,7 +289,7 @@ def latency_percentiles_over_time() -> dict:
         "line", _xy_params("line", [("1", "duration_ms percentiles")], "ms"),
         [_agg("1", "percentiles", "metric", field="duration_ms", percents=[50, 95, 99]),
          _date_histogram("2"), _terms("3", "function", "group", order_by="_key", order="asc")],
-        "duration_ms : *")
+        REQUESTS_KQL)
 
 
 def latency_percentiles_table() -> dict:
@@ -300,7 +302,7 @@ def latency_percentiles_table() -> dict:
          _agg("3", "avg", "metric", field="ner_ms", customLabel="Mean ner_ms"),
          _agg("4", "avg", "metric", field="db_ms", customLabel="Mean db_ms"),
          _terms("5", "function", "bucket", order_by="2")],
-        "duration_ms : *")
+        REQUESTS_KQL)
 
 
 def long_text_latency() -> dict:

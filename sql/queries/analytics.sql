@@ -25,8 +25,8 @@ CROSS JOIN LATERAL (
 ORDER BY top.count DESC, top.label, top.norm;
 
 -- name: top_entities_for_label
--- Same for one label. Kept as its own statement (not `label = %(label)s OR %(label)s IS NULL`) so a
--- cached generic plan can still use the (label, processed_at) index.
+-- Same for one label. Kept as its own statement (not `label = %(label)s OR %(label)s IS NULL`) so the
+-- plan can always use the (label, processed_at) index.
 SELECT latest.text, top.label, top.count
 FROM (SELECT label, norm, count(*) AS count
       FROM analytics.entity_mentions

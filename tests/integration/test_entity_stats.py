@@ -275,6 +275,20 @@ def test_strong_read_waits_for_the_replica_instead_of_reading_the_primary(pg_clu
         assert lsn_int(answer["freshness"]["replay_lsn"]) >= lsn_int(lsn2)
 
 
+def test_min_lsn_the_replica_never_reaches_is_read_from_the_primary_after_the_wait_bound(
+        pg_cluster, writer_dsn, analyst_replica_dsn, analyst_primary_dsn):
+    label = new_label()
+    pg_cluster.wait_for_replay(insert(writer_dsn, [[(label, "Bounded")]]))
+    with make_service(analyst_replica_dsn, analyst_primary_dsn, stats_strong_wait_ms=300) as service:
+        service.query(HOUR, label, 5)  # pools warm: time only the wait
+        started = time.monotonic()
+        answer = service.query(HOUR, label, 5, min_lsn="FFFF/0")
+        elapsed = time.monotonic() - started
+    assert answer["served_by"] == "primary"
+    assert answer["top_entities"] == [{"text": "Bounded", "label": label, "count": 1}]
+    assert 0.3 <= elapsed < 1.3
+
+
 # -- roles -----------------------------------------------------------------------------------------
 
 def test_service_connects_as_the_analyst_on_both_servers(service):
@@ -349,6 +363,7 @@ def test_http_get_returns_the_stats_json(pg_cluster, writer_dsn, stats_server):
     assert body["window"] == "24h" and body["label"] == label
     assert body["top_entities"] == [{"text": "Over HTTP", "label": label, "count": 2}]
     assert {"lag_seconds", "lag_bytes", "replay_lsn"} <= set(body["freshness"])
+    assert stats_server.ready_status() == 200
 
 
 def test_http_rejects_bad_parameters_and_methods(stats_server):
@@ -365,9 +380,13 @@ def test_http_rejects_bad_parameters_and_methods(stats_server):
 # -- outages (last: they stop servers of the session cluster and start them again) ------------------
 
 def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_running, writer_dsn, analyst_replica_dsn,
-                                                             analyst_primary_dsn):
+                                                             analyst_primary_dsn, function_factory):
+    from tests.fixtures.servers import call
+
     label = new_label()
     pg_running.wait_for_replay(insert(writer_dsn, [[(label, "Survivor")] * 2]))
+    strict_http = function_factory("entity-stats", STATS_PRIMARY_FALLBACK="false")
+    path = f"/?label={label}"
     with make_service(analyst_replica_dsn, analyst_primary_dsn) as fallback, \
             make_service(analyst_replica_dsn, analyst_primary_dsn, stats_primary_fallback="false") as strict:
         assert fallback.query(HOUR, label, 5)["served_by"] == "replica"
@@ -389,6 +408,11 @@ def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_running, writer
                 assert info.value.headers["Retry-After"] == "2"
                 assert "password" not in info.value.message and "port" not in info.value.message
 
+            status, headers, body = call(strict_http, path, method="GET", content_type=None)
+            assert status == 503 and headers["retry-after"] == "2", body
+            assert body["error"] == "database_unavailable"
+            assert strict_http.ready_status() == 503
+
             # Strong reads use the primary whatever the fallback setting says.
             assert strict.query(HOUR, label, 5, consistency="strong")["served_by"] == "primary"
             assert fallback.ready() is True
@@ -401,6 +425,8 @@ def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_running, writer
         print(f"replica reads again {time.monotonic() - restarted:.1f}s after the restart")
         wait_until(lambda: fallback.query(HOUR, label, 5)["served_by"] == "replica", 20, 0.5)
         assert wait_until(strict.ready, 10)
+        wait_until(lambda: call(strict_http, path, method="GET", content_type=None)[0] == 200, 20, 0.5)
+        assert strict_http.ready_status() == 200
 
 
 def test_both_servers_down_is_503_and_replica_reads_survive_a_primary_outage(

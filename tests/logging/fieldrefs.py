@@ -242,7 +242,8 @@ def pipeline_logger_fields(tree: list) -> set[str]:
 
 
 def pipeline_output_index(tree: list) -> str:
-    outputs = [s for section, name, s, _ in iter_plugins(tree) if section == "output" and name == "elasticsearch"]
+    outputs = [settings for section, name, settings, _ in iter_plugins(tree)
+               if section == "output" and name == "elasticsearch"]
     assert len(outputs) == 1, outputs
     return outputs[0]["index"]
 
@@ -303,6 +304,9 @@ def template_logger_fields(template: dict) -> set[str]:
 
 _KQL_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op><=|>=|<|>|:)|(?P<paren>[()])'
                         r'|(?P<word>[^\s()<>:"]+))')
+# Objects whose keys are field names: a data view's formats, query DSL leaf queries.
+DICT_KEYED_BY_FIELD = frozenset({"fieldFormatMap", "term", "terms", "range", "match", "match_phrase",
+                                 "prefix", "wildcard"})
 FIELD_KEYS = frozenset({"field", "terms_field", "time_field", "timeFieldName", "timeField", "sourceField",
                         "aggField", "termField"})
 
@@ -356,10 +360,7 @@ def kibana_fields(obj) -> set[str]:
                     fields.update(column for column in item if isinstance(column, str))
                 elif key == "sort" and isinstance(item, list):
                     fields.update(pair[0] for pair in item if isinstance(pair, list) and pair)
-                elif key == "fieldFormatMap" and isinstance(item, dict):
-                    fields.update(item)
-                elif key in ("term", "terms", "range", "match", "match_phrase", "prefix", "wildcard") \
-                        and isinstance(item, dict):
+                elif key in DICT_KEYED_BY_FIELD and isinstance(item, dict):
                     fields.update(item)
                 elif key == "exists" and isinstance(item, dict):
                     fields.add(item["field"])
@@ -381,7 +382,8 @@ def load_generator():
 
 
 def saved_objects() -> list[dict]:
-    return [json.loads(line) for line in SAVED_OBJECTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = SAVED_OBJECTS.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def load_rule() -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -246,3 +247,19 @@ def test_the_pipeline_selects_the_pod_label_stack_yml_sets(tree):
 def test_dedot_follows_beats_rule():
     assert dedot("com.nlp-enrichment/logs") == "com_nlp-enrichment/logs"
     assert dedot("app.kubernetes.io/name") == "app_kubernetes_io/name"
+
+
+def test_the_watchdog_relays_lines_without_a_prefix():
+    """of-watchdog's default prefix_logs=true turns each line into "2026/11/21 05:39:00 stdout: {...}",
+    which Logstash could not parse: the image (or stack.yml) must switch it off."""
+    dockerfile = fieldrefs.REPO / "Dockerfile"
+    if not dockerfile.exists():
+        pytest.skip("Dockerfile is not written yet")
+    settings = re.findall(r"\bprefix_logs\s*[=:]\s*\"?(\w+)", dockerfile.read_text(encoding="utf-8"))
+    if fieldrefs.STACK.exists():
+        stack = yaml.safe_load(fieldrefs.STACK.read_text(encoding="utf-8"))
+        for spec in (stack.get("functions") or {}).values():
+            value = ((spec or {}).get("environment") or {}).get("prefix_logs")
+            if value is not None:
+                settings.append(str(value))
+    assert settings and all(value.lower() == "false" for value in settings), settings

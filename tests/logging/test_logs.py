@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import threading
 import warnings
 from pathlib import Path
 
@@ -47,6 +48,20 @@ def test_lines_carry_the_contract_fields_with_their_types(captured):
             assert isinstance(line[key], types) and not isinstance(line[key], bool), (key, line[key])
     assert line["entities_by_label"] == {"ORG": 2, "PERSON": 1}
     assert {"error.type", "error.message", "log.truncated"}.isdisjoint(line)
+
+
+def test_concurrent_threads_never_interleave_lines(captured):
+    def worker(number: int) -> None:
+        for i in range(200):
+            log.info("tick", extra={"event": "probe", "worker": number, "i": i, "pad": "p" * 3000})
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = captured.lines()  # raises if two writes were interleaved
+    assert len(lines) == 1600 and {line["worker"] for line in lines} == set(range(8))
 
 
 def test_timestamp_is_utc_with_milliseconds_and_z():
@@ -188,6 +203,13 @@ def test_secrets_are_redacted_in_message_args_extras_and_exceptions(captured):
     assert second["error.message"] == "cannot reach postgresql://nlp_writer:***@10.0.0.5:5432/nlp"
 
 
+def test_a_dict_message_becomes_fields_and_is_redacted_too(captured):
+    log.info({"event": "pool.configured", "conninfo": "host=db password=hunter2", "size": 4})
+    line = captured.last()
+    assert (line["event"], line["conninfo"], line["size"]) == ("pool.configured", "host=db password=***", 4)
+    assert line["message"] == ""
+
+
 # --- exceptions ----------------------------------------------------------------------------------------
 
 
@@ -302,7 +324,8 @@ def test_no_function_code_passes_comment_text_to_a_log_call():
                 if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
                     for key, value in zip(keyword.value.keys, keyword.value.values, strict=True):
                         if isinstance(key, ast.Constant) and key.value in RAW_TEXT_NAMES - {"event"}:
-                            offenders.append(f"{path.relative_to(REPO)}:{call.lineno} extra key {key.value!r}")
+                            where = f"{path.relative_to(REPO)}:{call.lineno}"
+                            offenders.append(f"{where} extra key {key.value!r}")
                         values.append(value)
             for value in values:
                 for name in ast.walk(value):

@@ -73,6 +73,7 @@ INSTALL_HINT = (
 )
 DEFAULT_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 _REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres", "pg_basebackup")
+_INCLUDE_LINE = "include_if_exists = 'nlp_cluster.conf'"  # our settings, rewritten on every start
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin for ".s.PGSQL.NNNNN.lock"
 
 
@@ -230,7 +231,7 @@ class LocalCluster:
             self._bin = find_pg_bin()
             state = self._ensure_state()
             self._prepare_dirs()
-            if not (self._data_dir("primary") / "PG_VERSION").exists():
+            if not self._primary_initialized():
                 self._initdb()
             self._start_server("primary")
             self._bootstrap()
@@ -261,7 +262,7 @@ class LocalCluster:
         state = self._state or {}
         result = {
             "base_dir": str(self.base_dir),
-            "initialized": bool(state) and (self._data_dir("primary") / "PG_VERSION").exists(),
+            "initialized": bool(state) and self._primary_initialized(),
             "data_root": state.get("data_root"),
             "secrets_dir": str(self.secrets_dir),
             "dbname": DBNAME,
@@ -501,9 +502,9 @@ class LocalCluster:
         return entry.pw_uid, entry.pw_gid
 
     def _choose_data_root(self) -> Path:
-        """base_dir/pg when the server user can reach it and the socket path fits in sun_path; else a
+        """base_dir/data when the server user can reach it and the socket path fits in sun_path; else a
         private dir under /tmp (pytest's tmp dirs are 0700 root, so postgres cannot traverse them)."""
-        preferred = self.base_dir / "pg"
+        preferred = self.base_dir / "data"
         if len(str(preferred / "sock" / ".s.PGSQL.65535.lock")) <= _SOCKET_PATH_MAX:
             self.base_dir.mkdir(parents=True, exist_ok=True)
             self._make_server_dir(preferred)
@@ -610,6 +611,14 @@ class LocalCluster:
 
     # ------------------------------------------------------------------------------------- initdb
 
+    def _primary_initialized(self) -> bool:
+        # Not PG_VERSION: initdb writes that first, so an interrupted initdb would look complete. The
+        # include line is appended as the very last step of _initdb.
+        try:
+            return _INCLUDE_LINE in (self._data_dir("primary") / "postgresql.conf").read_text()
+        except OSError:
+            return False
+
     def _initdb(self) -> None:
         primary = self._data_dir("primary")
         # A half-made primary from a crashed first start, and any replica of an older primary, are junk.
@@ -651,8 +660,8 @@ class LocalCluster:
         self._write_server_file(primary / "pg_hba.conf", hba)
         conf = primary / "postgresql.conf"
         text = conf.read_text()
-        if "include_if_exists = 'nlp_cluster.conf'" not in text:
-            self._write_server_file(conf, text + "\ninclude_if_exists = 'nlp_cluster.conf'\n")
+        if _INCLUDE_LINE not in text:
+            self._write_server_file(conf, f"{text}\n{_INCLUDE_LINE}\n")
 
     def _write_cluster_conf(self, server: str) -> None:
         """Our settings, rewritten on every start (the port may have changed). postgresql.conf includes it."""
