@@ -157,7 +157,7 @@ async def _closed(cfg: dict, factory: RequestFactory, host: str, port: int) -> d
             sent = loop.time()
             try:
                 status, close, _ = await asyncio.wait_for(conn.roundtrip(request), timeout)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
                 rec.error(type(exc).__name__)
                 conn.close()
                 conn = await Connection.open(host, port)
@@ -194,7 +194,7 @@ async def _open(cfg: dict, factory: RequestFactory, host: str, port: int) -> dic
                 conn.close()
             else:
                 idle.append(conn)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             rec.error(type(exc).__name__)
             if conn is not None:
                 conn.close()
@@ -250,7 +250,7 @@ async def _count(cfg: dict, factory: RequestFactory, host: str, port: int) -> di
             sent = loop.time()
             try:
                 status, close, _ = await asyncio.wait_for(conn.roundtrip(request), timeout)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
                 rec.error(type(exc).__name__)
                 conn.close()
                 conn = await Connection.open(host, port)

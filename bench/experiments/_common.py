@@ -56,7 +56,7 @@ def ents_of(doc) -> tuple:
 
 
 def digest(ents_iter: Iterable[tuple]) -> str:
-    h = hashlib.sha1()
+    h = hashlib.blake2b(digest_size=8)
     for ents in ents_iter:
         h.update(repr(ents).encode())
     return h.hexdigest()[:16]

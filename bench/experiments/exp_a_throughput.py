@@ -70,7 +70,10 @@ def main() -> None:
         for _ in range(3):
             t, pipes = load_time(exc, ena)
             times.append(t)
-        print(f"load {name:<24} median {median(times) * 1000:6.0f} ms  runs {[round(x * 1000) for x in times]}  pipes={pipes}")
+        print(
+            f"load {name:<24} median {median(times) * 1000:6.0f} ms  "
+            f"runs {[round(x * 1000) for x in times]}  pipes={pipes}"
+        )
 
     # --- entity equality on eq-docs (doubles as a warm-up of each vocab) ---
     eq_texts = generate(args.eq_docs)
@@ -120,14 +123,20 @@ def main() -> None:
         print(f"  round {r + 1} done, loadavg {loadavg()}", flush=True)
     base = median([w for w, _ in results["ner    nlp.pipe bs=128"]])
     base_cpu = median([c for _, c in results["ner    nlp.pipe bs=128"]])
-    print(f"\n{len(texts)} docs, {chars} chars (mean {chars / len(texts):.0f}), {args.rounds} rounds, median:")
-    print("| configuration | docs/s (wall) | chars/s | docs per CPU-s | x ner pipe bs=128 (wall / cpu) | runs docs/s |")
+    print(
+        f"\n{len(texts)} docs, {chars} chars (mean {chars / len(texts):.0f}), {args.rounds} rounds, median:"
+    )
+    print(
+        "| configuration | docs/s (wall) | chars/s | docs per CPU-s "
+        "| x ner pipe bs=128 (wall / cpu) | runs docs/s |"
+    )
     print("|---|---:|---:|---:|---:|---|")
     for name, vals in results.items():
         w = median([v[0] for v in vals])
         c = median([v[1] for v in vals])
         print(
-            f"| {name} | {w:.0f} | {w * chars / len(texts):,.0f} | {c:.0f} | {w / base:.2f} / {c / base_cpu:.2f} "
+            f"| {name} | {w:.0f} | {w * chars / len(texts):,.0f} | {c:.0f} "
+            f"| {w / base:.2f} / {c / base_cpu:.2f} "
             f"| {[round(v[0]) for v in vals]} |"
         )
 

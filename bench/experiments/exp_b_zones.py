@@ -83,7 +83,7 @@ def process(nlp, texts, spec, stage, step, on_mark) -> None:
     if warmtok:
         for t in generate(warmtok, seed=99):
             nlp.make_doc(t)
-    h = hashlib.sha1()
+    h = hashlib.blake2b(digest_size=8)
     marks: dict[int, str] = {}
     next_mark = step
     done = 0
@@ -128,9 +128,14 @@ def cmd_run(args) -> None:
         n_seg = done - last[0]
         last[0] = done
         row = {
-            "docs": done, "rss_mb": round(rss_mb(), 1), "vocab": len(nlp.vocab),
-            "strings": len(nlp.vocab.strings), "seg_docs_s": round(n_seg / seg.wall, 1),
-            "seg_docs_cpu_s": round(n_seg / seg.cpu, 1), "digest": dig, "mark": mark,
+            "docs": done,
+            "rss_mb": round(rss_mb(), 1),
+            "vocab": len(nlp.vocab),
+            "strings": len(nlp.vocab.strings),
+            "seg_docs_s": round(n_seg / seg.wall, 1),
+            "seg_docs_cpu_s": round(n_seg / seg.cpu, 1),
+            "digest": dig,
+            "mark": mark,
         }
         rows.append(row)
         if args.verbose:
@@ -140,8 +145,12 @@ def cmd_run(args) -> None:
         process(nlp, texts, args.arrangement, args.stage, args.step, on_mark)
     steady = rows[1:] or rows
     out = {
-        "arrangement": args.arrangement, "stage": args.stage, "n": args.n, "rss_start_mb": round(rss0, 1),
-        "docs_s": round(args.n / total.wall, 1), "docs_cpu_s": round(args.n / total.cpu, 1),
+        "arrangement": args.arrangement,
+        "stage": args.stage,
+        "n": args.n,
+        "rss_start_mb": round(rss0, 1),
+        "docs_s": round(args.n / total.wall, 1),
+        "docs_cpu_s": round(args.n / total.cpu, 1),
         "steady_docs_cpu_s_median": median([r["seg_docs_cpu_s"] for r in steady]),
         "steady_docs_s_median": median([r["seg_docs_s"] for r in steady]),
         "rows": rows,
@@ -150,8 +159,20 @@ def cmd_run(args) -> None:
 
 
 def run_subprocess(spec: str, n: int, stage: str, step: int) -> dict:
-    cmd = [sys.executable, "-m", "bench.experiments.exp_b_zones", "run", "--arrangement", spec,
-           "--n", str(n), "--stage", stage, "--step", str(step)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.experiments.exp_b_zones",
+        "run",
+        "--arrangement",
+        spec,
+        "--n",
+        str(n),
+        "--stage",
+        stage,
+        "--step",
+        str(step),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -199,11 +220,19 @@ def cmd_compare(args) -> None:
     the NER component adds nothing to the vocab) processed under the arrangement, then the NER
     throughput measured on the next `measure` docs, still under the arrangement."""
     specs = args.arrangements.split(",") if args.arrangements else ARRANGEMENTS
-    texts = generate(args.history + args.measure)
+    need = args.history + args.measure
+    if args.max_chars:  # short comments only (like the issue's reference: median ~119 chars)
+        texts = [t for t in generate(need * 3) if len(t) <= args.max_chars][:need]
+    else:
+        texts = generate(need)
     hist, meas = texts[: args.history], texts[args.history :]
     res: dict[str, list[tuple[float, float]]] = {s: [] for s in specs}
     digests: dict[str, str] = {}
-    print(f"# compare history={args.history} measure={args.measure} rounds={args.rounds} loadavg {loadavg()}")
+    chars = sum(len(t) for t in meas)
+    print(
+        f"# compare history={args.history} measure={args.measure} (mean {chars / len(meas):.0f} chars, "
+        f"median {sorted(map(len, meas))[len(meas) // 2]}) rounds={args.rounds} loadavg {loadavg()}"
+    )
     for r in range(args.rounds):
         for spec in specs:
             nlp = load_ner()
@@ -224,13 +253,18 @@ def cmd_compare(args) -> None:
         print(f"  round {r + 1} loadavg {loadavg()}", flush=True)
     base_w = median([w for w, _ in res["none"]]) if "none" in res else 1.0
     base_c = median([c for _, c in res["none"]]) if "none" in res else 1.0
-    print("| arrangement | NER docs/s wall | docs/CPU-s | x none (wall / cpu) | runs (wall) | output = none |")
+    print(
+        "| arrangement | NER docs/s wall | docs/CPU-s | x none (wall / cpu) | runs (wall) | output = none |"
+    )
     print("|---|---:|---:|---:|---|---|")
     for spec, vals in res.items():
         w = median([v[0] for v in vals])
         c = median([v[1] for v in vals])
         same = "yes" if digests[spec] == digests.get("none") else "NO"
-        print(f"| {spec} | {w:.0f} | {c:.0f} | {w / base_w:.2f} / {c / base_c:.2f} | {[round(v[0]) for v in vals]} | {same} |")
+        print(
+            f"| {spec} | {w:.0f} | {c:.0f} | {w / base_w:.2f} / {c / base_c:.2f} "
+            f"| {[round(v[0]) for v in vals]} | {same} |"
+        )
 
 
 def main() -> None:
@@ -253,6 +287,7 @@ def main() -> None:
     p.add_argument("--history", type=int, default=3000)
     p.add_argument("--measure", type=int, default=1500)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--max-chars", type=int, default=0)
     args = ap.parse_args()
     {"run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare}[args.cmd](args)
 

@@ -93,11 +93,11 @@ class FunctionServer(ThreadingHTTPServer):
         self._inflight_cond = threading.Condition()
 
     def enter(self) -> bool:
+        """Count a request as in flight (every one, even those refused while draining, so that the
+        process never exits half-way through writing a response). False when draining."""
         with self._inflight_cond:
-            if self.draining:
-                return False
             self._inflight += 1
-            return True
+            return not self.draining
 
     def leave(self) -> None:
         with self._inflight_cond:
@@ -230,13 +230,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if self.command in ("GET", "HEAD") and split.path == server.settings.ready_path:
             self._ready(head)
             return
-        if not server.enter():
-            self.close_connection = True
-            self._json(503, {"error": "shutting_down", "message": "the function is shutting down",
-                             "request_id": self._request_id()},
-                       {"Retry-After": str(server.settings.retry_after_s)}, head)
-            return
+        accepting = server.enter()
         try:
+            if not accepting:
+                self.close_connection = True
+                self._json(503, {"error": "shutting_down", "message": "the function is shutting down",
+                                 "request_id": self._request_id()},
+                           {"Retry-After": str(server.settings.retry_after_s)}, head)
+                return
             body = self._read_body()
             if body is None:
                 return
@@ -312,8 +313,8 @@ def serve(settings: Settings, *, ready_event: threading.Event | None = None) -> 
     while not stop.wait(0.5):
         pass
     server.draining = True
+    server.shutdown()  # stop accepting; connection threads already running carry on
     drained = server.wait_idle(timeout=max(1.0, settings.request_timeout_s + 5))
-    server.shutdown()
     server.server_close()
     lifecycle.run_shutdown_hooks()
     log.info("stopped", extra={"event": "server.stopped", "drained": drained})

@@ -68,6 +68,10 @@ def ner_handler(pg_cluster):
         else:
             os.environ["SECRETS_DIR"] = previous
         module.service.close()
+        # The in-process service stamped the model on every log line of this process: undo it.
+        from functions.runtime import logs
+
+        logs.set_static_fields(model_name=None, model_version=None)
 
 
 def test_ner_handler_answers_json_under_the_template(ner_handler):

@@ -55,14 +55,15 @@ def envsubst(text: str, environ: dict[str, str]) -> str:
 
 # --- typed decoding of YAML nodes, the way yaml.v3 decodes into faas-cli's Go structs ------------------
 
-def _where(node: yaml.Node) -> str:
-    return f"line {node.start_mark.line + 1}"
+def _unmarshal_error(node: yaml.Node, field: str, go_type: str, value: str | None = None) -> StackError:
+    got = f"!!str `{value}`" if value is not None else _kind(node)
+    return StackError(f"yaml: unmarshal errors:\n  line {node.start_mark.line + 1}: cannot unmarshal {got} "
+                      f"into {field} of type {go_type}")
 
 
 def _scalar_string(node: yaml.Node, field: str) -> str:
     if not isinstance(node, yaml.ScalarNode):
-        raise StackError(f"yaml: unmarshal errors:\n  {_where(node)}: cannot unmarshal {_kind(node)} into {field} "
-                         "of type string")
+        raise _unmarshal_error(node, field, "string")
     if node.tag == "tag:yaml.org,2002:null":
         return ""
     return node.value
@@ -80,8 +81,7 @@ def _string_map(node: yaml.Node, field: str) -> dict[str, str]:
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return {}
     if not isinstance(node, yaml.MappingNode):
-        raise StackError(f"yaml: unmarshal errors:\n  {_where(node)}: cannot unmarshal {_kind(node)} into {field} "
-                         "of type map[string]string")
+        raise _unmarshal_error(node, field, "map[string]string")
     return {_scalar_string(k, field): _scalar_string(v, field) for k, v in node.value}
 
 
@@ -89,8 +89,7 @@ def _string_list(node: yaml.Node, field: str) -> list[str]:
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return []
     if not isinstance(node, yaml.SequenceNode):
-        raise StackError(f"yaml: unmarshal errors:\n  {_where(node)}: cannot unmarshal {_kind(node)} into {field} "
-                         "of type []string")
+        raise _unmarshal_error(node, field, "[]string")
     return [_scalar_string(item, field) for item in node.value]
 
 
@@ -100,15 +99,14 @@ def _bool(node: yaml.Node, field: str) -> bool:
         return True
     if value in _FALSE or value == "":
         return False
-    raise StackError(f"yaml: unmarshal errors:\n  {_where(node)}: cannot unmarshal !!str `{value}` into {field} "
-                     "of type bool")
+    raise _unmarshal_error(node, field, "bool", value)
 
 
 def _mapping(node: yaml.Node, field: str) -> dict[str, yaml.Node]:
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return {}
     if not isinstance(node, yaml.MappingNode):
-        raise StackError(f"yaml: unmarshal errors:\n  {_where(node)}: cannot unmarshal {_kind(node)} into {field}")
+        raise _unmarshal_error(node, field, "struct")
     return {_scalar_string(k, field): v for k, v in node.value}
 
 
@@ -144,7 +142,8 @@ def parse_stack(path: Path, *, substitute: bool, environ: dict[str, str]) -> dic
     provider = _mapping(top["provider"], "provider") if "provider" in top else {}
     name = _scalar_string(provider["name"], "provider.name") if "name" in provider else ""
     if name != "openfaas":
-        raise StackError(f"['openfaas'] is the only valid \"provider.name\" for the OpenFaaS CLI, but you gave: {name}")
+        raise StackError("['openfaas'] is the only valid \"provider.name\" for the OpenFaaS CLI, "
+                         f"but you gave: {name}")
 
     functions = _mapping(top["functions"], "functions") if "functions" in top else {}
     parsed: dict[str, dict] = {}
