@@ -17,20 +17,20 @@ from tests.faults.support import Http, Load, audit, report, rss_kib, status_coun
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
 CLIENTS = 64
-REQUESTS = 640
+REQUESTS = 3200
 RSS_GROWTH_LIMIT_MIB = 150
 
 
 def test_more_work_than_capacity_is_refused_with_retry_after_and_memory_stays_bounded(
         function_factory, healthy, admin_dsn):
     fn = function_factory("ner-processor", MAX_PENDING_DOCS="8")
-    warm = Load(fn.port, clients=2, batch=8, max_requests=20).start()
+    warm = Load(fn.port, clients=1, batch=8, max_requests=20).start()  # 8 docs: exactly the capacity
     assert warm.wait_for(lambda o: len(o) >= 20, 30)
     assert all(o.ok for o in warm.stop())
     rss_before = rss_kib(fn.process.pid)
 
     started = time.monotonic()
-    burst = Load(fn.port, clients=CLIENTS, batch=8, max_requests=REQUESTS).start()
+    burst = Load(fn.port, clients=CLIENTS, batch=8, max_requests=REQUESTS, pause=0.02).start()
     peak = rss_before
     while time.monotonic() - started < 90:
         peak = max(peak, rss_kib(fn.process.pid))
