@@ -40,12 +40,12 @@ WORKDIR /src
 COPY requirements/ requirements/
 COPY scripts/image/ scripts/image/
 # ARGs reach the script as environment variables (INSTALL_MODEL, MODEL_IGNORE_REQUIRES_PYTHON).
-RUN scripts/image/build-venv.sh /opt/venv --python python3 \
+RUN bash scripts/image/build-venv.sh /opt/venv --python python3 \
         --model-package "${MODEL_PACKAGE}" --model "${SPACY_MODEL}"
 
 COPY functions/ functions/
 COPY sql/ sql/
-RUN scripts/image/install-app.sh /app "${FUNCTION}"
+RUN bash scripts/image/install-app.sh /app "${FUNCTION}"
 
 # ---------------------------------------------------------------------------------------------------
 # runtime: slim, non-root, read-only-root friendly; only the venv, the code and the watchdog.
@@ -107,6 +107,6 @@ EXPOSE 8080
 
 # For `docker run` only (Kubernetes uses the provider's probes): the watchdog writes /tmp/.lock once
 # it is up. /tmp is the one writable path with readonly_root_filesystem (faas-netes mounts an emptyDir).
-HEALTHCHECK --interval=5s --timeout=3s CMD ["python", "-c", "import os, sys; sys.exit(not os.path.exists('/tmp/.lock'))"]
+HEALTHCHECK --interval=5s --timeout=3s CMD ["test", "-e", "/tmp/.lock"]
 
 CMD ["fwatchdog"]

@@ -44,8 +44,8 @@ class Plan:
     closed_warmup_s: float = 3.0
     closed_duration_s: float = 15.0
     batch_sizes: tuple[int, ...] = (32, 256)
-    batch_clients: int = 2
-    batch_duration_s: float = 15.0
+    batch_clients: int = 2           # two requests in flight: one is parsed/committed while the other runs
+    batch_docs: int = 4096           # per batch size; throughput = docs / (last answer - first send)
     seed_levels: tuple[int, ...] = (1, 16, 64)
     latency_fractions: tuple[float, ...] = (0.25, 0.5, 0.9)
     latency_warmup_s: float = 3.0
@@ -61,7 +61,7 @@ class Plan:
 
 
 QUICK = Plan(sample_docs=400, warmup_docs=100, raw_rounds=1, full_docs=120, long_texts=1,
-             closed_warmup_s=1.0, closed_duration_s=4.0, batch_duration_s=4.0, seed_levels=(16,),
+             closed_warmup_s=1.0, closed_duration_s=4.0, batch_docs=1024, seed_levels=(16,),
              latency_warmup_s=1.0, latency_duration_s=5.0, cold_rounds=1, memory_docs=6_000,
              memory_every=1_000, db_bulk_docs=512, db_single_docs=100)
 
@@ -318,10 +318,9 @@ class Bench:
                     self.results.setdefault("lag", {})["closed64"] = res["lag"]
             for size in p.batch_sizes:
                 log(f"function: batch requests of {size} docs, {p.batch_clients} clients")
-                res = self.drive(fn, {"mode": "closed", "clients": p.batch_clients, "docs_per_request": size,
-                                      "warmup_s": p.closed_warmup_s, "duration_s": p.batch_duration_s,
-                                      "id_prefix": f"{self.run_id}-b{size}", "start_index": index},
-                                 lag=(size == max(p.batch_sizes)))
+                res = self.drive(fn, {"mode": "count", "clients": p.batch_clients, "docs_per_request": size,
+                                      "total_docs": p.batch_docs, "id_prefix": f"{self.run_id}-b{size}",
+                                      "start_index": index}, lag=(size == max(p.batch_sizes)))
                 index = res["next_index"]
                 res["clients"] = p.batch_clients
                 func["batch"][str(size)] = res

@@ -28,9 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Docker's tag grammar.
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _KEY_RE = re.compile(r"^(?P<indent>\s*)(?P<key>[^\s#:][^:#]*?|\"[^\"]+\"|'[^']+'):(?:\s+|$)")
-_IMAGE_RE = re.compile(
-    r"^(?P<head>\s*image:\s*)(?P<q>[\"']?)(?P<ref>[^\"'\s#]+)(?P=q)(?P<tail>\s*(?:#.*)?)$"
-)
+_IMAGE_RE = re.compile(r"^(?P<head>\s*image:\s*)(?P<q>[\"']?)(?P<ref>[^\"'\s#]+)(?P=q)(?P<tail>\s*(?:#.*)?)$")
 _NEWTAG_RE = re.compile(
     r"^(?P<head>\s*newTag:\s*)(?P<q>[\"']?)(?P<tag>[^\"'\s#]*)(?P=q)(?P<tail>\s*(?:#.*)?)$"
 )
@@ -57,7 +55,7 @@ def split_image(ref: str) -> tuple[str, str | None]:
     slash = ref.rfind("/")
     colon = ref.rfind(":")
     if colon > slash:
-        return ref[:colon], ref[colon + 1:]
+        return ref[:colon], ref[colon + 1 :]
     return ref, None
 
 
@@ -127,14 +125,14 @@ def bump_stack(text: str, tag: str, only: str | None, path: Path) -> tuple[str, 
             line = lines[i]
             # only the function's own keys, one level below its name
             if _is_content(line) and _indent(line) > fn_indent and line.lstrip().startswith("image:"):
-                child_indent = min(_indent(x) for x in lines[first + 1:end] if _is_content(x))
+                child_indent = min(_indent(x) for x in lines[first + 1 : end] if _is_content(x))
                 if _indent(line) == child_indent:
                     image_line = i
                     break
         if image_line is None:
             raise ReleaseError(f"function {name!r} has no image: line")
         raw = lines[image_line]
-        newline = raw[len(raw.rstrip("\r\n")):]
+        newline = raw[len(raw.rstrip("\r\n")) :]
         match = _IMAGE_RE.match(raw.rstrip("\r\n"))
         if not match:
             raise ReleaseError(f"line {image_line + 1}: cannot parse image line {raw.rstrip()!r}")
@@ -143,8 +141,10 @@ def bump_stack(text: str, tag: str, only: str | None, path: Path) -> tuple[str, 
         repos[repo] = tag
         if old_tag == tag:
             continue
-        lines[image_line] = (f"{match.group('head')}{match.group('q')}{new_ref}{match.group('q')}"
-                             f"{match.group('tail')}{newline}")
+        lines[image_line] = (
+            f"{match.group('head')}{match.group('q')}{new_ref}{match.group('q')}"
+            f"{match.group('tail')}{newline}"
+        )
         changes.append(Change(path, image_line + 1, name, old_tag or "(none)", tag))
     return "".join(lines), changes, repos
 
@@ -173,16 +173,25 @@ def bump_kustomize_images(text: str, repos: dict[str, str], path: Path) -> tuple
         if tag_match and current in repos:
             new = repos[current]
             if tag_match.group("tag") != new:
-                newline = raw[len(line):]
-                lines[i] = (f"{tag_match.group('head')}{tag_match.group('q')}{new}{tag_match.group('q')}"
-                            f"{tag_match.group('tail')}{newline}")
-                changes.append(Change(path, i + 1, f"{current} (kustomize images)",
-                                      tag_match.group("tag"), new))
+                newline = raw[len(line) :]
+                lines[i] = (
+                    f"{tag_match.group('head')}{tag_match.group('q')}{new}{tag_match.group('q')}"
+                    f"{tag_match.group('tail')}{newline}"
+                )
+                changes.append(
+                    Change(path, i + 1, f"{current} (kustomize images)", tag_match.group("tag"), new)
+                )
     return "".join(lines), changes
 
 
-def release(tag: str, function: str | None = None, *, root: Path = ROOT, stack: Path | None = None,
-            dry_run: bool = False) -> list[Change]:
+def release(
+    tag: str,
+    function: str | None = None,
+    *,
+    root: Path = ROOT,
+    stack: Path | None = None,
+    dry_run: bool = False,
+) -> list[Change]:
     if not TAG_RE.match(tag):
         raise ReleaseError(f"{tag!r} is not a valid image tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")
     stack = stack or root / "stack.yml"
@@ -210,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
     args = parser.parse_args(argv)
     try:
-        changes = release(args.tag, args.function or None, root=args.root, stack=args.stack,
-                          dry_run=args.dry_run)
+        changes = release(
+            args.tag, args.function or None, root=args.root, stack=args.stack, dry_run=args.dry_run
+        )
     except (ReleaseError, OSError) as exc:
         print(f"release: {exc}", file=sys.stderr)
         return 1

@@ -90,8 +90,9 @@ def make_pool(dsn: str, *, name: str, min_size: int, max_size: int, timeout: flo
         check=ConnectionPool.check_connection,
         configure=_configure_connection(statement_timeout_ms),
         kwargs={"connect_timeout": max(1, int(round(connect_timeout))), "application_name": name},
-        # After an outage the pool retries in the background; keep the first retries quick.
-        reconnect_timeout=24 * 3600,
+        # psycopg_pool backs off exponentially while reconnecting; giving up early frees the slot so the
+        # next request tries at once, so recovery after an outage of any length takes one attempt.
+        reconnect_timeout=max(5.0, 2 * timeout),
         max_lifetime=1800,
     )
 

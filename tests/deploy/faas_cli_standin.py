@@ -55,10 +55,13 @@ def envsubst(text: str, environ: dict[str, str]) -> str:
 
 # --- typed decoding of YAML nodes, the way yaml.v3 decodes into faas-cli's Go structs ------------------
 
+
 def _unmarshal_error(node: yaml.Node, field: str, go_type: str, value: str | None = None) -> StackError:
     got = f"!!str `{value}`" if value is not None else _kind(node)
-    return StackError(f"yaml: unmarshal errors:\n  line {node.start_mark.line + 1}: cannot unmarshal {got} "
-                      f"into {field} of type {go_type}")
+    return StackError(
+        f"yaml: unmarshal errors:\n  line {node.start_mark.line + 1}: cannot unmarshal {got} "
+        f"into {field} of type {go_type}"
+    )
 
 
 def _scalar_string(node: yaml.Node, field: str) -> str:
@@ -142,8 +145,9 @@ def parse_stack(path: Path, *, substitute: bool, environ: dict[str, str]) -> dic
     provider = _mapping(top["provider"], "provider") if "provider" in top else {}
     name = _scalar_string(provider["name"], "provider.name") if "name" in provider else ""
     if name != "openfaas":
-        raise StackError("['openfaas'] is the only valid \"provider.name\" for the OpenFaaS CLI, "
-                         f"but you gave: {name}")
+        raise StackError(
+            f"['openfaas'] is the only valid \"provider.name\" for the OpenFaaS CLI, but you gave: {name}"
+        )
 
     functions = _mapping(top["functions"], "functions") if "functions" in top else {}
     parsed: dict[str, dict] = {}
@@ -204,8 +208,12 @@ def function_object(name: str, fn: dict, namespace: str, stack_dir: Path) -> dic
             spec[key] = fn[key]
     if fn.get("readonly_root_filesystem"):
         spec["readOnlyRootFilesystem"] = True
-    return {"apiVersion": API_VERSION, "kind": "Function",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def generate(args: argparse.Namespace, environ: dict[str, str]) -> str:

@@ -54,7 +54,9 @@ def consistency_problems(root: Path) -> list[str]:
     functions = stack["functions"]
     folders = {p.parent.name for p in (root / "functions").glob("*/handler.py")}
     if set(functions) != folders:
-        problems.append(f"stack.yml functions {sorted(functions)} != folders with handler.py {sorted(folders)}")
+        problems.append(
+            f"stack.yml functions {sorted(functions)} != folders with handler.py {sorted(folders)}"
+        )
 
     stages = dict(dockerfile_stages((root / "Dockerfile").read_text(encoding="utf-8")))
     final_args = dockerfile_args(stages["runtime"])
@@ -69,14 +71,16 @@ def consistency_problems(root: Path) -> list[str]:
         if (fn.get("environment") or {}).get("FUNCTION_NAME", name) != name:
             problems.append(f"{name}: environment FUNCTION_NAME disagrees with the function's name")
         if fn.get("lang") != "dockerfile" or fn.get("handler") not in (".", "./"):
-            problems.append(f"{name}: must be built by the top-level Dockerfile (lang: dockerfile, handler: .)")
+            problems.append(
+                f"{name}: must be built by the top-level Dockerfile (lang: dockerfile, handler: .)"
+            )
     # The function is selected by the FUNCTION build arg: the builder checks it, the runtime exports it.
     if "FUNCTION" not in dockerfile_args(stages["builder"]) or "FUNCTION" not in final_args:
         problems.append("Dockerfile: FUNCTION must be an ARG of both the builder and the runtime stage")
     if dockerfile_env(stages["runtime"]).get("FUNCTION_NAME") != "${FUNCTION}":
         problems.append("Dockerfile: runtime stage must set ENV FUNCTION_NAME=${FUNCTION}")
-    if not any('install-app.sh' in line and '"${FUNCTION}"' in line for line in stages["builder"]):
-        problems.append("Dockerfile: builder stage must run scripts/image/install-app.sh with \"${FUNCTION}\"")
+    if not any("install-app.sh" in line and '"${FUNCTION}"' in line for line in stages["builder"]):
+        problems.append('Dockerfile: builder stage must run scripts/image/install-app.sh with "${FUNCTION}"')
 
     # The CMP renders exactly this stack file.
     plugin = load_yaml(root / "argocd" / "plugins" / "openfaas-stack" / "plugin.yaml")
@@ -89,15 +93,20 @@ def consistency_problems(root: Path) -> list[str]:
     if plugin["spec"].get("discover", {}).get("fileName") not in ("./stack.yml", "stack.yml"):
         problems.append("plugin.yaml: discover.fileName must be stack.yml")
     app = load_yaml(root / "argocd" / "apps" / "functions.yaml")
-    plugin_sources = [s for s in app["spec"].get("sources", [app["spec"].get("source")]) if s and "plugin" in s]
-    expected_plugin = plugin["metadata"]["name"] + (f"-{plugin['spec']['version']}" if plugin["spec"].get("version")
-                                                    else "")
+    plugin_sources = [
+        s for s in app["spec"].get("sources", [app["spec"].get("source")]) if s and "plugin" in s
+    ]
+    expected_plugin = plugin["metadata"]["name"] + (
+        f"-{plugin['spec']['version']}" if plugin["spec"].get("version") else ""
+    )
     if len(plugin_sources) != 1:
         problems.append("argocd/apps/functions.yaml: exactly one source must use the openfaas-stack plugin")
     else:
         source = plugin_sources[0]
         if source["plugin"].get("name") != expected_plugin:
-            problems.append(f"functions app uses plugin {source['plugin'].get('name')!r}, not {expected_plugin!r}")
+            problems.append(
+                f"functions app uses plugin {source['plugin'].get('name')!r}, not {expected_plugin!r}"
+            )
         env = {e["name"]: e["value"] for e in source["plugin"].get("env", [])}
         stack_file = env.get("STACK_FILE", "stack.yml")
         if (root / source.get("path", ".") / stack_file).resolve() != (root / "stack.yml").resolve():
@@ -108,7 +117,9 @@ def consistency_problems(root: Path) -> list[str]:
     writer_repo, _, writer_tag = functions["ner-processor"]["image"].rpartition(":")
     pins = {i["name"]: i.get("newTag") for i in migrations.get("images", [])}
     if pins.get(writer_repo) != writer_tag:
-        problems.append(f"argocd/migrations pins {writer_repo}:{pins.get(writer_repo)}, stack.yml has {writer_tag}")
+        problems.append(
+            f"argocd/migrations pins {writer_repo}:{pins.get(writer_repo)}, stack.yml has {writer_tag}"
+        )
     return problems
 
 
@@ -129,7 +140,9 @@ def repo_copy(tmp_path) -> Path:
 
 def test_a_new_function_folder_missing_from_stack_yml_is_reported(repo_copy):
     (repo_copy / "functions" / "sentiment").mkdir()
-    (repo_copy / "functions" / "sentiment" / "handler.py").write_text("def handle(event, context):\n    pass\n")
+    (repo_copy / "functions" / "sentiment" / "handler.py").write_text(
+        "def handle(event, context):\n    pass\n"
+    )
     assert any("sentiment" in p for p in consistency_problems(repo_copy))
 
 
@@ -141,8 +154,11 @@ def test_a_function_with_the_wrong_build_arg_is_reported(repo_copy):
 
 def test_a_build_arg_the_dockerfile_does_not_declare_is_reported(repo_copy):
     stack = repo_copy / "stack.yml"
-    stack.write_text(stack.read_text().replace("      INSTALL_MODEL: \"false\"",
-                                               "      INSTALL_MODEL: \"false\"\n      MODEL_PACKAG: x"))
+    stack.write_text(
+        stack.read_text().replace(
+            '      INSTALL_MODEL: "false"', '      INSTALL_MODEL: "false"\n      MODEL_PACKAG: x'
+        )
+    )
     assert any("MODEL_PACKAG" in p for p in consistency_problems(repo_copy))
 
 

@@ -29,14 +29,18 @@ def test_every_yaml_under_argocd_is_reached_by_a_kustomization():
     referenced = set()
     for directory in kustomization_dirs():
         kustomization = load_yaml(directory / "kustomization.yaml")
-        for entry in kustomization.get("resources", []) + [p["path"] for p in kustomization.get("patches", [])]:
+        for entry in kustomization.get("resources", []) + [
+            p["path"] for p in kustomization.get("patches", [])
+        ]:
             if not entry.startswith("http"):
                 referenced.add((directory / entry).resolve())
     plugin_files = {(ARGOCD / "plugins" / "openfaas-stack" / "plugin.yaml").resolve()}  # configMapGenerator
     for path in ARGOCD.rglob("*.yaml"):
         if path.name == "kustomization.yaml" or path.resolve() in plugin_files:
             continue
-        assert path.resolve() in referenced, f"{path.relative_to(ROOT)} is not listed in any kustomization.yaml"
+        assert path.resolve() in referenced, (
+            f"{path.relative_to(ROOT)} is not listed in any kustomization.yaml"
+        )
 
 
 def test_argocd_manifests_validate_against_crds_and_core_schemas(rendered, schemas):
@@ -57,24 +61,52 @@ def test_function_objects_from_faas_cli_generate_validate_against_the_function_c
 
 def test_validation_rejects_unknown_fields_in_crd_and_core_kinds(schemas):
     """The checks above are only worth something if a typo fails them."""
-    function = {"apiVersion": "openfaas.com/v1", "kind": "Function", "metadata": {"name": "x"},
-                "spec": {"name": "x", "image": "x:1", "readonly_root_filesystem": True}}
+    function = {
+        "apiVersion": "openfaas.com/v1",
+        "kind": "Function",
+        "metadata": {"name": "x"},
+        "spec": {"name": "x", "image": "x:1", "readonly_root_filesystem": True},
+    }
     assert any("readonly_root_filesystem" in e for e in validate_object(function, schemas))
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"},
-           "spec": {"template": {"spec": {"restartPolicy": "Never",
-                                          "containers": [{"name": "c", "image": "x:1", "comand": ["a"]}]}}}}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "x"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "x:1", "comand": ["a"]}],
+                }
+            }
+        },
+    }
     assert validate_object(job, schemas)
-    application = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "x"},
-                   "spec": {"project": "p", "destination": {}, "source": {"repoURL": "r"},
-                            "syncPolicy": {"automated": {"prune": True, "selfheal": True}}}}
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "x"},
+        "spec": {
+            "project": "p",
+            "destination": {},
+            "source": {"repoURL": "r"},
+            "syncPolicy": {"automated": {"prune": True, "selfheal": True}},
+        },
+    }
     assert any("selfheal" in e for e in validate_object(application, schemas))
-    cluster = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "x", "labelz": {}},
-               "spec": {"instances": 2, "storage": {"size": "1Gi"}}}
+    cluster = {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": "x", "labelz": {}},
+        "spec": {"instances": 2, "storage": {"size": "1Gi"}},
+    }
     assert any("labelz" in e for e in validate_object(cluster, schemas))
 
 
 def _plugin_schema(schemas):
-    return strict(json.loads((schemas / "argo-cd" / "configmanagementplugin.derived.schema.json").read_text()))
+    return strict(
+        json.loads((schemas / "argo-cd" / "configmanagementplugin.derived.schema.json").read_text())
+    )
 
 
 def test_cmp_plugin_yaml_validates_against_the_configmanagementplugin_schema(schemas):
@@ -84,13 +116,19 @@ def test_cmp_plugin_yaml_validates_against_the_configmanagementplugin_schema(sch
 
 def test_cmp_plugin_yaml_reaches_the_sidecar_unchanged(rendered, schemas):
     """The ConfigMap mounted at /home/argocd/cmp-server/config/plugin.yaml carries the validated file."""
-    [config_map] = [o for o in rendered["argocd/bootstrap"]
-                    if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("openfaas-stack-cmp")]
+    [config_map] = [
+        o
+        for o in rendered["argocd/bootstrap"]
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("openfaas-stack-cmp")
+    ]
     embedded = yaml.safe_load(config_map["data"]["plugin.yaml"])
     assert embedded == load_yaml(ARGOCD / "plugins" / "openfaas-stack" / "plugin.yaml")
     jsonschema.validate(embedded, _plugin_schema(schemas))
-    [repo_server] = [o for o in rendered["argocd/bootstrap"]
-                     if o["kind"] == "Deployment" and o["metadata"]["name"] == "argocd-repo-server"]
+    [repo_server] = [
+        o
+        for o in rendered["argocd/bootstrap"]
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "argocd-repo-server"
+    ]
     pod = repo_server["spec"]["template"]["spec"]
     [sidecar] = [c for c in pod["containers"] if c["name"] == "openfaas-stack"]
     assert sidecar["command"] == ["/var/run/argocd/argocd-cmp-server"]
@@ -101,9 +139,10 @@ def test_cmp_plugin_yaml_reaches_the_sidecar_unchanged(rendered, schemas):
     volumes = {v["name"]: v for v in pod["volumes"]}
     # kustomize rewrote the reference to the hashed ConfigMap name
     assert volumes[config_mount["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
-    assert {"/var/run/argocd", "/home/argocd/cmp-server/plugins", "/tmp"} <= set(mounts)
+    sidecar_tmp = "/tmp"  # noqa: S108 - a mount path in a manifest, not a file this test writes
+    assert {"/var/run/argocd", "/home/argocd/cmp-server/plugins", sidecar_tmp} <= set(mounts)
     # its own /tmp, not the repo-server's
-    assert mounts["/tmp"]["name"] != "tmp"
+    assert mounts[sidecar_tmp]["name"] != "tmp"
 
 
 def test_cmp_schema_check_catches_a_misspelt_field(schemas):

@@ -139,5 +139,7 @@ def test_only_the_model_function_installs_the_model(stack):
     assert stack["functions"]["entity-stats"]["build_args"]["INSTALL_MODEL"] == "false"
     ner_args = stack["functions"]["ner-processor"]["build_args"]
     assert ner_args["MODEL_PACKAGE"] and ner_args["SPACY_MODEL"]
-    assert stack["functions"]["ner-processor"]["annotations"]["com.nlp-enrichment/model-package"] == \
-        ner_args["MODEL_PACKAGE"]
+    assert (
+        stack["functions"]["ner-processor"]["annotations"]["com.nlp-enrichment/model-package"]
+        == ner_args["MODEL_PACKAGE"]
+    )

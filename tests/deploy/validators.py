@@ -15,8 +15,19 @@ import yaml
 KUBERNETES_VERSION = "1.32.0"
 
 # API groups whose kinds kubernetes-validate knows (everything else must be a CRD of the schema dir).
-CORE_GROUPS = {"", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
-               "storage.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io"}
+CORE_GROUPS = {
+    "",
+    "apps",
+    "batch",
+    "policy",
+    "autoscaling",
+    "networking.k8s.io",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "apiextensions.k8s.io",
+}
 
 # CRD files in the schema directory (../shared/schemas/SOURCES.md).
 CRD_FILES = [
@@ -37,8 +48,11 @@ def strict(schema: dict) -> dict:
 
     def visit(node):
         if isinstance(node, dict):
-            if ("properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for value in node.values():
                 visit(value)
@@ -87,8 +101,10 @@ def validate_object(obj: dict, schema_dir: Path) -> list[str]:
     schemas = crd_schemas(schema_dir)
     if (api_version, kind) in schemas:
         validator = jsonschema.Draft7Validator(schemas[(api_version, kind)])
-        errors = [f"{_describe(obj)} {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-                  for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))]
+        errors = [
+            f"{_describe(obj)} {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))
+        ]
         return errors + validate_metadata(obj)
     group = api_version.split("/")[0] if "/" in api_version else ""
     if group not in CORE_GROUPS:
