@@ -86,7 +86,7 @@ ENV PATH="/opt/venv/bin:${PATH}" \
 # - ready_path: the watchdog's /_/ready is answered by the upstream (model loaded, database reachable).
 # - exec_timeout (30s) > REQUEST_TIMEOUT_S (20s, env.yml): the function answers its own JSON 504 before
 #   the watchdog's empty one; read/write_timeout (35s) >= exec_timeout so the answer can be written.
-#   The gateway's upstream timeout must be >= write_timeout (docs/deploy.md).
+#   The gateway's upstream timeout must be >= write_timeout (README.md "Deploy").
 # - buffer_http=true: the body is read completely (size-checked by the server) before the upstream
 #   sees it, so no chunked request reaches Python's http.server.
 ENV fprocess="python -m functions.runtime.server" \

@@ -43,6 +43,11 @@ bench-quick: setup
 
 lint: setup
 	$(PY) -m ruff check functions tests bench scripts
+	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
+	$(VENV)/bin/yamllint --strict .
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/shellcheck scripts/image/*.sh
+	$(VENV)/bin/shellcheck --shell=sh argocd/plugins/openfaas-stack/generate.sh
 
 db-start: setup
 	$(PY) -m functions.runtime.local.pgcluster start --dir .local/pg

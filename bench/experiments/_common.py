@@ -89,4 +89,5 @@ def repeat(fn: Callable[[], float], times: int) -> list[float]:
 
 
 def loadavg() -> str:
-    return open("/proc/loadavg").read().split(" ", 3)[:3].__str__()
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])

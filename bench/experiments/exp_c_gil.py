@@ -71,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--followup", action="store_true", help="smaller switch intervals only")
     args = ap.parse_args()
     nlp = load_ner()
     texts = generate(args.docs)
@@ -85,6 +86,13 @@ def main() -> None:
         "2 busy json threads, switchinterval 20 ms": (2, 0.0, 0.02),
         "2 server-like threads (json + 1 ms sleep)": (2, 0.001, default),
     }
+    if args.followup:
+        configs = {
+            "alone (model thread only)": (0, 0.0, default),
+            "2 busy json threads, switchinterval 0.5 ms": (2, 0.0, 0.0005),
+            "2 busy json threads, switchinterval 0.2 ms": (2, 0.0, 0.0002),
+            "2 server-like threads, switchinterval 1 ms": (2, 0.001, 0.001),
+        }
     res: dict[str, list[tuple[float, float]]] = {k: [] for k in configs}
     print(f"# exp c  docs={args.docs} rounds={args.rounds} switchinterval={default} loadavg {loadavg()}")
     for r in range(args.rounds):

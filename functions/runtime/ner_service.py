@@ -244,7 +244,8 @@ def build(settings: Settings) -> NerService:
     started = time.perf_counter()
     nlp = load_pipeline(settings.spacy_model, settings.spacy_pipeline)
     engine = NerEngine(nlp, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
-                       max_pending=settings.max_pending_docs, zone_docs=settings.zone_docs)
+                       max_pending=settings.max_pending_docs, zone_docs=settings.zone_docs,
+                       max_batch_chars=settings.batch_max_chars)
     load_ms = (time.perf_counter() - started) * 1000.0
     logs.set_static_fields(model_name=engine.info.name, model_version=engine.info.version)
     log.info("model loaded", extra={"event": "model.loaded", "load_ms": round(load_ms, 1),

@@ -122,7 +122,8 @@ class BatchStats:
 class NerEngine:
     """Runs the pipeline on one worker thread with dynamic micro-batching.
 
-    ``max_batch`` bounds the documents in one ``nlp.pipe`` call, ``max_wait_ms`` how long the worker
+    ``max_batch`` bounds the documents and ``max_batch_chars`` the characters in one ``nlp.pipe``
+    call (peak memory grows with the characters of a batch, not its count), ``max_wait_ms`` how long the worker
     waits for more requests once it has seen concurrency, ``max_pending`` the documents that may be
     queued before :meth:`submit` refuses work (429). ``zone_docs`` is how many documents share one
     ``nlp.memory_zone()``: zones keep the string store from growing, and spanning several batches
@@ -130,10 +131,11 @@ class NerEngine:
     """
 
     def __init__(self, nlp, *, max_batch: int = 128, max_wait_ms: float = 5.0, max_pending: int = 4096,
-                 zone_docs: int = 2048, warmup: bool = True):
+                 zone_docs: int = 2048, max_batch_chars: int = 50_000, warmup: bool = True):
         self.nlp = nlp
         self.info = model_info(nlp)
         self.max_batch = max_batch
+        self.max_batch_chars = max_batch_chars
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_pending = max_pending
         self.zone_docs = zone_docs
@@ -194,9 +196,10 @@ class NerEngine:
     def _collect(self, first: _Job, concurrent_recently: bool) -> tuple[list[_Job], bool]:
         jobs = [first]
         docs = len(first.texts)
+        chars = sum(map(len, first.texts))
         stop = False
         deadline = time.perf_counter() + (self.max_wait_s if concurrent_recently else 0.0)
-        while docs < self.max_batch:
+        while docs < self.max_batch and chars < self.max_batch_chars:
             try:
                 remaining = deadline - time.perf_counter()
                 job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -207,7 +210,22 @@ class NerEngine:
                 break
             jobs.append(job)
             docs += len(job.texts)
+            chars += sum(map(len, job.texts))
         return jobs, stop
+
+    def _chunks(self, texts: list[str]):
+        """Split texts into pipe calls of at most max_batch documents and about max_batch_chars characters
+        (a single longer text still goes alone)."""
+        chunk: list[str] = []
+        chars = 0
+        for text in texts:
+            if chunk and (len(chunk) >= self.max_batch or chars + len(text) > self.max_batch_chars):
+                yield chunk
+                chunk, chars = [], 0
+            chunk.append(text)
+            chars += len(text)
+        if chunk:
+            yield chunk
 
     def _run(self) -> None:
         zone_stack = ExitStack()
@@ -229,7 +247,8 @@ class NerEngine:
                     self.stats.zones += 1
                 texts = [text for job in jobs for text in job.texts]
                 try:
-                    results = [extract(doc) for doc in self.nlp.pipe(texts, batch_size=self.max_batch)]
+                    results = [extract(doc) for chunk in self._chunks(texts)
+                               for doc in self.nlp.pipe(chunk, batch_size=len(chunk))]
                 except Exception as exc:  # one poisoned batch must not kill the worker
                     log.error("model batch failed", exc_info=True,
                               extra={"event": "ner.batch_failed", "batch_size": len(texts)})

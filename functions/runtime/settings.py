@@ -84,6 +84,7 @@ class Settings:
     batch_max_wait_ms: float = 5.0
     max_pending_docs: int = 4096
     zone_docs: int = 2048
+    batch_max_chars: int = 50_000
     store_text: bool = True
     db_pool_min_size: int = 1
     db_pool_max_size: int = 4
@@ -121,6 +122,7 @@ class Settings:
             batch_max_wait_ms=_float(env, "BATCH_MAX_WAIT_MS", 5.0),
             max_pending_docs=_int(env, "MAX_PENDING_DOCS", 4096, 1),
             zone_docs=_int(env, "SPACY_ZONE_DOCS", 2048, 0),
+            batch_max_chars=_int(env, "BATCH_MAX_CHARS", 50_000, 1),
             store_text=_bool(env, "STORE_TEXT", True),
             db_pool_min_size=_int(env, "DB_POOL_MIN_SIZE", 1, 0),
             db_pool_max_size=_int(env, "DB_POOL_MAX_SIZE", 4, 1),

@@ -94,6 +94,9 @@ def test_data_plane_is_a_primary_with_one_replica_and_a_pooler_in_front_of_the_p
     assert pooler["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
     assert pooler["spec"]["type"] == "rw"
     assert pooler["metadata"]["name"] != cluster["metadata"]["name"]
+    # neither a prune nor an Application deletion may take the database with it
+    options = cluster["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",")
+    assert {"Delete=false", "Prune=false"} <= set(options)
     refs = cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQLRefs"]["configMapRefs"]
     assert refs[0]["name"] == objects["ConfigMap"]["metadata"]["name"]
     assert refs[0]["key"] in objects["ConfigMap"]["data"]

@@ -83,3 +83,16 @@ def test_closed_engine_answers_503():
     engine.close()
     with pytest.raises(Unavailable):
         engine.submit(["x"])
+
+
+def test_batches_are_split_by_character_budget_with_identical_entities(ner_only):
+    texts = [t * 20 for t in TEXTS[:5]]  # ~700-1,400 characters each
+    expected = [extract(doc) for doc in ner_only.pipe(texts)]
+    engine = NerEngine(ner_only, max_batch=128, max_batch_chars=2_000, zone_docs=0)
+    try:
+        assert engine.recognize(texts, timeout=30) == expected
+        chunks = list(engine._chunks(texts))
+        assert len(chunks) > 1 and sum(chunks, []) == texts
+        assert all(sum(map(len, c)) <= 2_000 or len(c) == 1 for c in chunks)
+    finally:
+        engine.close()
