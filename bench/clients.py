@@ -11,7 +11,8 @@ request id is new), docs_per_request (1 = single-comment JSON body, >1 = {"docum
 start_index (where in the text list to start), timeout_s.
  - mode "closed": clients, warmup_s, duration_s. Each client sends its next request as soon as the
    previous answer arrived; only requests completed inside the measurement window count.
- - mode "open": rate (requests/s), warmup_s, duration_s, seed, max_outstanding. Poisson arrivals;
+ - mode "open": rate (requests/s), warmup_s, duration_s, seed, max_outstanding, preopen (keep-alive
+   connections opened up front; more are opened when all are busy). Poisson arrivals;
    latency runs from the *scheduled* send time, so a slow server cannot hide queueing (no coordinated
    omission).
  - mode "count": clients, total_docs, rss_pid, rss_every_docs. Sends total_docs documents and records
@@ -37,14 +38,22 @@ SHORT_CHARS = 1000
 class RequestFactory:
     """Pre-encoded HTTP/1.1 requests: the JSON of each text is escaped once, request ids are new."""
 
-    def __init__(self, texts: list[str], host: str, port: int, id_prefix: str, docs_per_request: int = 1,
-                 start_index: int = 0):
+    def __init__(
+        self,
+        texts: list[str],
+        host: str,
+        port: int,
+        id_prefix: str,
+        docs_per_request: int = 1,
+        start_index: int = 0,
+    ):
         if not texts:
             raise ValueError("no texts")
         self.encoded = [json.dumps(t, ensure_ascii=False).encode("utf-8") for t in texts]
         self.chars = [len(t) for t in texts]
-        self.head = (f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                     "Content-Length: ").encode()
+        self.head = (
+            f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: "
+        ).encode()
         self.prefix = id_prefix
         self.docs = docs_per_request
         self.next_text = start_index % len(texts)
@@ -92,7 +101,7 @@ class Connection:
         status = int(head[9:12])
         lower = head.lower()
         at = lower.find(b"\r\ncontent-length:")
-        length = int(lower[at + 17: lower.find(b"\r\n", at + 17)]) if at >= 0 else 0
+        length = int(lower[at + 17 : lower.find(b"\r\n", at + 17)]) if at >= 0 else 0
         body = await self.reader.readexactly(length) if length else b""
         return status, b"\r\nconnection: close" in lower, body
 
@@ -142,10 +151,15 @@ def summarize(rec: Recorder, window: tuple[float, float], *, by_done: bool = Tru
         "chars_s": sum(o.chars for o in ok) / seconds if seconds > 0 else 0.0,
         "statuses": statuses,
         "errors": dict(rec.errors),
-        "p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99),
-        "max_ms": max(lat) if lat else None, "mean_ms": sum(lat) / len(lat) if lat else None,
-        "short_chars": SHORT_CHARS, "short_requests": len(short),
-        "short_p50_ms": percentile(short, 50), "short_p99_ms": percentile(short, 99),
+        "p50_ms": percentile(lat, 50),
+        "p95_ms": percentile(lat, 95),
+        "p99_ms": percentile(lat, 99),
+        "max_ms": max(lat) if lat else None,
+        "mean_ms": sum(lat) / len(lat) if lat else None,
+        "short_chars": SHORT_CHARS,
+        "short_requests": len(short),
+        "short_p50_ms": percentile(short, 50),
+        "short_p99_ms": percentile(short, 99),
     }
 
 
@@ -184,7 +198,10 @@ async def _open(cfg: dict, factory: RequestFactory, host: str, port: int) -> dic
     rec = Recorder()
     rng = random.Random(cfg.get("seed", 1))
     rate = float(cfg["rate"])
-    idle = [await Connection.open(host, port) for _ in range(min(64, cfg.get("max_outstanding", 512)))]
+    idle = [
+        await Connection.open(host, port)
+        for _ in range(min(cfg.get("preopen", 64), cfg.get("max_outstanding", 512)))
+    ]
     outstanding = 0
     tasks: set[asyncio.Task] = set()
     timeout = cfg.get("timeout_s", 60.0)
@@ -230,8 +247,11 @@ async def _open(cfg: dict, factory: RequestFactory, host: str, port: int) -> dic
     for conn in idle:
         conn.close()
     result = summarize(rec, window, by_done=False)
-    result.update(offered_rate=rate, dropped=dropped,
-                  late=sum(1 for o in rec.outcomes if o.done_at > window[1] + 1.0 and o.sent_at < window[1]))
+    result.update(
+        offered_rate=rate,
+        dropped=dropped,
+        late=sum(1 for o in rec.outcomes if o.done_at > window[1] + 1.0 and o.sent_at < window[1]),
+    )
     return result
 
 
@@ -282,8 +302,9 @@ async def _count(cfg: dict, factory: RequestFactory, host: str, port: int) -> di
 async def _main(cfg: dict) -> dict:
     host, port = cfg["url"].removeprefix("http://").rstrip("/").split(":")
     texts = json.loads(Path(cfg["texts_path"]).read_text(encoding="utf-8"))
-    factory = RequestFactory(texts, host, int(port), cfg["id_prefix"], cfg.get("docs_per_request", 1),
-                             cfg.get("start_index", 0))
+    factory = RequestFactory(
+        texts, host, int(port), cfg["id_prefix"], cfg.get("docs_per_request", 1), cfg.get("start_index", 0)
+    )
     cpu0 = time.process_time()
     mode = cfg["mode"]
     if mode == "closed":

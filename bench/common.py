@@ -58,8 +58,15 @@ def run_module_json(module: str, config: dict, *, timeout: float, env: dict | No
     child_env = dict(os.environ)
     child_env.update(env or {})
     child_env["PYTHONPATH"] = str(REPO) + os.pathsep + child_env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", module], input=json.dumps(config), capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO, env=child_env)
+    proc = subprocess.run(
+        [sys.executable, "-m", module],
+        input=json.dumps(config),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=child_env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{module} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
     lines = [line for line in proc.stdout.splitlines() if line.strip()]

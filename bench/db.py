@@ -21,20 +21,36 @@ from functions.runtime.persistence import DocumentRecord, EntityWriter, make_poo
 
 
 def _records(texts: list[str], entities: list[list], id_prefix: str, model: dict) -> list[DocumentRecord]:
-    return [DocumentRecord(request_id=f"{id_prefix}-{i}", source="bench", model_name=model["name"],
-                           model_version=model["version"], text=text,
-                           text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                           entities=[tuple(e) for e in ents], ner_ms=1.0)
-            for i, (text, ents) in enumerate(zip(texts, entities, strict=True))]
+    return [
+        DocumentRecord(
+            request_id=f"{id_prefix}-{i}",
+            source="bench",
+            model_name=model["name"],
+            model_version=model["version"],
+            text=text,
+            text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            entities=[tuple(e) for e in ents],
+            ner_ms=1.0,
+        )
+        for i, (text, ents) in enumerate(zip(texts, entities, strict=True))
+    ]
 
 
-def writer_throughput(writer_dsn: str, texts: list[str], entities: list[list], *, group: int,
-                      id_prefix: str, model: dict) -> dict:
+def writer_throughput(
+    writer_dsn: str, texts: list[str], entities: list[list], *, group: int, id_prefix: str, model: dict
+) -> dict:
     """Write ``texts`` through a fresh EntityWriter, ``group`` documents per ``write()`` call, one call
     after the other (each call is one transaction: the cost of one micro-batch's commit)."""
     records = _records(texts, entities, id_prefix, model)
-    pool = make_pool(writer_dsn, name="bench-writer", min_size=1, max_size=2, timeout=5,
-                     statement_timeout_ms=30000, connect_timeout=3)
+    pool = make_pool(
+        writer_dsn,
+        name="bench-writer",
+        min_size=1,
+        max_size=2,
+        timeout=5,
+        statement_timeout_ms=30000,
+        connect_timeout=3,
+    )
     writer = EntityWriter(pool, write_timeout=60)
     writer.open()
     try:
@@ -43,13 +59,18 @@ def writer_throughput(writer_dsn: str, texts: list[str], entities: list[list], *
         db_ms = 0.0
         started = time.perf_counter()
         for i in range(0, len(records), group):
-            db_ms += writer.write(records[i:i + group]).db_ms
+            db_ms += writer.write(records[i : i + group]).db_ms
         seconds = time.perf_counter() - started
     finally:
         writer.close()
     entity_rows = sum(len(e) for e in entities)
-    return {"docs": len(records), "rows": len(records) + entity_rows, "seconds": seconds,
-            "db_ms_sum": db_ms, "group": group}
+    return {
+        "docs": len(records),
+        "rows": len(records) + entity_rows,
+        "seconds": seconds,
+        "db_ms_sum": db_ms,
+        "group": group,
+    }
 
 
 def pg_cpu_seconds(data_dirs: list[str]) -> float:
@@ -88,17 +109,21 @@ class LagSampler(threading.Thread):
 
     def run(self) -> None:
         try:
-            with psycopg.connect(self.primary_dsn, autocommit=True) as primary, \
-                    psycopg.connect(self.replica_dsn, autocommit=True) as replica:
+            with (
+                psycopg.connect(self.primary_dsn, autocommit=True) as primary,
+                psycopg.connect(self.replica_dsn, autocommit=True) as replica,
+            ):
                 while not self._stop_event.is_set():
                     started = time.perf_counter()
                     lsn, replay_lag, lag_bytes = primary.execute(
                         "SELECT pg_current_wal_lsn()::text,"
                         " (SELECT EXTRACT(EPOCH FROM replay_lag)::float8 FROM pg_stat_replication LIMIT 1),"
                         " (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint"
-                        "  FROM pg_stat_replication LIMIT 1)").fetchone()
-                    while not replica.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
-                                              (lsn,)).fetchone()[0]:
+                        "  FROM pg_stat_replication LIMIT 1)"
+                    ).fetchone()
+                    while not replica.execute(
+                        "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)
+                    ).fetchone()[0]:
                         if time.perf_counter() - started > 30:
                             break
                         time.sleep(self.poll_s)
@@ -115,7 +140,8 @@ class LagSampler(threading.Thread):
         self.join(10)
         return {
             "samples": len(self.e2e_s),
-            "e2e_p50_s": percentile(self.e2e_s, 50), "e2e_p99_s": percentile(self.e2e_s, 99),
+            "e2e_p50_s": percentile(self.e2e_s, 50),
+            "e2e_p99_s": percentile(self.e2e_s, 99),
             "e2e_max_s": max(self.e2e_s) if self.e2e_s else None,
             "replay_lag_p50_s": percentile(self.replay_lag_s, 50),
             "replay_lag_p99_s": percentile(self.replay_lag_s, 99),

@@ -22,15 +22,21 @@ from pathlib import Path
 from bench.common import MODEL, REPO, percentile, run_module_json
 
 BARE_LOAD = "import spacy; spacy.load({model!r})"
-BARE_LOAD_NER = ("from functions.runtime.nlp import load_pipeline; load_pipeline({model!r}, 'ner')")
+BARE_LOAD_NER = "from functions.runtime.nlp import load_pipeline; load_pipeline({model!r}, 'ner')"
 
 
 def _timed(fn, texts: list[str]) -> dict:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     entities = fn(texts)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return {"docs": len(texts), "chars": sum(map(len, texts)), "wall_s": wall, "cpu_s": cpu,
-            "entities": sum(map(len, entities)), "_entities": entities}
+    return {
+        "docs": len(texts),
+        "chars": sum(map(len, texts)),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "entities": sum(map(len, entities)),
+        "_entities": entities,
+    }
 
 
 def measure(config: dict) -> dict:
@@ -46,8 +52,11 @@ def measure(config: dict) -> dict:
 
     model = config.get("model", MODEL)
     texts: list[str] = json.loads(Path(config["texts_path"]).read_text(encoding="utf-8"))
-    warm = json.loads(Path(config["warmup_path"]).read_text(encoding="utf-8")) if config.get(
-        "warmup_path") else []
+    warm = (
+        json.loads(Path(config["warmup_path"]).read_text(encoding="utf-8"))
+        if config.get("warmup_path")
+        else []
+    )
     ner = load_pipeline(model, "ner")
     full = spacy.load(model)
     # Warm both pipelines on texts outside the measured sample, as the function warms its own.
@@ -86,8 +95,13 @@ def measure(config: dict) -> dict:
             for key in ("docs", "chars", "wall_s", "cpu_s"):
                 agg[key] += result[key]
             agg["runs"].append(round(result["docs"] / result["wall_s"], 1))
-    out: dict = {"spacy": spacy.__version__, "model": model, "model_version": ner.meta.get("version"),
-                 "ner_pipes": ner.pipe_names, "full_pipes": full.pipe_names}
+    out: dict = {
+        "spacy": spacy.__version__,
+        "model": model,
+        "model_version": ner.meta.get("version"),
+        "ner_pipes": ner.pipe_names,
+        "full_pipes": full.pipe_names,
+    }
     for name, agg in totals.items():
         out[name] = {
             "docs_s": agg["docs"] / agg["wall_s"],
@@ -98,16 +112,24 @@ def measure(config: dict) -> dict:
             "runs_docs_s": agg["runs"],
         }
 
-    out["ner_loop"].update(doc_ms_p50=percentile(doc_ms, 50), doc_ms_p95=percentile(doc_ms, 95),
-                           doc_ms_p99=percentile(doc_ms, 99), doc_ms_mean=sum(doc_ms) / max(1, len(doc_ms)))
+    out["ner_loop"].update(
+        doc_ms_p50=percentile(doc_ms, 50),
+        doc_ms_p95=percentile(doc_ms, 95),
+        doc_ms_p99=percentile(doc_ms, 99),
+        doc_ms_mean=sum(doc_ms) / max(1, len(doc_ms)),
+    )
     if config.get("long_texts_path"):
         long = json.loads(Path(config["long_texts_path"]).read_text(encoding="utf-8"))
         r = _timed(lambda xs: [extract(ner(x)) for x in xs], long)
-        out["ner_long"] = {"docs": r["docs"], "ms_per_doc": r["wall_s"] * 1000 / max(1, r["docs"]),
-                           "chars": r["chars"]}
+        out["ner_long"] = {
+            "docs": r["docs"],
+            "ms_per_doc": r["wall_s"] * 1000 / max(1, r["docs"]),
+            "chars": r["chars"],
+        }
     if config.get("entities_out") and entities_of_sample is not None:
-        Path(config["entities_out"]).write_text(json.dumps(entities_of_sample, ensure_ascii=False),
-                                                encoding="utf-8")
+        Path(config["entities_out"]).write_text(
+            json.dumps(entities_of_sample, ensure_ascii=False), encoding="utf-8"
+        )
     return out
 
 

@@ -14,6 +14,7 @@ speedscope), an SVG flame graph and a markdown summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -37,16 +38,23 @@ CATEGORIES = [
     ("database: psycopg / pool", re.compile(r"psycopg")),
     ("logging (JSON lines)", re.compile(r"logging/|pythonjsonlogger|runtime/logs\.py|request_log")),
     ("JSON encode/decode", re.compile(r"json/")),
-    ("HTTP: parse request / socket I/O", re.compile(r"http/server\.py|http/client\.py|email/|socket\.py|"
-                                                    r"socketserver\.py|readline|runtime/server\.py")),
+    (
+        "HTTP: parse request / socket I/O",
+        re.compile(
+            r"http/server\.py|http/client\.py|email/|socket\.py|"
+            r"socketserver\.py|readline|runtime/server\.py"
+        ),
+    ),
     ("hashing / validation", re.compile(r"hashlib|ner_service\.py|runtime/http\.py")),
     ("threading / queues (waiting)", re.compile(r"threading\.py|queue\.py|concurrent/futures")),
 ]
 
 
 # Leaf frames where a thread sleeps (lock, condition, queue, socket wait): time, but not CPU.
-WAITING = re.compile(r"Condition\.wait|Event\.wait|Thread\.join|SimpleQueue|Queue\.get|select|poll|"
-                     r"SocketIO\.readinto|_wait_for_tstate_lock|acquire|Connection\.wait|sleep")
+WAITING = re.compile(
+    r"Condition\.wait|Event\.wait|Thread\.join|SimpleQueue|Queue\.get|select|poll|"
+    r"SocketIO\.readinto|_wait_for_tstate_lock|acquire|Connection\.wait|sleep"
+)
 
 
 def thread_kind(stack: list[str]) -> str:
@@ -79,15 +87,20 @@ def parse_collapsed(path: Path) -> list[tuple[list[str], int]]:
     return out
 
 
+def _startup(stack: list[str]) -> bool:
+    """Imports and the model load before the first request: not the request path."""
+    return any(f.startswith("load_handler ") or "<frozen importlib" in f for f in stack)
+
+
 def summarize(stacks: list[tuple[list[str], int]]) -> dict:
-    total = sum(c for s, c in stacks if not any(f.startswith("load_handler ") for f in s)) or 1
+    total = sum(c for s, c in stacks if not _startup(s)) or 1
     by_thread: Counter = Counter()
     by_cat: dict[str, Counter] = defaultdict(Counter)
     leaves: Counter = Counter()
     waiting: Counter = Counter()
     startup = 0
     for stack, count in stacks:
-        if any(f.startswith("load_handler ") for f in stack):
+        if _startup(stack):
             startup += count  # model load before the first request: not the request path
             continue
         kind = thread_kind(stack)
@@ -101,7 +114,9 @@ def summarize(stacks: list[tuple[list[str], int]]) -> dict:
         "samples": total,
         "waiting": {k: round(100 * v / total, 1) for k, v in waiting.most_common()},
         "threads": {k: round(100 * v / total, 1) for k, v in by_thread.most_common()},
-        "categories": {k: {c: round(100 * v / total, 1) for c, v in cats.most_common()} for k, cats in by_cat.items()},
+        "categories": {
+            k: {c: round(100 * v / total, 1) for c, v in cats.most_common()} for k, cats in by_cat.items()
+        },
         "top_leaves": [(f, round(100 * v / total, 1)) for f, v in leaves.most_common(25)],
     }
 
@@ -109,21 +124,35 @@ def summarize(stacks: list[tuple[list[str], int]]) -> dict:
 def _children(pid: int) -> list[int]:
     kids = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
+        with contextlib.suppress(OSError):
             kids += [int(x) for x in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return kids
 
 
-def profile(secrets_dir: Path, work: Path, client_cfg: dict, *, fn_env: dict, idle: bool, gil: bool,
-            rate: int = 250, stem: str = "profile") -> dict:
+def profile(
+    secrets_dir: Path,
+    work: Path,
+    client_cfg: dict,
+    *,
+    fn_env: dict,
+    idle: bool,
+    gil: bool,
+    rate: int = 250,
+    stem: str = "profile",
+) -> dict:
     """Run the function under py-spy while ``client_cfg`` drives it; returns the summary."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DSN")}
     env.update(fn_env)
-    env.update({"FUNCTION_NAME": "ner-processor", "PORT": str(port), "HOST": "127.0.0.1",
-                "SECRETS_DIR": str(secrets_dir), "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "FUNCTION_NAME": "ner-processor",
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "SECRETS_DIR": str(secrets_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     raw = RESULTS / f"{stem}.txt"
     RESULTS.mkdir(parents=True, exist_ok=True)
     py_spy = str(Path(sys.executable).with_name("py-spy"))
@@ -148,15 +177,23 @@ def profile(secrets_dir: Path, work: Path, client_cfg: dict, *, fn_env: dict, id
             spy.kill()
     summary = summarize(parse_collapsed(raw))
     summary["client"] = {k: result.get(k) for k in ("docs_s", "req_s", "p50_ms", "p99_ms", "statuses")}
-    summary["mode"] = {"idle": idle, "gil": gil, "client": {k: v for k, v in client_cfg.items()
-                                                             if k != "texts_path"}}
+    summary["mode"] = {
+        "idle": idle,
+        "gil": gil,
+        "client": {k: v for k, v in client_cfg.items() if k != "texts_path"},
+    }
     return summary
 
 
 def render(summary: dict) -> str:
-    lines = [f"### py-spy profile: {json.dumps(summary['mode'])}", "",
-             f"client saw {summary['client']}; {summary['samples']} samples", "",
-             "| thread | share of samples | by category |", "|---|---|---|"]
+    lines = [
+        f"### py-spy profile: {json.dumps(summary['mode'])}",
+        "",
+        f"client saw {summary['client']}; {summary['samples']} samples",
+        "",
+        "| thread | share of samples | by category |",
+        "|---|---|---|",
+    ]
     for kind, share in summary["threads"].items():
         cats = ", ".join(f"{c} {v}%" for c, v in summary["categories"][kind].items())
         lines.append(f"| {kind} | {share}% running | {cats} |")
@@ -186,13 +223,29 @@ def main(argv: list[str] | None = None) -> int:
     write_json(texts_path, generate(args.docs))
     cluster = LocalCluster(REPO / ".local" / "bench" / "pg-profile")
     cluster.start()
-    stem = f"profile-{time.strftime('%Y%m%d-%H%M%S')}-c{args.clients}-d{args.docs_per_request}" + (
-        "-idle" if args.idle else "") + ("-gil" if args.gil else "")
+    stem = (
+        f"profile-{time.strftime('%Y%m%d-%H%M%S')}-c{args.clients}-d{args.docs_per_request}"
+        + ("-idle" if args.idle else "")
+        + ("-gil" if args.gil else "")
+    )
     try:
-        summary = profile(cluster.secrets_dir, work, {
-            "mode": "closed", "clients": args.clients, "docs_per_request": args.docs_per_request,
-            "warmup_s": 2.0, "duration_s": args.seconds, "texts_path": str(texts_path),
-            "id_prefix": f"prof-{time.time_ns()}"}, fn_env=fn_env, idle=args.idle, gil=args.gil, stem=stem)
+        summary = profile(
+            cluster.secrets_dir,
+            work,
+            {
+                "mode": "closed",
+                "clients": args.clients,
+                "docs_per_request": args.docs_per_request,
+                "warmup_s": 2.0,
+                "duration_s": args.seconds,
+                "texts_path": str(texts_path),
+                "id_prefix": f"prof-{time.time_ns()}",
+            },
+            fn_env=fn_env,
+            idle=args.idle,
+            gil=args.gil,
+            stem=stem,
+        )
     finally:
         cluster.stop()
     text = render(summary)

@@ -93,25 +93,58 @@ def goals(r: dict) -> dict[str, Goal]:
     cold = r.get("cold") or {}
     mem = r.get("memory") or {}
     # The worst p99 of the phases that ran at full write speed (64 clients, batch 256, memory run).
-    lag_p99 = [m["e2e_p99_s"] for m in (r.get("lag") or {}).values()
-               if m and m.get("samples") and m.get("e2e_p99_s") is not None]
+    lag_p99 = [
+        m["e2e_p99_s"]
+        for m in (r.get("lag") or {}).values()
+        if m and m.get("samples") and m.get("e2e_p99_s") is not None
+    ]
     return {
-        "c64": Goal("64 clients ≥ 0.85× raw nlp.pipe(batch_size=128)",
-                    _ratio(_get(closed, "64", "docs_s"), pipe128), 0.85, True),
-        "c16": Goal("16 clients ≥ 0.85× raw nlp.pipe(batch_size=16)",
-                    _ratio(_get(closed, "16", "docs_s"), pipe16), 0.85, True),
-        "b256": Goal("batch requests of 256 docs ≥ 0.9× raw nlp.pipe(batch_size=128)",
-                     _ratio(_get(batch, "256", "docs_s"), pipe128), 0.9, True),
-        "seed": Goal("≥ 3× the seed design's docs/s at 16 clients",
-                     _ratio(_get(closed, "16", "docs_s"), _get(seed, "16", "docs_s")), 3.0, True),
-        "cold": Goal("ready (first persisted answer) ≤ 1.3× bare `import spacy; spacy.load()`",
-                     _ratio(cold.get("fn_first_s_median"), cold.get("bare_full_s_median")), 1.3, False),
-        "rss": Goal(f"RSS after {fmt(mem.get('last_docs'), 0)} docs ≤ 1.10× RSS after "
-                    f"{fmt(mem.get('first_docs'), 0)}", mem.get("ratio"), 1.10, False),
-        "p99": Goal("p99 ≤ 4× p50 for single comments at 50% of max throughput",
-                    _ratio(lat50.get("p99_ms"), lat50.get("p50_ms")), 4.0, False),
-        "lag": Goal("replica lag p99 ≤ 1 s at max write load", max(lag_p99) if lag_p99 else None, 1.0, False,
-                    unit="s"),
+        "c64": Goal(
+            "64 clients ≥ 0.85× raw nlp.pipe(batch_size=128)",
+            _ratio(_get(closed, "64", "docs_s"), pipe128),
+            0.85,
+            True,
+        ),
+        "c16": Goal(
+            "16 clients ≥ 0.85× raw nlp.pipe(batch_size=16)",
+            _ratio(_get(closed, "16", "docs_s"), pipe16),
+            0.85,
+            True,
+        ),
+        "b256": Goal(
+            "batch requests of 256 docs ≥ 0.9× raw nlp.pipe(batch_size=128)",
+            _ratio(_get(batch, "256", "docs_s"), pipe128),
+            0.9,
+            True,
+        ),
+        "seed": Goal(
+            "≥ 3× the seed design's docs/s at 16 clients",
+            _ratio(_get(closed, "16", "docs_s"), _get(seed, "16", "docs_s")),
+            3.0,
+            True,
+        ),
+        "cold": Goal(
+            "ready (first persisted answer) ≤ 1.3× bare `import spacy; spacy.load()`",
+            _ratio(cold.get("fn_first_s_median"), cold.get("bare_full_s_median")),
+            1.3,
+            False,
+        ),
+        "rss": Goal(
+            f"RSS after {fmt(mem.get('last_docs'), 0)} docs ≤ 1.10× RSS after "
+            f"{fmt(mem.get('first_docs'), 0)}",
+            mem.get("ratio"),
+            1.10,
+            False,
+        ),
+        "p99": Goal(
+            "p99 ≤ 4× p50 for single comments at 50% of max throughput",
+            _ratio(lat50.get("p99_ms"), lat50.get("p50_ms")),
+            4.0,
+            False,
+        ),
+        "lag": Goal(
+            "replica lag p99 ≤ 1 s at max write load", max(lag_p99) if lag_p99 else None, 1.0, False, unit="s"
+        ),
     }
 
 
@@ -119,8 +152,10 @@ def _cpu(phase: dict | None) -> str:
     cpu = (phase or {}).get("cpu")
     if not cpu:
         return ""
-    text = (f"cores: fn {cpu['fn']:.2f} · pg {cpu['pg']:.2f} · client {cpu['client']:.2f} · "
-            f"other {cpu['other']:.2f}")
+    text = (
+        f"cores: fn {cpu['fn']:.2f} · pg {cpu['pg']:.2f} · client {cpu['client']:.2f} · "
+        f"other {cpu['other']:.2f}"
+    )
     docs_s = phase.get("docs_s")
     if docs_s and cpu["fn"] > 0:
         text += f"; {docs_s / cpu['fn']:.0f} docs per fn CPU-s"
@@ -144,7 +179,9 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
     gl = goals(r)
     rows: list[tuple[str, ...]] = []
 
-    def row(section: str, what: str, value: str, reference: str = "", ratio: str = "", goal: str = "") -> None:
+    def row(
+        section: str, what: str, value: str, reference: str = "", ratio: str = "", goal: str = ""
+    ) -> None:
         rows.append((section, what, value, reference, ratio, goal))
 
     def verdict(key: str) -> str:
@@ -152,96 +189,163 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
         return f"**{goal.status}** ({goal.target})"
 
     # 1. limits
-    for key, label in (("ner_pipe128", "raw NER-only `nlp.pipe(batch_size=128)`"),
-                       ("ner_pipe16", "raw NER-only `nlp.pipe(batch_size=16)`"),
-                       ("ner_loop", "raw NER-only `nlp(text)` loop"),
-                       ("full_loop", "raw full pipeline `nlp(text)` loop (what a naive handler does)")):
+    for key, label in (
+        ("ner_pipe128", "raw NER-only `nlp.pipe(batch_size=128)`"),
+        ("ner_pipe16", "raw NER-only `nlp.pipe(batch_size=16)`"),
+        ("ner_loop", "raw NER-only `nlp(text)` loop"),
+        ("full_loop", "raw full pipeline `nlp(text)` loop (what a naive handler does)"),
+    ):
         m = lim.get(key)
         if m:
-            row("1 limit", label, f"{fmt(m['docs_s'])} docs/s · {fmt(m['chars_s'] / 1000)}k chars/s",
-                f"{fmt(m.get('cpu_docs_s'))} docs/CPU-s", fmt_ratio(_ratio(m["docs_s"], pipe128), " of pipe(128)"))
+            row(
+                "1 limit",
+                label,
+                f"{fmt(m['docs_s'])} docs/s · {fmt(m['chars_s'] / 1000)}k chars/s",
+                f"{fmt(m.get('cpu_docs_s'))} docs/CPU-s",
+                fmt_ratio(_ratio(m["docs_s"], pipe128), " of pipe(128)"),
+            )
     if lim.get("ner_long"):
-        row("1 limit", f"raw NER-only `nlp(text)`, {lim['ner_long']['docs']} text(s) of ~20k chars",
-            f"{fmt(lim['ner_long']['ms_per_doc'], 0)} ms/doc")
+        row(
+            "1 limit",
+            f"raw NER-only `nlp(text)`, {lim['ner_long']['docs']} text(s) of ~20k chars",
+            f"{fmt(lim['ner_long']['ms_per_doc'], 0)} ms/doc",
+        )
     # 2. function path
     for n, m in _by_int(closed):
         ref, ref_name = (pipe16, "pipe(16)") if n == "16" else (pipe128, "pipe(128)")
-        row("2a function", f"{n} closed-loop client(s), single comments",
+        row(
+            "2a function",
+            f"{n} closed-loop client(s), single comments",
             f"{fmt(m['docs_s'])} docs/s · p50 {fmt(m['p50_ms'])} ms",
-            f"raw {ref_name} {fmt(ref)} docs/s", fmt_ratio(_ratio(m["docs_s"], ref)),
-            verdict("c64") if n == "64" else verdict("c16") if n == "16" else "")
+            f"raw {ref_name} {fmt(ref)} docs/s",
+            fmt_ratio(_ratio(m["docs_s"], ref)),
+            verdict("c64") if n == "64" else verdict("c16") if n == "16" else "",
+        )
     for n, m in _by_int(batch):
-        row("2b function", f"batch requests of {n} docs ({m.get('clients', '?')} in flight)",
+        row(
+            "2b function",
+            f"batch requests of {n} docs ({m.get('clients', '?')} in flight)",
             f"{fmt(m['docs_s'])} docs/s · {fmt(m['chars_s'] / 1000)}k chars/s",
-            f"raw pipe(128) {fmt(pipe128)} docs/s", fmt_ratio(_ratio(m["docs_s"], pipe128)),
-            verdict("b256") if n == "256" else "")
+            f"raw pipe(128) {fmt(pipe128)} docs/s",
+            fmt_ratio(_ratio(m["docs_s"], pipe128)),
+            verdict("b256") if n == "256" else "",
+        )
     # 3. seed design
     for n, m in _by_int(seed):
         ours = _get(closed, n, "docs_s")
-        row("3 seed design", f"seed design, {n} closed-loop client(s)",
-            f"{fmt(m['docs_s'])} docs/s · p50 {fmt(m['p50_ms'])} ms", f"function {fmt(ours)} docs/s",
-            fmt_ratio(_ratio(ours, m["docs_s"]), " function/seed"), verdict("seed") if n == "16" else "")
+        row(
+            "3 seed design",
+            f"seed design, {n} closed-loop client(s)",
+            f"{fmt(m['docs_s'])} docs/s · p50 {fmt(m['p50_ms'])} ms",
+            f"function {fmt(ours)} docs/s",
+            fmt_ratio(_ratio(ours, m["docs_s"]), " function/seed"),
+            verdict("seed") if n == "16" else "",
+        )
     # 4. latency
     loop = lim.get("ner_loop") or {}
     if loop.get("doc_ms_p50"):
-        row("4 latency", "raw NER-only model time per comment (`nlp(text)`, no queueing)",
-            f"p50 {fmt(loop['doc_ms_p50'])} · p95 {fmt(loop['doc_ms_p95'])} · p99 {fmt(loop['doc_ms_p99'])} ms",
-            "the floor any single-worker server inherits", fmt_ratio(_ratio(loop["doc_ms_p99"], loop["doc_ms_p50"]),
-                                                                     " p99/p50"))
+        row(
+            "4 latency",
+            "raw NER-only model time per comment (`nlp(text)`, no queueing)",
+            f"p50 {fmt(loop['doc_ms_p50'])} · p95 {fmt(loop['doc_ms_p95'])} · "
+            f"p99 {fmt(loop['doc_ms_p99'])} ms",
+            "the floor any single-worker server inherits",
+            fmt_ratio(_ratio(loop["doc_ms_p99"], loop["doc_ms_p50"]), " p99/p50"),
+        )
     for frac, m in _by_int(latency):
-        row("4 latency", f"open loop at {float(frac):.0%} of max ({fmt(m['offered_rate'])} req/s offered)",
+        row(
+            "4 latency",
+            f"open loop at {float(frac):.0%} of max ({fmt(m['offered_rate'])} req/s offered)",
             f"p50 {fmt(m['p50_ms'])} · p95 {fmt(m['p95_ms'])} · p99 {fmt(m['p99_ms'])} ms",
             f"achieved {fmt(m['req_s'])} req/s; ≤{m.get('short_chars', 1000)} chars: p50 "
             f"{fmt(m.get('short_p50_ms'))} · p99 {fmt(m.get('short_p99_ms'))} ms",
-            fmt_ratio(_ratio(m.get("p99_ms"), m.get("p50_ms")), " p99/p50"), verdict("p99") if frac == "0.5" else "")
+            fmt_ratio(_ratio(m.get("p99_ms"), m.get("p50_ms")), " p99/p50"),
+            verdict("p99") if frac == "0.5" else "",
+        )
     # 5. cold start
     if cold:
-        row("5 cold start", "bare `import spacy; spacy.load(model)` in a fresh process, end to end",
-            f"{fmt(cold.get('bare_full_s_median'), 2)} s", f"NER-only load: {fmt(cold.get('bare_ner_s_median'), 2)} s")
-        row("5 cold start", "function: spawn → listening / → readiness 200",
-            f"{fmt(cold.get('fn_listen_s_median'), 2)} s / {fmt(cold.get('fn_ready_s_median'), 2)} s")
-        row("5 cold start", "function: spawn → first persisted 200 answer",
-            f"{fmt(cold.get('fn_first_s_median'), 2)} s", f"median of {len(cold.get('fn_first_s', []))}",
+        row(
+            "5 cold start",
+            "bare `import spacy; spacy.load(model)` in a fresh process, end to end",
+            f"{fmt(cold.get('bare_full_s_median'), 2)} s",
+            f"NER-only load: {fmt(cold.get('bare_ner_s_median'), 2)} s",
+        )
+        row(
+            "5 cold start",
+            "function: spawn → listening / → readiness 200",
+            f"{fmt(cold.get('fn_listen_s_median'), 2)} s / {fmt(cold.get('fn_ready_s_median'), 2)} s",
+        )
+        row(
+            "5 cold start",
+            "function: spawn → first persisted 200 answer",
+            f"{fmt(cold.get('fn_first_s_median'), 2)} s",
+            f"median of {len(cold.get('fn_first_s', []))}",
             fmt_ratio(_ratio(cold.get("fn_first_s_median"), cold.get("bare_full_s_median")), " of bare load"),
-            verdict("cold"))
+            verdict("cold"),
+        )
     if sizes:
-        row("5 image", "installed size: venv site-packages / model package",
-            f"{fmt(sizes.get('site_packages_mb'), 0)} MB / {fmt(sizes.get('model_mb'), 1)} MB")
+        row(
+            "5 image",
+            "installed size: venv site-packages / model package",
+            f"{fmt(sizes.get('site_packages_mb'), 0)} MB / {fmt(sizes.get('model_mb'), 1)} MB",
+        )
     # 6. memory
     if mem.get("rss"):
-        row("6 memory", f"RSS after {fmt(mem['first_docs'], 0)} → {fmt(mem['last_docs'], 0)} distinct comments "
+        row(
+            "6 memory",
+            f"RSS after {fmt(mem['first_docs'], 0)} → {fmt(mem['last_docs'], 0)} distinct comments "
             f"(batches of {mem.get('batch')})",
             f"{fmt(mem['first_mb'])} → {fmt(mem['last_mb'])} MB (max {fmt(mem['max_mb'])})",
             f"{fmt(mem.get('start_mb'))} MB after start-up · {fmt(mem.get('docs_s'))} docs/s",
-            fmt_ratio(mem.get("ratio")), verdict("rss"))
+            fmt_ratio(mem.get("ratio")),
+            verdict("rss"),
+        )
     # 7. database
-    bulk, single, seeddb = db.get("bulk"), db.get("single"), db.get("seed")
+    bulk, single = db.get("bulk"), db.get("single")
     per_doc = {k: m["seconds"] * 1000 / m["docs"] for k, m in db.items() if m and m.get("docs")}
-    for key, label in (("bulk", f"EntityWriter group commit ({_get(bulk, 'group')} docs per commit)"),
-                       ("single", "EntityWriter, one document per commit"),
-                       ("seed", "seed design: one JSONB row + commit per comment (psycopg2)")):
+    for key, label in (
+        ("bulk", f"EntityWriter group commit ({_get(bulk, 'group')} docs per commit)"),
+        ("single", "EntityWriter, one document per commit"),
+        ("seed", "seed design: one JSONB row + commit per comment (psycopg2)"),
+    ):
         m = db.get(key)
         if m:
-            row("7 database", label, f"{fmt(per_doc[key], 3)} ms/doc · {fmt(m['rows'] / m['seconds'], 0)} rows/s",
-                f"{fmt(m['docs'] / m['seconds'], 0)} docs/s" + (" (documents + entities rows)" if key != "seed" else
-                                                                 " (one row per doc)"),
+            row(
+                "7 database",
+                label,
+                f"{fmt(per_doc[key], 3)} ms/doc · {fmt(m['rows'] / m['seconds'], 0)} rows/s",
+                f"{fmt(m['docs'] / m['seconds'], 0)} docs/s"
+                + (" (documents + entities rows)" if key != "seed" else " (one row per doc)"),
                 fmt_ratio(_ratio(per_doc.get("single"), per_doc["bulk"]), " cheaper per doc than 1/commit")
-                if key == "bulk" and single else "")
-    lag_rows = (("closed64", "64 single-comment clients"), ("batch", "batch-256 requests"),
-                ("max_load", "memory run (batches at full speed)"))
+                if key == "bulk" and single
+                else "",
+            )
+    lag_rows = (
+        ("closed64", "64 single-comment clients"),
+        ("batch", "batch-256 requests"),
+        ("max_load", "memory run (batches at full speed)"),
+    )
     measured = [key for key, _ in lag_rows if _get(lag, key, "samples")]
     for key, label in lag_rows:
         m = lag.get(key)
         if key in measured:
-            row("7 database", f"replica lag during {label}: end to end / `replay_lag`",
+            row(
+                "7 database",
+                f"replica lag during {label}: end to end / `replay_lag`",
                 f"p50 {fmt(m['e2e_p50_s'] * 1000)} · p99 {fmt(m['e2e_p99_s'] * 1000)} ms",
-                f"replay_lag p50 {fmt(m['replay_lag_p50_s'] * 1000)} · p99 {fmt(m['replay_lag_p99_s'] * 1000)} ms; "
-                f"{m['samples']} samples", "", verdict("lag") if key == measured[-1] else "")
+                f"replay_lag p50 {fmt(m['replay_lag_p50_s'] * 1000)} · "
+                f"p99 {fmt(m['replay_lag_p99_s'] * 1000)} ms; "
+                f"{m['samples']} samples",
+                "",
+                verdict("lag") if key == measured[-1] else "",
+            )
 
     out = [f"# nlp-enrichment benchmark — {meta.get('timestamp', '?')} ({meta.get('mode', '?')} mode)", ""]
-    out.append(f"spaCy {lim.get('spacy', '?')}, model {lim.get('model', '?')} {lim.get('model_version', '')}, "
-               f"{meta.get('cores', '?')} cores, load average {meta.get('loadavg_start', '?')} → "
-               f"{meta.get('loadavg_end', '?')}, run took {fmt(meta.get('elapsed_s'), 0)} s. ")
+    out.append(
+        f"spaCy {lim.get('spacy', '?')}, model {lim.get('model', '?')} {lim.get('model_version', '')}, "
+        f"{meta.get('cores', '?')} cores, load average {meta.get('loadavg_start', '?')} → "
+        f"{meta.get('loadavg_end', '?')}, run took {fmt(meta.get('elapsed_s'), 0)} s. "
+    )
     out.append(f"Corpus: {meta.get('corpus', '?')}.  ")
     out.append(f"Function settings: {meta.get('fn_env_text', 'defaults')}.")
     out.append("")
@@ -256,20 +360,26 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
     details = []
     for n, m in _by_int(closed):
         srv = m.get("server") or {}
-        details.append(f"- function, {n} client(s): {_cpu(m)}; server-side mean ner_ms {fmt(srv.get('ner_ms_mean'))} "
-                       f"(queue + model) · db_ms {fmt(srv.get('db_ms_mean'))} · duration_ms "
-                       f"{fmt(srv.get('duration_ms_mean'))}; statuses {m.get('statuses')}; "
-                       f"client CPU {fmt(m.get('client_cpu_s'), 2)} s")
+        details.append(
+            f"- function, {n} client(s): {_cpu(m)}; server-side mean ner_ms {fmt(srv.get('ner_ms_mean'))} "
+            f"(queue + model) · db_ms {fmt(srv.get('db_ms_mean'))} · duration_ms "
+            f"{fmt(srv.get('duration_ms_mean'))}; statuses {m.get('statuses')}; "
+            f"client CPU {fmt(m.get('client_cpu_s'), 2)} s"
+        )
     for n, m in _by_int(batch):
         details.append(f"- function, batch {n}: {_cpu(m)}; statuses {m.get('statuses')}")
     for frac, m in _by_int(latency):
-        details.append(f"- open loop {float(frac):.0%}: {_cpu(m)}; statuses {m.get('statuses')}, "
-                       f"dropped {m.get('dropped')}")
+        details.append(
+            f"- open loop {float(frac):.0%}: {_cpu(m)}; statuses {m.get('statuses')}, "
+            f"dropped {m.get('dropped')}"
+        )
     for n, m in _by_int(seed):
         details.append(f"- seed design, {n} client(s): {_cpu(m)}; statuses {m.get('statuses')}")
     if lim.get("ner_pipe128"):
-        details.append(f"- raw spaCy process used {lim['ner_pipe128'].get('cores', 0):.2f} cores during pipe(128) "
-                       f"(runs: {lim['ner_pipe128'].get('runs_docs_s')} docs/s)")
+        details.append(
+            f"- raw spaCy process used {lim['ner_pipe128'].get('cores', 0):.2f} cores during pipe(128) "
+            f"(runs: {lim['ner_pipe128'].get('runs_docs_s')} docs/s)"
+        )
     if mem.get("rss"):
         series = ", ".join(f"{s['docs'] / 1000:g}k: {s['rss_mb']:.0f}" for s in mem["rss"])
         details.append(f"- RSS (MB) by comments processed: {series}; {_cpu(mem)}")

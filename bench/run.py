@@ -35,17 +35,17 @@ PHASES = ("limits", "cold", "function", "seed", "db", "memory")
 
 @dataclass(frozen=True)
 class Plan:
-    sample_docs: int = 2000          # the texts every throughput phase cycles through (and raw spaCy sees)
+    sample_docs: int = 2000  # the texts every throughput phase cycles through (and raw spaCy sees)
     warmup_docs: int = 200
     raw_rounds: int = 2
-    full_docs: int = 500             # the slow full-pipeline loop sees fewer docs
+    full_docs: int = 500  # the slow full-pipeline loop sees fewer docs
     long_texts: int = 3
     closed_levels: tuple[int, ...] = (1, 4, 16, 64)
     closed_warmup_s: float = 3.0
     closed_duration_s: float = 15.0
     batch_sizes: tuple[int, ...] = (32, 256)
-    batch_clients: int = 2           # two requests in flight: one is parsed/committed while the other runs
-    batch_docs: int = 4096           # per batch size; throughput = docs / (last answer - first send)
+    batch_clients: int = 2  # two requests in flight: one is parsed/committed while the other runs
+    batch_docs: int = 4096  # per batch size; throughput = docs / (last answer - first send)
     seed_levels: tuple[int, ...] = (1, 16, 64)
     latency_fractions: tuple[float, ...] = (0.25, 0.5, 0.9)
     latency_warmup_s: float = 3.0
@@ -60,10 +60,24 @@ class Plan:
     db_single_docs: int = 500
 
 
-QUICK = Plan(sample_docs=400, warmup_docs=100, raw_rounds=1, full_docs=120, long_texts=1,
-             closed_warmup_s=1.0, closed_duration_s=4.0, batch_docs=1024, seed_levels=(16,),
-             latency_warmup_s=1.0, latency_duration_s=5.0, cold_rounds=1, memory_docs=6_000,
-             memory_every=1_000, db_bulk_docs=512, db_single_docs=100)
+QUICK = Plan(
+    sample_docs=400,
+    warmup_docs=100,
+    raw_rounds=1,
+    full_docs=120,
+    long_texts=1,
+    closed_warmup_s=1.0,
+    closed_duration_s=4.0,
+    batch_docs=1024,
+    seed_levels=(16,),
+    latency_warmup_s=1.0,
+    latency_duration_s=5.0,
+    cold_rounds=1,
+    memory_docs=6_000,
+    memory_every=1_000,
+    db_bulk_docs=512,
+    db_single_docs=100,
+)
 
 
 def log(message: str) -> None:
@@ -82,6 +96,7 @@ def deployed_env() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ accounting
+
 
 def _machine_busy() -> tuple[float, float]:
     """(busy CPU seconds of the whole machine, wall time) from /proc/stat."""
@@ -112,8 +127,13 @@ class CpuMeter:
 
     def result(self, client_cpu_s: float) -> dict:
         client = client_cpu_s / self.wall
-        return {"fn": self.fn, "pg": self.pg, "client": client,
-                "other": max(0.0, self.busy - self.fn - self.pg - client), "wall_s": self.wall}
+        return {
+            "fn": self.fn,
+            "pg": self.pg,
+            "client": client,
+            "other": max(0.0, self.busy - self.fn - self.pg - client),
+            "wall_s": self.wall,
+        }
 
 
 class LogCursor:
@@ -140,14 +160,17 @@ class LogCursor:
                 if isinstance(rec.get(key), int | float):
                     values.append(float(rec[key]))
         return {f"{k}_mean": (statistics.fmean(v) if v else None) for k, v in sums.items()} | {
-            "requests_logged": len(sums["duration_ms"])}
+            "requests_logged": len(sums["duration_ms"])
+        }
 
 
 # ---------------------------------------------------------------------------------------------- bench
 
+
 class Bench:
-    def __init__(self, plan: Plan, mode: str, work: Path, fn_env: dict[str, str], phases: set[str],
-                 keep_db: bool):
+    def __init__(
+        self, plan: Plan, mode: str, work: Path, fn_env: dict[str, str], phases: set[str], keep_db: bool
+    ):
         self.plan, self.mode, self.work = plan, mode, work
         self.fn_env, self.phases, self.keep_db = fn_env, phases, keep_db
         self.results: dict = {"meta": {}, "errors": {}}
@@ -168,7 +191,7 @@ class Bench:
             if len(texts) >= need:
                 break
         self.sample = texts[: p.sample_docs]
-        self.warm = texts[p.sample_docs: p.sample_docs + p.warmup_docs]
+        self.warm = texts[p.sample_docs : p.sample_docs + p.warmup_docs]
         self.memory_texts = texts[: p.memory_docs]
         self.long = long_texts(p.long_texts)
         self.sample_path = self.work / "sample.json"
@@ -185,7 +208,8 @@ class Bench:
             f"bench/corpus.py generated comments, {len(self.sample):,}-doc sample for throughput "
             f"(median {lengths[len(lengths) // 2]} chars, p90 {lengths[int(len(lengths) * 0.9)]}, "
             f"max {lengths[-1]}, mean {sum(lengths) / len(lengths):.0f}), "
-            f"{len(self.memory_texts):,} distinct for memory, {len(self.long)} texts of ~20k chars")
+            f"{len(self.memory_texts):,} distinct for memory, {len(self.long)} texts of ~20k chars"
+        )
 
     def start_db(self) -> None:
         from functions.runtime.local.pgcluster import LocalCluster
@@ -198,7 +222,9 @@ class Bench:
         status = self.cluster.start()
         self.pg_dirs = [status["primary"]["data_dir"], status["replica"]["data_dir"]]
         self.results["meta"]["db_start_s"] = time.perf_counter() - started
-        self.seed_secrets = seed_design.prepare(self.cluster.dsn("admin", "primary"), self.work / "seed-secrets")
+        self.seed_secrets = seed_design.prepare(
+            self.cluster.dsn("admin", "primary"), self.work / "seed-secrets"
+        )
 
     def stop_db(self) -> None:
         if self.cluster is None:
@@ -209,8 +235,13 @@ class Bench:
             self.cluster.destroy()
 
     def start_fn(self, **extra: str) -> FunctionProcess:
-        fn = start_function("ner-processor", self.work / "logs", secrets_dir=self.cluster.secrets_dir,
-                            wait=False, **(self.fn_env | extra))
+        fn = start_function(
+            "ner-processor",
+            self.work / "logs",
+            secrets_dir=self.cluster.secrets_dir,
+            wait=False,
+            **(self.fn_env | extra),
+        )
         fn.wait_ready(timeout=120)
         return fn
 
@@ -222,7 +253,9 @@ class Bench:
         cursor = LogCursor(fn)
         sampler = None
         if lag:
-            sampler = dbbench.LagSampler(self.cluster.dsn("admin", "primary"), self.cluster.dsn("admin", "replica"))
+            sampler = dbbench.LagSampler(
+                self.cluster.dsn("admin", "primary"), self.cluster.dsn("admin", "replica")
+            )
             sampler.start()
         with CpuMeter(fn.process.pid, self.pg_dirs) as meter:
             result = clients.run(cfg)
@@ -237,10 +270,18 @@ class Bench:
     def phase_limits(self) -> None:
         p = self.plan
         log(f"raw spaCy limits on {p.sample_docs} docs ({p.raw_rounds} round(s))")
-        self.results["limits"] = limits.run({
-            "texts_path": str(self.sample_path), "warmup_path": str(self.warm_path),
-            "warmup_docs": p.warmup_docs, "rounds": p.raw_rounds, "full_docs": p.full_docs,
-            "long_texts_path": str(self.long_path), "entities_out": str(self.entities_path), "model": MODEL})
+        self.results["limits"] = limits.run(
+            {
+                "texts_path": str(self.sample_path),
+                "warmup_path": str(self.warm_path),
+                "warmup_docs": p.warmup_docs,
+                "rounds": p.raw_rounds,
+                "full_docs": p.full_docs,
+                "long_texts_path": str(self.long_path),
+                "entities_out": str(self.entities_path),
+                "model": MODEL,
+            }
+        )
 
     def phase_cold(self) -> None:
         p = self.plan
@@ -255,10 +296,17 @@ class Bench:
             ready.append(rdy)
             first.append(fst)
         self.results["cold"] = {
-            "bare_full_s": bare_full, "bare_ner_s": bare_ner, "fn_listen_s": listen, "fn_ready_s": ready,
-            "fn_first_s": first, "bare_full_s_median": statistics.median(bare_full),
-            "bare_ner_s_median": statistics.median(bare_ner), "fn_listen_s_median": statistics.median(listen),
-            "fn_ready_s_median": statistics.median(ready), "fn_first_s_median": statistics.median(first)}
+            "bare_full_s": bare_full,
+            "bare_ner_s": bare_ner,
+            "fn_listen_s": listen,
+            "fn_ready_s": ready,
+            "fn_first_s": first,
+            "bare_full_s_median": statistics.median(bare_full),
+            "bare_ner_s_median": statistics.median(bare_ner),
+            "fn_listen_s_median": statistics.median(listen),
+            "fn_ready_s_median": statistics.median(ready),
+            "fn_first_s_median": statistics.median(first),
+        }
 
     def _cold_function(self, i: int) -> tuple[float, float, float]:
         """Spawn a function process; poll its readiness path, then POST a real comment until it is
@@ -267,8 +315,14 @@ class Bench:
 
         body = json.dumps({"text": self.sample[0]}).encode()
         started = time.perf_counter()
-        fn = start_function("ner-processor", self.work / "logs", secrets_dir=self.cluster.secrets_dir,
-                            port=free_port(), wait=False, **self.fn_env)
+        fn = start_function(
+            "ner-processor",
+            self.work / "logs",
+            secrets_dir=self.cluster.secrets_dir,
+            port=free_port(),
+            wait=False,
+            **self.fn_env,
+        )
         marks: dict[str, float] = {}
         try:
             while "first" not in marks:
@@ -281,9 +335,15 @@ class Bench:
                     if "ready" not in marks:
                         conn.request("GET", fn.env.get("READY_PATH", "/_/ready"))
                     else:
-                        conn.request("POST", "/", body=body, headers={
-                            "Content-Type": "application/json",
-                            "X-Call-Id": f"{self.run_id}-cold-{i}-{time.time_ns()}"})
+                        conn.request(
+                            "POST",
+                            "/",
+                            body=body,
+                            headers={
+                                "Content-Type": "application/json",
+                                "X-Call-Id": f"{self.run_id}-cold-{i}-{time.time_ns()}",
+                            },
+                        )
                     resp = conn.getresponse()
                     resp.read()
                     conn.close()
@@ -309,18 +369,36 @@ class Bench:
             index = 0
             for n in p.closed_levels:
                 log(f"function: {n} closed-loop client(s), {p.closed_duration_s:g} s")
-                res = self.drive(fn, {"mode": "closed", "clients": n, "warmup_s": p.closed_warmup_s,
-                                      "duration_s": p.closed_duration_s, "id_prefix": f"{self.run_id}-c{n}",
-                                      "start_index": index}, lag=(n == max(p.closed_levels)))
+                res = self.drive(
+                    fn,
+                    {
+                        "mode": "closed",
+                        "clients": n,
+                        "warmup_s": p.closed_warmup_s,
+                        "duration_s": p.closed_duration_s,
+                        "id_prefix": f"{self.run_id}-c{n}",
+                        "start_index": index,
+                    },
+                    lag=(n == max(p.closed_levels)),
+                )
                 index = res["next_index"]
                 func["closed"][str(n)] = res
                 if "lag" in res:
                     self.results.setdefault("lag", {})["closed64"] = res["lag"]
             for size in p.batch_sizes:
                 log(f"function: batch requests of {size} docs, {p.batch_clients} clients")
-                res = self.drive(fn, {"mode": "count", "clients": p.batch_clients, "docs_per_request": size,
-                                      "total_docs": p.batch_docs, "id_prefix": f"{self.run_id}-b{size}",
-                                      "start_index": index}, lag=(size == max(p.batch_sizes)))
+                res = self.drive(
+                    fn,
+                    {
+                        "mode": "count",
+                        "clients": p.batch_clients,
+                        "docs_per_request": size,
+                        "total_docs": p.batch_docs,
+                        "id_prefix": f"{self.run_id}-b{size}",
+                        "start_index": index,
+                    },
+                    lag=(size == max(p.batch_sizes)),
+                )
                 index = res["next_index"]
                 res["clients"] = p.batch_clients
                 func["batch"][str(size)] = res
@@ -331,9 +409,18 @@ class Bench:
             for frac in p.latency_fractions:
                 rate = peak * frac
                 log(f"function: open loop at {frac:.0%} of {peak:.0f} req/s = {rate:.0f} req/s")
-                res = self.drive(fn, {"mode": "open", "rate": rate, "warmup_s": p.latency_warmup_s,
-                                      "duration_s": p.latency_duration_s, "id_prefix": f"{self.run_id}-o{frac}",
-                                      "start_index": index, "seed": int(frac * 100)})
+                res = self.drive(
+                    fn,
+                    {
+                        "mode": "open",
+                        "rate": rate,
+                        "warmup_s": p.latency_warmup_s,
+                        "duration_s": p.latency_duration_s,
+                        "id_prefix": f"{self.run_id}-o{frac}",
+                        "start_index": index,
+                        "seed": int(frac * 100),
+                    },
+                )
                 index = res["next_index"]
                 func["latency"][str(frac)] = res
         finally:
@@ -348,9 +435,17 @@ class Bench:
             index = 0
             for n in p.seed_levels:
                 log(f"seed design: {n} closed-loop client(s)")
-                res = self.drive(fn, {"mode": "closed", "clients": n, "warmup_s": p.closed_warmup_s,
-                                      "duration_s": p.closed_duration_s, "id_prefix": f"{self.run_id}-s{n}",
-                                      "start_index": index})
+                res = self.drive(
+                    fn,
+                    {
+                        "mode": "closed",
+                        "clients": n,
+                        "warmup_s": p.closed_warmup_s,
+                        "duration_s": p.closed_duration_s,
+                        "id_prefix": f"{self.run_id}-s{n}",
+                        "start_index": index,
+                    },
+                )
                 index = res["next_index"]
                 self.results["seed"]["closed"][str(n)] = res
         finally:
@@ -371,50 +466,92 @@ class Bench:
         self.results["db"] = db
         log(f"database: EntityWriter bulk ({p.db_bulk_docs} docs in groups of {p.db_bulk_group})")
         texts, ents = take(p.db_bulk_docs)
-        db["bulk"] = dbbench.writer_throughput(self.cluster.dsn("writer", "primary"), texts, ents,
-                                               group=p.db_bulk_group, id_prefix=f"{self.run_id}-dbb", model=model)
+        db["bulk"] = dbbench.writer_throughput(
+            self.cluster.dsn("writer", "primary"),
+            texts,
+            ents,
+            group=p.db_bulk_group,
+            id_prefix=f"{self.run_id}-dbb",
+            model=model,
+        )
         log(f"database: EntityWriter one document per commit ({p.db_single_docs} docs)")
         texts, ents = take(p.db_single_docs)
-        db["single"] = dbbench.writer_throughput(self.cluster.dsn("writer", "primary"), texts, ents, group=1,
-                                                 id_prefix=f"{self.run_id}-db1", model=model)
+        db["single"] = dbbench.writer_throughput(
+            self.cluster.dsn("writer", "primary"),
+            texts,
+            ents,
+            group=1,
+            id_prefix=f"{self.run_id}-db1",
+            model=model,
+        )
         db["single"]["rows"] = p.db_single_docs + sum(len(e) for e in ents)
         log(f"database: seed design JSONB row + commit each ({p.db_single_docs} docs)")
-        db["seed"] = seed_design.one_row_per_commit(self.cluster.dsn("admin", "primary"), texts, ents,
-                                                    f"{self.run_id}-dbs")
+        db["seed"] = seed_design.one_row_per_commit(
+            self.cluster.dsn("admin", "primary"), texts, ents, f"{self.run_id}-dbs"
+        )
 
     def phase_memory(self) -> None:
         p = self.plan
         fn = self.start_fn()
         try:
             start_mb = rss_mb(fn.process.pid)
-            log(f"memory: {p.memory_docs:,} distinct docs in batches of {p.memory_batch}, RSS every {p.memory_every:,}")
-            res = self.drive(fn, {"mode": "count", "clients": p.memory_clients, "docs_per_request": p.memory_batch,
-                                  "total_docs": p.memory_docs, "rss_pid": fn.process.pid,
-                                  "rss_every_docs": p.memory_every, "texts_path": str(self.memory_path),
-                                  "id_prefix": f"{self.run_id}-m", "timeout_s": 120.0}, lag=True)
+            log(
+                f"memory: {p.memory_docs:,} distinct docs in batches of {p.memory_batch}, "
+                f"RSS every {p.memory_every:,}"
+            )
+            res = self.drive(
+                fn,
+                {
+                    "mode": "count",
+                    "clients": p.memory_clients,
+                    "docs_per_request": p.memory_batch,
+                    "total_docs": p.memory_docs,
+                    "rss_pid": fn.process.pid,
+                    "rss_every_docs": p.memory_every,
+                    "texts_path": str(self.memory_path),
+                    "id_prefix": f"{self.run_id}-m",
+                    "timeout_s": 120.0,
+                },
+                lag=True,
+            )
         finally:
             fn.stop()
         rss = res.get("rss") or []
         self.results.setdefault("lag", {})["max_load"] = res.get("lag")
         self.results["memory"] = {
-            "rss": rss, "start_mb": start_mb, "batch": p.memory_batch, "docs_s": res.get("docs_s"),
-            "statuses": res.get("statuses"), "cpu": res.get("cpu"),
-            "first_docs": rss[0]["docs"] if rss else None, "last_docs": rss[-1]["docs"] if rss else None,
-            "first_mb": rss[0]["rss_mb"] if rss else None, "last_mb": rss[-1]["rss_mb"] if rss else None,
+            "rss": rss,
+            "start_mb": start_mb,
+            "batch": p.memory_batch,
+            "docs_s": res.get("docs_s"),
+            "statuses": res.get("statuses"),
+            "cpu": res.get("cpu"),
+            "first_docs": rss[0]["docs"] if rss else None,
+            "last_docs": rss[-1]["docs"] if rss else None,
+            "first_mb": rss[0]["rss_mb"] if rss else None,
+            "last_mb": rss[-1]["rss_mb"] if rss else None,
             "max_mb": max(s["rss_mb"] for s in rss) if rss else None,
-            "ratio": rss[-1]["rss_mb"] / rss[0]["rss_mb"] if rss else None}
+            "ratio": rss[-1]["rss_mb"] / rss[0]["rss_mb"] if rss else None,
+        }
 
     # -- driver ----------------------------------------------------------------------------------
 
     def run(self) -> int:
         started = time.perf_counter()
         meta = self.results["meta"]
-        meta.update(timestamp=time.strftime("%Y-%m-%d %H:%M:%S %Z"), mode=self.mode, cores=os.cpu_count(),
-                    loadavg_start=loadavg(), plan=self.plan.__dict__, fn_env=self.fn_env,
-                    fn_env_text=", ".join(f"{k}={v}" for k, v in sorted(self.fn_env.items())
-                                          if k.startswith(("BATCH_", "SPACY_", "DB_POOL_MAX", "LOG_LEVEL",
-                                                           "MAX_PENDING")))
-                    or "defaults")
+        meta.update(
+            timestamp=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            mode=self.mode,
+            cores=os.cpu_count(),
+            loadavg_start=loadavg(),
+            plan=self.plan.__dict__,
+            fn_env=self.fn_env,
+            fn_env_text=", ".join(
+                f"{k}={v}"
+                for k, v in sorted(self.fn_env.items())
+                if k.startswith(("BATCH_", "SPACY_", "DB_POOL_MAX", "LOG_LEVEL", "MAX_PENDING"))
+            )
+            or "defaults",
+        )
         failed = False
         log(f"corpus -> {self.work}")
         self.corpus()
@@ -428,7 +565,9 @@ class Bench:
                     getattr(self, f"phase_{phase}")()
                 except Exception as exc:
                     failed = True
-                    self.results["errors"][phase] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    self.results["errors"][phase] = (
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    )
                     log(f"phase {phase} crashed:\n{traceback.format_exc()}")
         finally:
             try:
@@ -462,8 +601,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="nlp-enrichment benchmark suite")
     ap.add_argument("--quick", action="store_true", help="small corpus and short phases (< 3 minutes)")
     ap.add_argument("--only", default="", help=f"comma-separated subset of phases: {','.join(PHASES)}")
-    ap.add_argument("--fn-env", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra environment for the ner-processor process (e.g. BATCH_MAX_WAIT_MS=10)")
+    ap.add_argument(
+        "--fn-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the ner-processor process (e.g. BATCH_MAX_WAIT_MS=10)",
+    )
     ap.add_argument("--memory-docs", type=int, help="override the memory phase's document count")
     ap.add_argument("--keep-db", action="store_true", help="reuse .local/bench/pg and leave it (stopped)")
     args = ap.parse_args(argv)

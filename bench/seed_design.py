@@ -46,8 +46,9 @@ def prepare(admin_dsn: str, secrets_dir: Path) -> Path:
 
 def start(log_dir: Path, secrets_dir: Path, **env: str) -> FunctionProcess:
     """Start the seed design as a function process and wait until it answers a real comment."""
-    fn = start_function(FUNCTION_NAME, log_dir, secrets_dir=secrets_dir, wait=False,
-                        FUNCTIONS_DIR=str(FUNCTIONS_DIR), **env)
+    fn = start_function(
+        FUNCTION_NAME, log_dir, secrets_dir=secrets_dir, wait=False, FUNCTIONS_DIR=str(FUNCTIONS_DIR), **env
+    )
     fn.wait_ready(timeout=120)
     return fn
 
@@ -58,14 +59,20 @@ def one_row_per_commit(admin_dsn: str, texts: list[str], entities: list[list], i
     import psycopg2
     from psycopg2.extras import Json
 
-    sql = ("INSERT INTO bench_seed.comments (request_id, model, result) VALUES (%s, %s, %s) "
-           "ON CONFLICT (request_id) DO UPDATE SET result = EXCLUDED.result")
+    sql = (
+        "INSERT INTO bench_seed.comments (request_id, model, result) VALUES (%s, %s, %s) "
+        "ON CONFLICT (request_id) DO UPDATE SET result = EXCLUDED.result"
+    )
     conn = psycopg2.connect(admin_dsn)
     try:
         started = time.perf_counter()
         for i, (text, ents) in enumerate(zip(texts, entities, strict=True)):
-            payload = {"text": text, "entities": [
-                {"text": t, "label": lab, "start_char": s, "end_char": e} for t, lab, s, e in ents]}
+            payload = {
+                "text": text,
+                "entities": [
+                    {"text": t, "label": lab, "start_char": s, "end_char": e} for t, lab, s, e in ents
+                ],
+            }
             with conn.cursor() as cur:
                 cur.execute(sql, (f"{id_prefix}-{i}", "en_core_web_sm-3.8.0", Json(payload)))
             conn.commit()

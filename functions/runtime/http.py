@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from functions.runtime import request_log
+from functions.runtime import metrics, request_log
 from functions.runtime.errors import (
     BadRequest,
     FunctionError,
@@ -113,6 +114,10 @@ def decode_body(event, *, max_bytes: int) -> tuple[str, Any]:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
 
 
+def _function_name() -> str:
+    return os.environ.get("FUNCTION_NAME", "unknown")
+
+
 def handles_errors(handle: Callable) -> Callable:
     """Decorator for ``handle(event, context)``: the error edge and the request log line.
 
@@ -140,10 +145,12 @@ def handles_errors(handle: Callable) -> Callable:
             response = error_response(FunctionError("internal error; the request was not processed"),
                                       request_id)
         fields = request_log.finish(token)
+        seconds = time.perf_counter() - started
         status = response.get("statusCode", 200) if isinstance(response, dict) else 200
+        metrics.observe_request(_function_name(), status, seconds, fields)
         headers = response.get("headers") or {} if isinstance(response, dict) else {}
         fields["request_id"] = headers.get(REQUEST_ID_HEADER) or fields.get("request_id")
-        fields.update(status_code=status, duration_ms=round((time.perf_counter() - started) * 1000.0, 3),
+        fields.update(status_code=status, duration_ms=round(seconds * 1000.0, 3),
                       method=event.method)
         if error is None:
             fields["event"] = "request.completed"

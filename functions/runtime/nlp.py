@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from functions.runtime import metrics
 from functions.runtime.errors import Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,8 @@ class NerEngine:
         if warmup:
             for doc in nlp.pipe(_WARMUP_TEXTS):
                 extract(doc)
+        metrics.QUEUED_DOCUMENTS.set_function(lambda: self._pending_docs)
+        metrics.MODEL_INFO.labels(self.info.name, self.info.version).set(1)
         self._thread = threading.Thread(target=self._run, name="ner-worker", daemon=True)
         self._thread.start()
 
@@ -246,6 +249,7 @@ class NerEngine:
                     zone_stack.enter_context(self.nlp.memory_zone())
                     self.stats.zones += 1
                 texts = [text for job in jobs for text in job.texts]
+                batch_started = time.perf_counter()
                 try:
                     results = [extract(doc) for chunk in self._chunks(texts)
                                for doc in self.nlp.pipe(chunk, batch_size=len(chunk))]
@@ -264,6 +268,8 @@ class NerEngine:
                         docs_in_zone = 0
                 self.stats.batches += 1
                 self.stats.documents += len(texts)
+                metrics.MODEL_BATCH_DOCUMENTS.observe(len(texts))
+                metrics.MODEL_BATCH_SECONDS.observe(time.perf_counter() - batch_started)
                 if results is not None:
                     offset = 0
                     for job in jobs:

@@ -23,7 +23,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from functions.runtime import queries
+from functions.runtime import metrics, queries
 from functions.runtime.errors import Conflict, FunctionError, Unavailable
 from functions.runtime.nlp import Entity
 
@@ -272,6 +272,7 @@ class EntityWriter:
                         conn.execute(self._sql["insert_entities"], entity_params)
             lsn = conn.execute(self._sql["current_lsn"]).fetchone()[0]
         db_ms = (time.perf_counter() - started) * 1000.0
+        metrics.DB_WRITE_SECONDS.observe(db_ms / 1000.0)
         self._last_ok = time.monotonic()
         for job in jobs:
             if id(job) in outcome:

@@ -24,13 +24,14 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
 
-from functions.runtime import lifecycle, logs, readiness
+from functions.runtime import lifecycle, logs, metrics, readiness
 from functions.runtime.contract import Context, Event, Headers, Query
 from functions.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[1]
+METRICS_PATH = "/metrics"  # served by the runtime, never reaches handle()
 _CHUNK_LINE_LIMIT = 1024
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
 
@@ -229,6 +230,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         if self.command in ("GET", "HEAD") and split.path == server.settings.ready_path:
             self._ready(head)
+            return
+        if self.command == "GET" and split.path == METRICS_PATH:
+            payload, content_type = metrics.exposition()
+            self._send(200, {"Content-Type": content_type}, payload)
             return
         accepting = server.enter()
         try:

@@ -6,6 +6,8 @@ and real function processes over HTTP; the tests that stop, kill or lock the dat
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg
 import pytest
 
@@ -27,10 +29,8 @@ def healthy(pg_running):
     status = pg_running.status()
     if not all(status[s]["running"] for s in ("primary", "replica")):
         pg_running.start()
-    try:
+    with contextlib.suppress(psycopg.Error):
         pg_running.resume_replay()
-    except psycopg.Error:
-        pass
 
 
 def pytest_terminal_summary(terminalreporter):

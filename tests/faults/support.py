@@ -243,10 +243,8 @@ class Load:
                                       reply.headers.get("retry-after"), reply.error_code())
                     if outcome.ok:
                         body = reply.json
-                        if self.batch:
-                            outcome.entities = {d["id"]: entity_tuples(d["entities"]) for d in body["documents"]}
-                        else:
-                            outcome.entities = {ids[0]: entity_tuples(body["entities"])}
+                        docs = body["documents"] if self.batch else [{"id": ids[0], **body}]
+                        outcome.entities = {d["id"]: entity_tuples(d["entities"]) for d in docs}
                 with self._lock:
                     self.outcomes.append(outcome)
                 if self.pause:

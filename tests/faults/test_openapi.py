@@ -75,7 +75,7 @@ def test_document_lists_every_error_status_with_the_json_error_schema_and_the_ru
 def _schemathesis(tmp_path: Path, url: str, path: str) -> dict:
     executable = Path(sys.executable).with_name("schemathesis")
     if not executable.exists():
-        pytest.skip("schemathesis is not installed (pip install schemathesis, see requirements/dev-extra.txt)")
+        pytest.skip("schemathesis is not installed (see requirements/dev-extra.txt)")
     report_path = tmp_path / f"schemathesis-{path.strip('/').replace('/', '-')}.json"
     command = [str(executable), "--config-file", str(ST_CONFIG), "run", str(SPEC_PATH), "--url", url,
                "--include-path", path, "--max-examples", str(MAX_EXAMPLES), "--checks", CHECKS,
@@ -102,7 +102,8 @@ def test_schemathesis_against_a_real_process_finds_no_5xx_and_no_contract_violat
     outcome = _schemathesis(tmp_path, fn.url, path)
     cases = outcome["test_cases"]
     report(f"schemathesis_{function}", generated=cases["generated"], with_failures=cases["with_failures"],
-           unique_failures=cases["unique_failures"], errored=cases["errored"], seconds=round(outcome["running_time"], 1))
+           unique_failures=cases["unique_failures"], errored=cases["errored"],
+           seconds=round(outcome["running_time"], 1))
     assert fn.process.poll() is None
     assert outcome["operations"]["tested"] == 1
     assert outcome["returncode"] == 0 and cases["unique_failures"] == 0 and not outcome["errors"], \

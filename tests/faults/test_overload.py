@@ -8,7 +8,10 @@ a normal request must succeed once the burst is over.
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
+from collections import Counter
 
 import pytest
 
@@ -40,7 +43,8 @@ def test_more_work_than_capacity_is_refused_with_retry_after_and_memory_stays_bo
     duration = time.monotonic() - started
     rss_after = rss_kib(fn.process.pid)
     probe = Http(fn.port)
-    final = probe.post_json({"text": "After the storm: Tim Cook of Apple in Paris.", "request_id": f"{burst.prefix}-final"})
+    final = probe.post_json({"text": "After the storm: Tim Cook of Apple in Paris.",
+                             "request_id": f"{burst.prefix}-final"})
     probe.close()
 
     result = audit(admin_dsn, outcomes)
@@ -61,3 +65,41 @@ def test_more_work_than_capacity_is_refused_with_retry_after_and_memory_stays_bo
     assert result.lost == [] and result.half_written == []
     assert (peak - rss_before) / 1024 < RSS_GROWTH_LIMIT_MIB, "memory grew without bound under overload"
     assert final.status == 200
+
+
+def test_capacity_is_given_back_when_queued_requests_time_out(function_factory, healthy):
+    """Requests that time out while still queued for the model (504) must give their slots back: once
+    the burst is over, an idle process accepts a batch of exactly MAX_PENDING_DOCS documents."""
+    fn = function_factory("ner-processor", MAX_PENDING_DOCS="64", REQUEST_TIMEOUT_S="0.3")
+    long_text = " ".join(["Tim Cook of Apple met Priya Patel of Siemens in Paris on Monday."] * 24)
+    statuses = []
+
+    def burst(worker: int):
+        client = Http(fn.port)
+        try:
+            for i in range(6):
+                docs = [{"id": f"cap-{run}-{worker}-{i}-{d}", "text": long_text} for d in range(16)]
+                statuses.append(client.post_json({"documents": docs}).status)
+        finally:
+            client.close()
+
+    run = uuid.uuid4().hex[:8]
+    threads = [threading.Thread(target=burst, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    time.sleep(3.0)  # idle: the model worker has finished whatever it had started
+    client = Http(fn.port)
+    full_batch = []
+    for attempt in range(3):  # a full-capacity batch, three times one second apart
+        docs = [{"id": f"cap-{run}-full{attempt}-{d}", "text": f"Order {d} from Lidl."} for d in range(64)]
+        full_batch.append(client.post_json({"documents": docs}).status)
+        time.sleep(1.0)
+    client.close()
+    report("capacity_after_timeouts", burst_statuses=dict(sorted(Counter(statuses).items())),
+           idle_full_batch_statuses=full_batch)
+    assert set(statuses) <= {200, 429, 503, 504}, Counter(statuses)
+    assert fn.process.poll() is None
+    assert full_batch[-1] == 200, \
+        f"an idle process refuses work after timeouts (leaked model queue capacity): {full_batch}"

@@ -94,7 +94,8 @@ def test_terminated_pool_connections_are_replaced_and_nothing_is_lost(function_f
     # Quiet phase: the pool holds idle connections; kill them all; the very next requests must succeed
     # (the pool checks a connection before handing it out and replaces dead ones).
     for i in range(4):
-        assert probe.post_json({"text": f"Warm-up {i} at Siemens in Munich.", "request_id": f"{run}-w{i}"}).status == 200
+        reply = probe.post_json({"text": f"Warm-up {i} at Siemens in Munich.", "request_id": f"{run}-w{i}"})
+        assert reply.status == 200
     quiet_killed = _terminate_writer_backends(admin_dsn)
     assert quiet_killed >= 1, "the writer pool should hold connections named ner-writer"
     next_statuses = [probe.post_json({"text": f"After the kill {i}: Nokia in Helsinki.",

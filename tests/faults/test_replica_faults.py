@@ -35,7 +35,8 @@ def _mentions(body: dict) -> int:
     return sum(row["count"] for row in body["label_mix"])
 
 
-def test_replica_stopped_writes_unaffected_and_stats_fall_back_or_fail_fast(function_factory, healthy, admin_dsn):
+def test_replica_stopped_writes_unaffected_and_stats_fall_back_or_fail_fast(function_factory, healthy,
+                                                                             admin_dsn):
     cluster = healthy
     ner = function_factory("ner-processor")
     fallback = function_factory("entity-stats", STATS_PRIMARY_FALLBACK="true")
@@ -70,7 +71,7 @@ def test_replica_stopped_writes_unaffected_and_stats_fall_back_or_fail_fast(func
            readiness_fallback_ok=bool(fb_ready), readiness_strict_503=bool(st_not_ready),
            strict_replica_again_after_s=round(back_s, 2))
 
-    assert outcomes and all(o.ok for o in outcomes), f"writes must not need the replica: {status_counts(outcomes)}"
+    assert outcomes and all(o.ok for o in outcomes), f"writes need no replica: {status_counts(outcomes)}"
     assert result.lost == []
     for status, body, elapsed, _ in fb_answers:
         assert status == 200 and body["served_by"] == "primary" and elapsed < FAST_S, (status, body, elapsed)
@@ -101,8 +102,8 @@ def test_paused_replay_lag_grows_and_strong_reads_return_just_written_data(funct
     before = _mentions(base)
 
     def write(i: int) -> tuple[int, str]:
-        reply = writer.post_json({"text": f"Lag check {i}: Tim Cook of Apple met Priya Patel in Paris on Monday.",
-                                  "request_id": f"lag-{run}-{i}"})
+        text = f"Lag check {i}: Tim Cook of Apple met Priya Patel in Paris on Monday."
+        reply = writer.post_json({"text": text, "request_id": f"lag-{run}-{i}"})
         assert reply.status == 200, reply.body
         return len(reply.json["entities"]), reply.json["commit_lsn"]
 
@@ -122,7 +123,8 @@ def test_paused_replay_lag_grows_and_strong_reads_return_just_written_data(funct
         s4, by_lsn, lsn_s, _ = _stats(reader, f"{window}&min_lsn={lsn}")
     finally:
         cluster.resume_replay()
-    caught_up = wait_until(lambda: _stats(reader, f"{window}&min_lsn={lsn}")[1].get("served_by") == "replica", 20)
+    caught_up = wait_until(
+        lambda: _stats(reader, f"{window}&min_lsn={lsn}")[1].get("served_by") == "replica", 20)
     s5, after, _, _ = _stats(reader, window)
 
     lag1, lag2 = first["freshness"], second["freshness"]

