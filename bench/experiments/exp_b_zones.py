@@ -27,6 +27,7 @@ Arrangement spec: "none" | "zone:K" (one memory_zone per K docs, nlp.pipe batch 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import json
 import subprocess
@@ -137,6 +138,13 @@ def cmd_run(args) -> None:
             "digest": dig,
             "mark": mark,
         }
+        if args.trim:
+            # glibc keeps freed heap memory (numpy/thinc batch arrays) unless trimmed; measuring RSS
+            # before/after malloc_trim(0) separates allocator retention from live growth.
+            with Timer() as tt:
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+            row["rss_after_trim_mb"] = round(rss_mb(), 1)
+            row["trim_ms"] = round(tt.wall * 1000, 2)
         rows.append(row)
         if args.verbose:
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -277,6 +285,7 @@ def main() -> None:
     p.add_argument("--stage", choices=["tok", "ner"], default="ner")
     p.add_argument("--step", type=int, default=5000)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--trim", action="store_true", help="malloc_trim(0) at every mark (RSS before/after)")
     p = sub.add_parser("sweep")
     p.add_argument("--arrangements", default="")
     p.add_argument("--n", type=int, default=100_000)

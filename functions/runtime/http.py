@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -107,11 +109,34 @@ def decode_body(event, *, max_bytes: int) -> tuple[str, Any]:
     if not as_json:
         return "text", text
     try:
-        return "json", json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise BadRequest("request body JSON is nested too deeply", code="invalid_json") from None
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if _SURROGATE_ESCAPE.search(body):
+        # \ud800-style escapes decode to lone surrogates, which no database or log line can encode;
+        # valid pairs (emoji) pass. Only bodies that contain such an escape pay for this check.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("request body JSON contains an unpaired surrogate escape (invalid Unicode)",
+                             code="invalid_json") from None
+    return "json", value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"number {literal[:20]} is out of range")
+    return value
 
 
 def _function_name() -> str:

@@ -242,7 +242,12 @@ class NerEngine:
                     break
                 jobs, stop = self._collect(first, concurrent_recently)
                 concurrent_recently = len(jobs) > 1
-                jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+                running = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+                cancelled_docs = sum(len(job.texts) for job in jobs if job not in running)
+                if cancelled_docs:  # timed out before they ran: give their capacity back
+                    with self._pending_lock:
+                        self._pending_docs -= cancelled_docs
+                jobs = running
                 if not jobs:
                     continue
                 if self.zone_docs and docs_in_zone == 0:

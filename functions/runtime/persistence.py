@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 import psycopg.errors
+import psycopg_pool.base
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from functions.runtime import metrics, queries
@@ -29,7 +30,14 @@ from functions.runtime.nlp import Entity
 
 log = logging.getLogger(__name__)
 
+# psycopg_pool re-checks a second broken connection in a row, and retries a failed reconnect, only after
+# an exponential backoff that starts at 1 s. With a 1 s pool timeout that turns the connections a server
+# restart or pg_terminate_backend left in the pool into a PoolTimeout (503) although the server is up.
+# Starting the backoff at 50 ms lets the next request get a fresh connection at once.
+psycopg_pool.base.AttemptWithBackoff.INITIAL_DELAY = 0.05
+
 _MAX_GROUP_DOCS = 2048
+_DEGRADED_TIMEOUT_S = 0.25
 
 
 def normalize(text: str) -> str:
@@ -117,6 +125,7 @@ class EntityWriter:
         self._thread = threading.Thread(target=self._run, name="db-committer", daemon=True)
         self._closed = False
         self._last_ok = 0.0
+        self._degraded = False
 
     def open(self) -> None:
         """Open the pool without waiting for the database (readiness tells when it answers)."""
@@ -162,47 +171,69 @@ class EntityWriter:
 
     # -- committer --------------------------------------------------------------------------------
 
+    def _take_group(self, first: _WriteJob) -> tuple[list[_WriteJob], bool]:
+        jobs = [first]
+        docs = len(first.records)
+        while docs < _MAX_GROUP_DOCS:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                return jobs, True
+            jobs.append(more)
+            docs += len(more.records)
+        return jobs, False
+
     def _run(self) -> None:
         while True:
             job = self._queue.get()
             if job is None:
                 return
-            jobs = [job]
-            docs = len(job.records)
-            stop = False
-            while docs < _MAX_GROUP_DOCS:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                jobs.append(more)
-                docs += len(more.records)
-            self._commit_group(jobs)
+            jobs, stop = self._take_group(job)
+            unavailable = self._commit_group(jobs)
+            if unavailable is not None and not stop:
+                # Everything that queued while this group waited for the database would wait as long
+                # again: answer it now with the same 503 so no request waits for two pool timeouts.
+                while True:
+                    try:
+                        queued = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if queued is None:
+                        stop = True
+                        break
+                    queued.future.set_exception(Unavailable(unavailable.message, code=unavailable.code,
+                                                            retry_after=self.retry_after))
             if stop:
                 return
 
-    def _commit_group(self, jobs: list[_WriteJob]) -> None:
+    def _commit_group(self, jobs: list[_WriteJob]) -> Unavailable | None:
+        """Write a group; returns the Unavailable error when the database could not be reached."""
         try:
             outcome = self._write_with_retry(jobs)
-        except psycopg.errors.DataError:
-            # A value PostgreSQL refuses poisons the whole group: write each request on its own so
-            # only the guilty one fails.
+        except (PoolTimeout, psycopg.OperationalError, Unavailable) as exc:
+            self._degraded = True
+            error = self._translate(exc)
+            for job in jobs:
+                job.future.set_exception(error)
+            return error if isinstance(error, Unavailable) else None
+        except Exception as exc:
+            # Anything else is about the data of one request (a value PostgreSQL or the driver
+            # refuses): write each request on its own so only the guilty one fails.
             if len(jobs) > 1:
+                unavailable = None
                 for job in jobs:
-                    self._commit_group([job])
-                return
-            outcome = {id(jobs[0]): _internal("the database refused a value of this request")}
-        except Exception as exc:  # mapped per job below
-            outcome = {id(job): self._translate(exc) for job in jobs}
+                    unavailable = self._commit_group([job]) or unavailable
+                return unavailable
+            outcome = {id(jobs[0]): self._translate(exc)}
         for job in jobs:
             result = outcome[id(job)]
             if isinstance(result, BaseException):
                 job.future.set_exception(result)
             else:
                 job.future.set_result(result)
+        return None
 
     def _translate(self, exc: BaseException) -> FunctionError:
         if isinstance(exc, FunctionError):
@@ -224,11 +255,24 @@ class EntityWriter:
     def _write_with_retry(self, jobs: list[_WriteJob]) -> dict[int, WriteResult | BaseException]:
         # A concurrent writer (another pod) may insert one of our ids between the check and the
         # insert; the second attempt then sees it in the check.
+        connection_retried = False
         for attempt in range(3):
             try:
                 return self._write_once(jobs)
             except _Raced:
                 pass
+            except PoolTimeout:  # (an OperationalError too) no connection at all: no point retrying
+                raise
+            except psycopg.OperationalError:
+                # The connection died under the transaction (server restart, pg_terminate_backend).
+                # Retrying once on a fresh, checked connection is safe: the write is idempotent, so
+                # even a COMMIT whose outcome was lost is recognised as already stored.
+                if connection_retried or self._degraded:
+                    raise
+                connection_retried = True
+                log.info("connection lost during a group commit, retrying once",
+                         extra={"event": "db.write_retried"})
+                continue
             log.info("request id raced with another writer, retrying group",
                      extra={"event": "db.write_raced", "attempt": attempt + 1})
         raise Unavailable("concurrent writes kept racing on the same request ids", code="database_busy",
@@ -237,7 +281,10 @@ class EntityWriter:
     def _write_once(self, jobs: list[_WriteJob]) -> dict[int, WriteResult | BaseException]:
         started = time.perf_counter()
         all_ids = list(dict.fromkeys(r.request_id for job in jobs for r in job.records))
-        with self.pool.connection() as conn:
+        # While the database is known to be down, probe with a short wait instead of the full pool
+        # timeout, so a burst of requests during an outage gets its 503s quickly.
+        timeout = _DEGRADED_TIMEOUT_S if self._degraded else None
+        with self.pool.connection(timeout=timeout) as conn:
             with conn.transaction():
                 existing = {row[0]: row[1:] for row in
                             conn.execute(self._sql["existing_documents"], {"request_ids": all_ids})}
@@ -270,10 +317,16 @@ class EntityWriter:
                     entity_params = self._entity_params(to_insert.values())
                     if entity_params["request_ids"]:
                         conn.execute(self._sql["insert_entities"], entity_params)
-            lsn = conn.execute(self._sql["current_lsn"]).fetchone()[0]
+            try:
+                lsn = conn.execute(self._sql["current_lsn"]).fetchone()[0]
+            except psycopg.OperationalError:
+                # COMMIT went through; only the position is unknown. The write is acknowledged
+                # (read-your-writes callers fall back to consistency=strong).
+                lsn = None
         db_ms = (time.perf_counter() - started) * 1000.0
         metrics.DB_WRITE_SECONDS.observe(db_ms / 1000.0)
         self._last_ok = time.monotonic()
+        self._degraded = False
         for job in jobs:
             if id(job) in outcome:
                 continue

@@ -83,6 +83,14 @@ class FunctionServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address):
+        # socketserver prints a multi-line traceback to stderr; keep the log one JSON line per event.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        log.warning("connection error", exc_info=True,
+                    extra={"event": "server.connection_error", "error.type": type(exc).__name__})
+
     def __init__(self, address, settings: Settings):
         super().__init__(address, _RequestHandler)
         self.settings = settings
@@ -172,6 +180,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 line = self.rfile.readline(_CHUNK_LINE_LIMIT)
                 try:
                     chunk_size = int(line.split(b";", 1)[0].strip(), 16)
+                    if chunk_size < 0:
+                        raise ValueError("negative chunk size")
                 except ValueError:
                     self.close_connection = True
                     self._json(400, {"error": "invalid_request", "message": "malformed chunked body",
@@ -190,6 +200,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.rfile.readline(_CHUNK_LINE_LIMIT)
         try:
             length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError("negative Content-Length")
         except ValueError:
             self.close_connection = True
             self._json(400, {"error": "invalid_request", "message": "invalid Content-Length",

@@ -88,7 +88,7 @@ class Settings:
     store_text: bool = True
     db_pool_min_size: int = 1
     db_pool_max_size: int = 4
-    db_pool_timeout_s: float = 1.5
+    db_pool_timeout_s: float = 1.0
     db_statement_timeout_ms: int = 3000
     db_connect_timeout_s: float = 2.0
     retry_after_s: int = 2
@@ -126,7 +126,7 @@ class Settings:
             store_text=_bool(env, "STORE_TEXT", True),
             db_pool_min_size=_int(env, "DB_POOL_MIN_SIZE", 1, 0),
             db_pool_max_size=_int(env, "DB_POOL_MAX_SIZE", 4, 1),
-            db_pool_timeout_s=_float(env, "DB_POOL_TIMEOUT_S", 1.5),
+            db_pool_timeout_s=_float(env, "DB_POOL_TIMEOUT_S", 1.0),
             db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 3000, 1),
             db_connect_timeout_s=_float(env, "DB_CONNECT_TIMEOUT_S", 2.0),
             retry_after_s=_int(env, "RETRY_AFTER_S", 2, 1),

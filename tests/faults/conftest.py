@@ -14,13 +14,6 @@ import pytest
 from tests.faults import support
 
 
-@pytest.fixture(scope="session", autouse=True)
-def faults_report():
-    """One report file per session (``$FAULTS_REPORT`` or ``.local/faults-report.jsonl``)."""
-    support.reset_report()
-    yield support.report_path()
-
-
 @pytest.fixture
 def healthy(pg_running):
     """The session cluster with both servers up and replay running, before AND after the test (a
@@ -40,4 +33,4 @@ def pytest_terminal_summary(terminalreporter):
     for entry in support.COLLECTED:
         figures = {k: v for k, v in entry.items() if k != "test"}
         terminalreporter.write_line(f"{entry['test']}: " + " ".join(f"{k}={v}" for k, v in figures.items()))
-    terminalreporter.write_line(f"(JSON lines: {support.report_path()})")
+    terminalreporter.write_line(f"(JSON lines with \"run\": \"{support.RUN_ID}\" in {support.report_path()})")

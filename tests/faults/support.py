@@ -3,7 +3,8 @@ remembers every answer, read-back of what the primary really holds, and the figu
 
 Figures: every test calls :func:`report` once; it prints one ``FIGURES <test>: k=v ...`` line (visible
 with ``-s``) and appends the same figures as one JSON object per line to ``$FAULTS_REPORT`` (default
-``.local/faults-report.jsonl``; the file is emptied when a session starts, so it holds one run).
+``.local/faults-report.jsonl``). The file is only ever appended to (several sessions may run at once);
+every line carries the session's ``run`` id, which the terminal summary prints.
 """
 
 from __future__ import annotations
@@ -34,12 +35,6 @@ CONNECTION_ERRORS = (ConnectionError, http.client.HTTPException, socket.timeout,
 
 def report_path() -> Path:
     return Path(os.environ.get("FAULTS_REPORT") or REPO / ".local" / "faults-report.jsonl")
-
-
-def reset_report() -> None:
-    path = report_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("")
 
 
 def report(test: str, **figures) -> dict:

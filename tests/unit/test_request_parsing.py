@@ -58,7 +58,10 @@ def error_of(service, ev) -> tuple[int, str, dict]:
     (event({"text": 12}), 422, "invalid_field"),
     (event({"text": ["a"]}), 422, "invalid_field"),
     (event({"text": "a\u0000b"}), 422, "invalid_field"),
-    (event(b'{"text": "bad \\ud800 surrogate"}'), 422, "invalid_field"),
+    (event(b'{"text": "bad \\ud800 surrogate"}'), 400, "invalid_json"),
+    (event(b'{"text": "ok", "metadata": {"k": "\\udfff"}}'), 400, "invalid_json"),
+    (event(b'{"text": "ok", "metadata": {"n": NaN}}'), 400, "invalid_json"),
+    (event(b'{"text": "ok", "metadata": {"n": 1e400}}'), 400, "invalid_json"),
     (event([1, 2]), 422, "invalid_field"),
     (event({"documents": []}), 422, "invalid_field"),
     (event({"documents": "abc"}), 422, "invalid_field"),
@@ -114,3 +117,8 @@ def test_new_uuid_when_no_id_given(service):
     a = service.parse(event({"text": "hi"})).request_id
     b = service.parse(event({"text": "hi"})).request_id
     assert a != b and len(a) == 36
+
+
+def test_escaped_surrogate_pairs_are_valid_unicode(service):
+    request = service.parse(event(b'{"text": "nice \\ud83d\\ude00 Paris"}'))
+    assert request.documents[0].text == "nice \U0001F600 Paris"
