@@ -30,7 +30,7 @@ def test_ner_only_pipeline_loads_just_ner(ner_only):
 
 def test_concurrent_requests_get_their_own_entities_equal_to_spacy(ner_only):
     expected = [extract(doc) for doc in ner_only.pipe(TEXTS)]
-    engine = NerEngine(ner_only, max_batch=16, max_wait_ms=5, zone_docs=8)
+    engine = NerEngine(ner_only, max_batch=16, max_wait_ms=5, zone_docs=8, warm_docs=10)
     try:
         with ThreadPoolExecutor(16) as pool:
             results = list(pool.map(lambda t: engine.recognize([t], timeout=30)[0], TEXTS))
