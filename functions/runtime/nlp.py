@@ -23,6 +23,9 @@ from functions.runtime.errors import Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 
+# A text this long takes the model tens of milliseconds: it gets a pipe call of its own.
+_LONG_TEXT_CHARS = 1000
+
 # (text, label, start_char, end_char) exactly as spaCy gives them.
 Entity = tuple[str, str, int, int]
 
@@ -122,12 +125,12 @@ def extract(doc) -> list[Entity]:
 
 
 class _Job:
-    __slots__ = ("texts", "future", "enqueued_at")
+    __slots__ = ("texts", "chars", "future")
 
     def __init__(self, texts: Sequence[str]):
         self.texts = texts
+        self.chars = sum(map(len, texts))
         self.future: Future[list[list[Entity]]] = Future()
-        self.enqueued_at = time.perf_counter()
 
 
 @dataclass
@@ -224,7 +227,7 @@ class NerEngine:
     def _collect(self, first: _Job, concurrent_recently: bool) -> tuple[list[_Job], bool]:
         jobs = [first]
         docs = len(first.texts)
-        chars = sum(map(len, first.texts))
+        chars = first.chars
         stop = False
         deadline = time.perf_counter() + (self.max_wait_s if concurrent_recently else 0.0)
         while docs < self.max_batch and chars < self.max_batch_chars:
@@ -238,22 +241,38 @@ class NerEngine:
                 break
             jobs.append(job)
             docs += len(job.texts)
-            chars += sum(map(len, job.texts))
+            chars += job.chars
         return jobs, stop
 
     def _chunks(self, texts: list[str]):
-        """Split texts into pipe calls of at most max_batch documents and about max_batch_chars characters
-        (a single longer text still goes alone)."""
+        """Split texts into pipe calls of at most max_batch documents and about max_batch_chars
+        characters. A long text (>= _LONG_TEXT_CHARS) runs in a call of its own, so the short texts
+        before it (the batch is sorted by request size) are answered without waiting for it."""
         chunk: list[str] = []
         chars = 0
         for text in texts:
-            if chunk and (len(chunk) >= self.max_batch or chars + len(text) > self.max_batch_chars):
+            long_text = len(text) >= _LONG_TEXT_CHARS
+            if chunk and (long_text or len(chunk) >= self.max_batch or chars + len(text) > self.max_batch_chars):
                 yield chunk
                 chunk, chars = [], 0
             chunk.append(text)
             chars += len(text)
+            if long_text:
+                yield chunk
+                chunk, chars = [], 0
         if chunk:
             yield chunk
+
+    @staticmethod
+    def _deliver(jobs: list[_Job], delivered: int, results: list[list[Entity]]) -> int:
+        """Resolve every job whose documents all have results; returns how many jobs are resolved."""
+        offset = sum(len(job.texts) for job in jobs[:delivered])
+        while delivered < len(jobs) and offset + len(jobs[delivered].texts) <= len(results):
+            job = jobs[delivered]
+            job.future.set_result(results[offset:offset + len(job.texts)])
+            offset += len(job.texts)
+            delivered += 1
+        return delivered
 
     def _run(self) -> None:
         zone_stack = ExitStack()
@@ -279,17 +298,22 @@ class NerEngine:
                     zone_stack.enter_context(self.nlp.memory_zone())
                     zone_open = True
                     self.stats.zones += 1
+                # Shortest requests first, and each answered as soon as its own documents are done:
+                # a short comment that shares a batch with a long text does not wait for it.
+                jobs.sort(key=lambda job: job.chars)
                 texts = [text for job in jobs for text in job.texts]
                 batch_started = time.perf_counter()
+                delivered = 0
                 try:
-                    results = [extract(doc) for chunk in self._chunks(texts)
-                               for doc in self.nlp.pipe(chunk, batch_size=len(chunk))]
+                    results: list[list[Entity]] = []
+                    for chunk in self._chunks(texts):
+                        results.extend(extract(doc) for doc in self.nlp.pipe(chunk, batch_size=len(chunk)))
+                        delivered = self._deliver(jobs, delivered, results)
                 except Exception as exc:  # one poisoned batch must not kill the worker
                     log.error("model batch failed", exc_info=True,
                               extra={"event": "ner.batch_failed", "batch_size": len(texts)})
-                    for job in jobs:
+                    for job in jobs[delivered:]:
                         job.future.set_exception(exc)
-                    results = None
                 finally:
                     with self._pending_lock:
                         self._pending_docs -= sum(len(job.texts) for job in jobs)
@@ -298,11 +322,6 @@ class NerEngine:
                         if docs_in_zone >= self.zone_docs:
                             zone_stack.close()
                             zone_open, docs_in_zone = False, 0
-                if results is not None:
-                    offset = 0
-                    for job in jobs:
-                        job.future.set_result(results[offset:offset + len(job.texts)])
-                        offset += len(job.texts)
                 metrics.MODEL_BATCH_DOCUMENTS.observe(len(texts))
                 metrics.MODEL_BATCH_SECONDS.observe(time.perf_counter() - batch_started)
                 before = self.stats.documents

@@ -96,3 +96,45 @@ def test_batches_are_split_by_character_budget_with_identical_entities(ner_only)
         assert all(sum(map(len, c)) <= 2_000 or len(c) == 1 for c in chunks)
     finally:
         engine.close()
+
+
+class _RecordingPipeline:
+    """Stands in for spaCy to observe the order of model calls (scheduling only)."""
+
+    meta = {"lang": "en", "name": "fake", "version": "0"}
+    pipe_names = ["ner"]
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.calls: list[list[str]] = []
+        self.short_done_before_long: bool | None = None
+        self.short_future = None
+
+    def pipe(self, texts, batch_size=128):
+        self.gate.wait(10)
+        self.calls.append(list(texts))
+        if any(len(t) > 100 for t in texts) and self.short_future is not None:
+            self.short_done_before_long = self.short_future.done()
+
+        class _Doc:
+            ents = ()
+
+        return iter([_Doc() for _ in texts])
+
+    def memory_zone(self):
+        import contextlib
+        return contextlib.nullcontext()
+
+
+def test_short_request_is_answered_before_a_long_one_in_the_same_batch_runs():
+    fake = _RecordingPipeline()
+    engine = NerEngine(fake, max_batch=128, max_wait_ms=50, warmup=False, zone_docs=0)
+    try:
+        blocker = engine.submit(["warm"])  # the worker takes this and waits on the gate
+        long_job = engine.submit(["x" * 1500])
+        fake.short_future = engine.submit(["short text"])
+        fake.gate.set()
+        assert blocker.result(5) == [[]] and long_job.result(5) == [[]] and fake.short_future.result(5) == [[]]
+    finally:
+        engine.close()
+    assert fake.short_done_before_long is True
