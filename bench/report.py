@@ -171,6 +171,17 @@ def _cpu_ratio(phase: dict, raw: dict | None) -> str:
     return f" · per CPU-s {phase['docs_s'] / fn_cores / raw_cpu:.2f}×"
 
 
+def _engine(phase: dict | None) -> str:
+    e = (phase or {}).get("engine") or {}
+    if not e or e.get("model_busy") is None:
+        return ""
+    return (
+        f"; model worker busy {e['model_busy']:.0%} of the phase, mean micro-batch "
+        f"{fmt(e.get('batch_docs_mean'))} docs, group commit {fmt(e.get('docs_per_commit'))} docs in "
+        f"{fmt(e.get('commit_ms_mean'))} ms"
+    )
+
+
 def render(r: dict) -> str:  # noqa: C901 - one table, one place
     meta = r.get("meta", {})
     lim = r.get("limits") or {}
@@ -382,16 +393,17 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
     for n, m in _by_int(closed):
         srv = m.get("server") or {}
         details.append(
-            f"- function, {n} client(s): {_cpu(m)}; server-side mean ner_ms {fmt(srv.get('ner_ms_mean'))} "
+            f"- function, {n} client(s): {_cpu(m)}{_engine(m)}; server-side mean ner_ms "
+            f"{fmt(srv.get('ner_ms_mean'))} "
             f"(queue + model) · db_ms {fmt(srv.get('db_ms_mean'))} · duration_ms "
             f"{fmt(srv.get('duration_ms_mean'))}; statuses {m.get('statuses')}; "
             f"client CPU {fmt(m.get('client_cpu_s'), 2)} s"
         )
     for n, m in _by_int(batch):
-        details.append(f"- function, batch {n}: {_cpu(m)}; statuses {m.get('statuses')}")
+        details.append(f"- function, batch {n}: {_cpu(m)}{_engine(m)}; statuses {m.get('statuses')}")
     for frac, m in _by_int(latency):
         details.append(
-            f"- open loop {float(frac):.0%}: {_cpu(m)}; statuses {m.get('statuses')}, "
+            f"- open loop {float(frac):.0%}: {_cpu(m)}{_engine(m)}; statuses {m.get('statuses')}, "
             f"dropped {m.get('dropped')}"
         )
     for n, m in _by_int(seed):

@@ -164,6 +164,48 @@ class LogCursor:
         }
 
 
+_SERIES = (
+    "nlp_model_batch_documents_sum",
+    "nlp_model_batch_documents_count",
+    "nlp_model_batch_seconds_sum",
+    "nlp_db_write_seconds_sum",
+    "nlp_db_write_seconds_count",
+)
+
+
+def scrape(fn: FunctionProcess) -> dict[str, float]:
+    """The runtime's own counters from GET /metrics (empty when the process has none, e.g. the seed)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(fn.url + "/metrics", timeout=5) as resp:  # noqa: S310 - http://127.0.0.1
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in _SERIES:
+            out[name] = float(value)
+    return out
+
+
+def engine_stats(before: dict, after: dict, wall_s: float) -> dict:
+    """Micro-batching and group-commit figures of one phase from two /metrics scrapes."""
+    if not before or not after:
+        return {}
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in _SERIES}
+    batches, commits = d["nlp_model_batch_documents_count"], d["nlp_db_write_seconds_count"]
+    return {
+        "model_busy": d["nlp_model_batch_seconds_sum"] / wall_s if wall_s else None,
+        "batch_docs_mean": d["nlp_model_batch_documents_sum"] / batches if batches else None,
+        "batches": batches,
+        "commits": commits,
+        "commit_ms_mean": 1000 * d["nlp_db_write_seconds_sum"] / commits if commits else None,
+        "docs_per_commit": d["nlp_model_batch_documents_sum"] / commits if commits else None,
+    }
+
+
 # ---------------------------------------------------------------------------------------------- bench
 
 
@@ -259,8 +301,10 @@ class Bench:
                 self.cluster.dsn("admin", "primary"), self.cluster.dsn("admin", "replica")
             )
             sampler.start()
+        before = scrape(fn)
         with CpuMeter(fn.process.pid, self.pg_dirs) as meter:
             result = clients.run(cfg)
+        result["engine"] = engine_stats(before, scrape(fn), meter.wall)
         result["cpu"] = meter.result(result.get("client_cpu_s", 0.0))
         result["server"] = cursor.take()
         if sampler is not None:

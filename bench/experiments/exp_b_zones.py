@@ -229,10 +229,8 @@ def cmd_compare(args) -> None:
     throughput measured on the next `measure` docs, still under the arrangement."""
     specs = args.arrangements.split(",") if args.arrangements else ARRANGEMENTS
     need = args.history + args.measure
-    if args.max_chars:  # short comments only (like the issue's reference: median ~119 chars)
-        texts = [t for t in generate(need * 3) if len(t) <= args.max_chars][:need]
-    else:
-        texts = generate(need)
+    # --max-chars: short comments only (like the issue's reference: median ~119 chars)
+    texts = [t for t in generate(need * 3) if len(t) <= args.max_chars][:need] if args.max_chars else generate(need)
     hist, meas = texts[: args.history], texts[args.history :]
     res: dict[str, list[tuple[float, float]]] = {s: [] for s in specs}
     digests: dict[str, str] = {}

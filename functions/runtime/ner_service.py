@@ -6,6 +6,7 @@ writer pool and registers their readiness checks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -226,10 +227,8 @@ def _json_text(value: Any) -> str:
 
 
 def _with_id(exc: BaseException, request_id: str) -> BaseException:
-    try:
+    with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot carry it
         exc.request_id = request_id  # type: ignore[attr-defined]
-    except AttributeError:
-        pass
     return exc
 
 

@@ -9,6 +9,7 @@ accepting, lets in-flight requests finish, closes the model worker and pools, an
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -138,12 +139,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         codes = {400: "invalid_request", 404: "not_found", 408: "timeout", 414: "uri_too_long",
                  431: "headers_too_large", 501: "method_not_allowed", 505: "http_version_not_supported"}
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):  # the client is gone: nothing to answer
             self._send(code, {"Content-Type": "application/json", "Connection": "close"},
                        json.dumps({"error": codes.get(code, "invalid_request"),
                                    "message": message or "bad request", "request_id": str(uuid.uuid4())}).encode())
-        except OSError:
-            pass
 
     def __getattr__(self, name: str):
         # Every method reaches the handler (it answers 405 + Allow itself), not http.server's 501 page.
