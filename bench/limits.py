@@ -133,9 +133,9 @@ def measure(config: dict) -> dict:
     return out
 
 
-def run(config: dict, timeout: float = 900) -> dict:
-    """:func:`measure` in a fresh process."""
-    return run_module_json("bench.limits", config, timeout=timeout)
+def run(config: dict, timeout: float = 900, env: dict | None = None) -> dict:
+    """:func:`measure` in a fresh process (``env``: e.g. the function's thread settings, like for like)."""
+    return run_module_json("bench.limits", config, timeout=timeout, env=env)
 
 
 def bare_load_seconds(model: str = MODEL, ner_only: bool = False) -> float:

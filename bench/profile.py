@@ -214,19 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle", action="store_true", help="also sample threads that are waiting")
     ap.add_argument("--gil", action="store_true", help="only sample the thread holding the GIL")
     ap.add_argument("--fn-env", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--tiny", action="store_true", help="2-word comments: profile the per-request overhead")
     args = ap.parse_args(argv)
     from bench.run import deployed_env
 
     fn_env = deployed_env() | dict(item.partition("=")[::2] for item in args.fn_env)
     work = REPO / ".local" / "bench" / "profile"
     texts_path = work / "texts.json"
-    write_json(texts_path, generate(args.docs))
+    write_json(texts_path, [f"Thanks {i}!" for i in range(args.docs)] if args.tiny else generate(args.docs))
     cluster = LocalCluster(REPO / ".local" / "bench" / "pg-profile")
     cluster.start()
     stem = (
         f"profile-{time.strftime('%Y%m%d-%H%M%S')}-c{args.clients}-d{args.docs_per_request}"
         + ("-idle" if args.idle else "")
         + ("-gil" if args.gil else "")
+        + ("-tiny" if args.tiny else "")
     )
     try:
         summary = profile(

@@ -326,7 +326,9 @@ class Bench:
                 "long_texts_path": str(self.long_path),
                 "entities_out": str(self.entities_path),
                 "model": MODEL,
-            }
+            },
+            # Same BLAS/OpenMP thread settings as the function process, if the deployment sets any.
+            env={k: v for k, v in self.fn_env.items() if k.endswith("_NUM_THREADS")},
         )
 
     def phase_cold(self) -> None:

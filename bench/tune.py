@@ -19,7 +19,7 @@ import time
 from bench import clients
 from bench.common import REPO, write_json
 from bench.corpus import generate
-from bench.run import CpuMeter, deployed_env
+from bench.run import CpuMeter, deployed_env, engine_stats, scrape
 from functions.runtime.local.processes import start_function
 
 
@@ -36,11 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--docs", type=int, default=2000)
+    ap.add_argument(
+        "--tiny",
+        action="store_true",
+        help="send 2-word comments: the model costs ~nothing, so "
+        "what is left is the per-request cost of HTTP, parsing, logging and the commit",
+    )
     args = ap.parse_args(argv)
     configs = args.config or [""]
     work = REPO / ".local" / "bench" / "tune"
     texts_path = work / "texts.json"
-    write_json(texts_path, generate(args.docs))
+    write_json(texts_path, [f"Thanks {i}!" for i in range(args.docs)] if args.tiny else generate(args.docs))
     cluster = LocalCluster(REPO / ".local" / "bench" / "pg-profile")
     status = cluster.start()
     pg_dirs = [status["primary"]["data_dir"], status["replica"]["data_dir"]]
@@ -72,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                                 "warmup_s": 2.0,
                                 "duration_s": args.seconds,
                             }
+                        before = scrape(fn)
                         with CpuMeter(fn.process.pid, pg_dirs) as meter:
                             res = clients.run(cfg)
                         res["cpu"] = meter.result(res.get("client_cpu_s", 0.0))
+                        res["engine"] = engine_stats(before, scrape(fn), meter.wall)
                         results.setdefault((config or "env.yml", level), []).append(res)
                         print(
                             f"round {rnd} [{config or 'env.yml'}] {level}: {res['docs_s']:.1f} docs/s, "
@@ -87,15 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cluster.stop()
     print(
-        "| config | level | docs/s (median) | docs per fn CPU-s | fn cores | p50 ms | p99 ms | runs docs/s |"
+        "| config | level | docs/s (median) | docs per fn CPU-s | fn cores | model busy | micro-batch docs "
+        "| p50 ms | p99 ms | runs docs/s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (config, level), runs in results.items():
         med = statistics.median
         print(
             f"| {config} | {level} | {med(r['docs_s'] for r in runs):.1f} | "
             f"{med(r['docs_s'] / max(r['cpu']['fn'], 1e-6) for r in runs):.0f} | "
-            f"{med(r['cpu']['fn'] for r in runs):.2f} | {med(r['p50_ms'] for r in runs):.1f} | "
+            f"{med(r['cpu']['fn'] for r in runs):.2f} | "
+            f"{med(r['engine'].get('model_busy') or 0 for r in runs):.0%} | "
+            f"{med(r['engine'].get('batch_docs_mean') or 0 for r in runs):.1f} | "
+            f"{med(r['p50_ms'] for r in runs):.1f} | "
             f"{med(r['p99_ms'] for r in runs):.1f} | {[round(r['docs_s']) for r in runs]} |"
         )
     return 0

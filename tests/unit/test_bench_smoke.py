@@ -230,3 +230,26 @@ def test_raw_limits_measure_on_a_tiny_sample(tmp_path):
     assert out["ner_pipes"] == ["ner"] and out["ner_pipe128"]["docs"] == 10 and out["full_loop"]["docs"] == 3
     assert out["ner_loop"]["doc_ms_p50"] > 0
     assert len(json.loads((tmp_path / "e.json").read_text())) == 10
+
+
+def test_engine_stats_turn_two_metric_scrapes_into_batching_figures():
+    from bench.run import engine_stats
+
+    before = {
+        "nlp_model_batch_documents_sum": 100.0,
+        "nlp_model_batch_documents_count": 10.0,
+        "nlp_model_batch_seconds_sum": 1.0,
+        "nlp_db_write_seconds_sum": 0.5,
+        "nlp_db_write_seconds_count": 5.0,
+    }
+    after = {
+        "nlp_model_batch_documents_sum": 900.0,
+        "nlp_model_batch_documents_count": 60.0,
+        "nlp_model_batch_seconds_sum": 10.0,
+        "nlp_db_write_seconds_sum": 0.9,
+        "nlp_db_write_seconds_count": 25.0,
+    }
+    stats = engine_stats(before, after, wall_s=10.0)
+    assert stats["model_busy"] == 0.9 and stats["batch_docs_mean"] == 16.0
+    assert stats["docs_per_commit"] == 40.0 and round(stats["commit_ms_mean"], 6) == 20.0
+    assert engine_stats({}, after, 10.0) == {}
