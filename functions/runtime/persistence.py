@@ -1,10 +1,11 @@
 """Persistence of documents and entities on the PostgreSQL primary, with group commit.
 
 Requests hand their documents to :class:`EntityWriter`; one committer thread writes everything that
-is waiting in a single transaction (one array-``INSERT`` per table) and resolves each request's future
-only after ``COMMIT``. Writes are idempotent on ``request_id``: a document already stored with the same
-text hash and model is reported as a duplicate and adds no rows; the same id with other content is a
-conflict (409) and nothing of that request is written.
+is waiting in a single transaction (an array-``INSERT ... ON CONFLICT`` for documents, ``COPY`` for their
+entities) and resolves each request's future only after ``COMMIT``. Writes are idempotent on
+``request_id``: a document already stored with the same text hash and model is reported as a duplicate
+and adds no rows; the same id with other content is a conflict (409) and nothing of that request is
+written.
 """
 
 from __future__ import annotations
@@ -314,9 +315,9 @@ class EntityWriter:
                         self._sql["insert_documents"], self._document_params(to_insert.values()))}
                     if inserted != set(to_insert):
                         raise _Raced()  # leaving transaction() rolls the whole group back
-                    entity_params = self._entity_params(to_insert.values())
-                    if entity_params["request_ids"]:
-                        conn.execute(self._sql["insert_entities"], entity_params)
+                    with conn.cursor() as cur, cur.copy(self._sql["copy_entities"]) as copy:
+                        for row in self._entity_rows(to_insert.values()):
+                            copy.write_row(row)
             try:
                 lsn = conn.execute(self._sql["current_lsn"]).fetchone()[0]
             except psycopg.OperationalError:
@@ -354,20 +355,11 @@ class EntityWriter:
         }
 
     @staticmethod
-    def _entity_params(records) -> dict[str, list]:
-        params: dict[str, list] = {key: [] for key in
-                                   ("request_ids", "ordinals", "labels", "texts", "norms",
-                                    "start_chars", "end_chars")}
+    def _entity_rows(records):
         for record in records:
+            request_id = record.request_id
             for ordinal, (text, label, start, end) in enumerate(record.entities):
-                params["request_ids"].append(record.request_id)
-                params["ordinals"].append(ordinal)
-                params["labels"].append(label)
-                params["texts"].append(text)
-                params["norms"].append(normalize(text))
-                params["start_chars"].append(start)
-                params["end_chars"].append(end)
-        return params
+                yield (request_id, ordinal, label, text, normalize(text), start, end)
 
 
 class _Raced(Exception):

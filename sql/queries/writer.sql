@@ -23,13 +23,10 @@ FROM unnest(%(request_ids)s::text[], %(sources)s::text[], %(model_names)s::text[
 ON CONFLICT (request_id) DO NOTHING
 RETURNING request_id;
 
--- name: insert_entities
--- All entities of the documents inserted above, stamped with the same transaction time.
-INSERT INTO nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char, processed_at)
-SELECT e.request_id, e.ordinal, e.label, e.text, e.norm, e.start_char, e.end_char, now()
-FROM unnest(%(request_ids)s::text[], %(ordinals)s::int[], %(labels)s::text[], %(texts)s::text[],
-            %(norms)s::text[], %(start_chars)s::int[], %(end_chars)s::int[])
-     AS e(request_id, ordinal, label, text, norm, start_char, end_char);
+-- name: copy_entities
+-- All entities of the documents inserted above, bulk-loaded; processed_at defaults to the transaction time
+-- (migration 0003), the same instant as the documents' processed_at.
+COPY nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char) FROM STDIN;
 
 -- name: current_lsn
 -- Taken after COMMIT: a replica that has replayed this LSN has replayed the commit.
