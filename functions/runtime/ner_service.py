@@ -67,26 +67,24 @@ class NerService:
         if event.method != "POST":
             raise MethodNotAllowed(f"method {event.method} is not allowed; use POST", allow=ALLOWED_METHODS)
         kind, payload = decode_body(event, max_bytes=self.settings.max_body_bytes)
-        fallback_id = header_request_id(event) or new_request_id()
         if kind == "text":
             text = self._check_text(payload, "body")
-            return NerRequest(fallback_id, (Document(fallback_id, text),), batch=False)
+            request_id = header_request_id(event) or new_request_id()
+            return NerRequest(request_id, (Document(request_id, text),), batch=False)
         if not isinstance(payload, dict):
             raise InvalidField("body", "the JSON body must be an object with 'text' or 'documents'")
-        if "documents" in payload:
-            return self._parse_batch(payload, fallback_id)
-        request_id = fallback_id
         if payload.get("request_id") is not None:
             request_id = validate_request_id(payload["request_id"], "request_id")
+        else:
+            request_id = header_request_id(event) or new_request_id()
+        if "documents" in payload:
+            return self._parse_batch(payload, request_id)
         text = self._check_text(payload.get("text"), "text", present="text" in payload)
         source = self._optional_str(payload.get("source"), "source")
         metadata = self._optional_object(payload.get("metadata"), "metadata")
         return NerRequest(request_id, (Document(request_id, text, source, metadata),), batch=False)
 
-    def _parse_batch(self, payload: dict, fallback_id: str) -> NerRequest:
-        request_id = fallback_id
-        if payload.get("request_id") is not None:
-            request_id = validate_request_id(payload["request_id"], "request_id")
+    def _parse_batch(self, payload: dict, request_id: str) -> NerRequest:
         items = payload["documents"]
         if not isinstance(items, list) or not items:
             raise InvalidField("documents", "'documents' must be a non-empty array of objects")

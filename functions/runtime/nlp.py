@@ -244,14 +244,14 @@ class NerEngine:
             chars += job.chars
         return jobs, stop
 
-    def _chunks(self, texts: list[str]):
+    def _chunks(self, texts: list[str], split_long: bool = True):
         """Split texts into pipe calls of at most max_batch documents and about max_batch_chars
         characters. A long text (>= _LONG_TEXT_CHARS) runs in a call of its own, so the short texts
         before it (the batch is sorted by request size) are answered without waiting for it."""
         chunk: list[str] = []
         chars = 0
         for text in texts:
-            long_text = len(text) >= _LONG_TEXT_CHARS
+            long_text = split_long and len(text) >= _LONG_TEXT_CHARS
             if chunk and (long_text or len(chunk) >= self.max_batch or chars + len(text) > self.max_batch_chars):
                 yield chunk
                 chunk, chars = [], 0
@@ -306,7 +306,8 @@ class NerEngine:
                 delivered = 0
                 try:
                     results: list[list[Entity]] = []
-                    for chunk in self._chunks(texts):
+                    # Splitting long texts out only helps other requests; one request runs as one pipe.
+                    for chunk in self._chunks(texts, split_long=len(jobs) > 1):
                         results.extend(extract(doc) for doc in self.nlp.pipe(chunk, batch_size=len(chunk)))
                         delivered = self._deliver(jobs, delivered, results)
                 except Exception as exc:  # one poisoned batch must not kill the worker

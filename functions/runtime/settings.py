@@ -81,7 +81,7 @@ class Settings:
     max_batch_docs: int = 256
     max_body_bytes: int = 1024 * 1024
     batch_max_size: int = 128
-    batch_max_wait_ms: float = 5.0
+    batch_max_wait_ms: float = 0.0
     max_pending_docs: int = 4096
     zone_docs: int = 2048
     batch_max_chars: int = 50_000
@@ -119,7 +119,7 @@ class Settings:
             max_batch_docs=_int(env, "MAX_BATCH_DOCS", 256, 1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, 1),
             batch_max_size=_int(env, "BATCH_MAX_SIZE", 128, 1),
-            batch_max_wait_ms=_float(env, "BATCH_MAX_WAIT_MS", 5.0),
+            batch_max_wait_ms=_float(env, "BATCH_MAX_WAIT_MS", 0.0),
             max_pending_docs=_int(env, "MAX_PENDING_DOCS", 4096, 1),
             zone_docs=_int(env, "SPACY_ZONE_DOCS", 2048, 0),
             batch_max_chars=_int(env, "BATCH_MAX_CHARS", 50_000, 1),
