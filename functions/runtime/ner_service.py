@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.runtime import readiness, request_log
-from functions.runtime.errors import InvalidField, PayloadTooLarge, Timeout, Unavailable
+from functions.runtime.errors import InvalidField, MethodNotAllowed, PayloadTooLarge, Timeout, Unavailable
 from functions.runtime.http import (
     decode_body,
     header_request_id,
@@ -62,8 +62,6 @@ class NerService:
 
     def parse(self, event) -> NerRequest:
         """Turn an HTTP event into a request. Raises the 4xx project errors documented in the README."""
-        from functions.runtime.errors import MethodNotAllowed
-
         if event.method != "POST":
             raise MethodNotAllowed(f"method {event.method} is not allowed; use POST", allow=ALLOWED_METHODS)
         kind, payload = decode_body(event, max_bytes=self.settings.max_body_bytes)
@@ -169,7 +167,6 @@ class NerService:
         fields.update(ner_ms=round(ner_ms, 3), entity_count=sum(counts.values()),
                       entities_by_label=dict(counts), batch_size=len(texts))
 
-        commit_lsn, duplicates = None, set()
         if self.writer is None:
             raise _with_id(Unavailable("no database is configured", code="database_unavailable",
                                        retry_after=self.settings.retry_after_s), request.request_id)
