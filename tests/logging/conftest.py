@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from functions.runtime import logs
+from tests.logging.fieldrefs import _restore_logging_state, _save_logging_state
 
 
 class Captured:
@@ -30,22 +31,12 @@ class Captured:
 @pytest.fixture
 def restore_logging():
     """Put back the root logger's handlers/level, quiet loggers and static fields after the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    static = logs.static_fields()
+    saved = _save_logging_state()
     quiet = {name: logging.getLogger(name).level for name in logs.QUIET_LOGGERS}
     yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+    _restore_logging_state(saved)
     for name, quiet_level in quiet.items():
         logging.getLogger(name).setLevel(quiet_level)
-    logs._static_fields = dict(static)
-    logging.captureWarnings(False)
 
 
 @pytest.fixture
