@@ -24,7 +24,7 @@ setup:
 	@scripts/check-postgres.sh
 
 run: setup
-	$(PY) -m functions.runtime.local.up
+	$(PY) -m devtools.up
 
 test: setup
 	$(PY) -m pytest -m "not soak" $(PYTEST_ARGS)
@@ -42,7 +42,7 @@ bench-quick: setup
 	$(PY) -m bench.run --quick
 
 lint: setup
-	$(PY) -m ruff check functions tests bench scripts
+	$(PY) -m ruff check functions devtools tests bench scripts
 	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 	$(VENV)/bin/yamllint --strict .
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
@@ -50,13 +50,13 @@ lint: setup
 	$(VENV)/bin/shellcheck --shell=sh argocd/plugins/openfaas-stack/generate.sh
 
 db-start: setup
-	$(PY) -m functions.runtime.local.pgcluster start --dir .local/pg
+	$(PY) -m devtools.pgcluster start --dir .local/pg
 
 db-stop:
-	$(PY) -m functions.runtime.local.pgcluster stop --dir .local/pg
+	$(PY) -m devtools.pgcluster stop --dir .local/pg
 
 db-status:
-	$(PY) -m functions.runtime.local.pgcluster status --dir .local/pg
+	$(PY) -m devtools.pgcluster status --dir .local/pg
 
 release:
 	@test -n "$(TAG)" || (echo "usage: make release TAG=x.y.z [FUNCTION=name]" && exit 2)

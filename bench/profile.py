@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import clients
 from bench.common import REPO, write_json
 from bench.corpus import generate
-from functions.runtime.local.processes import FPROCESS, FunctionProcess, free_port
+from devtools.processes import FPROCESS, FunctionProcess, free_port
 
 RESULTS = REPO / "bench" / "results"
 
@@ -204,7 +204,7 @@ def render(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from functions.runtime.local.pgcluster import LocalCluster
+    from devtools.pgcluster import LocalCluster
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=64)

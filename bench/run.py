@@ -27,7 +27,7 @@ from bench import clients, limits, report, seed_design
 from bench import db as dbbench
 from bench.common import MODEL, REPO, cpu_seconds, loadavg, rss_mb, write_json
 from bench.corpus import iter_generate, long_texts
-from functions.runtime.local.processes import FunctionProcess, free_port, start_function
+from devtools.processes import FunctionProcess, free_port, start_function
 
 RESULTS = REPO / "bench" / "results"
 PHASES = ("limits", "cold", "function", "seed", "db", "memory")
@@ -256,7 +256,7 @@ class Bench:
         )
 
     def start_db(self) -> None:
-        from functions.runtime.local.pgcluster import LocalCluster
+        from devtools.pgcluster import LocalCluster
 
         base = REPO / ".local" / "bench" / "pg"
         self.cluster = LocalCluster(base)

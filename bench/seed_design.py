@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from bench.common import REPO
-from functions.runtime.local.processes import FunctionProcess, start_function
+from devtools.processes import FunctionProcess, start_function
 
 FUNCTION_NAME = "seed-design"
 FUNCTIONS_DIR = REPO / "bench" / "seed_function"

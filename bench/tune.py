@@ -20,11 +20,11 @@ from bench import clients
 from bench.common import REPO, write_json
 from bench.corpus import generate
 from bench.run import CpuMeter, deployed_env, engine_stats, scrape
-from functions.runtime.local.processes import start_function
+from devtools.processes import start_function
 
 
 def main(argv: list[str] | None = None) -> int:
-    from functions.runtime.local.pgcluster import LocalCluster
+    from devtools.pgcluster import LocalCluster
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(

@@ -31,7 +31,7 @@ mkdir -p "$DEST"
 # serves all functions) and sql/ (named queries; migrations for the PreSync migration job).
 # Local development tooling, caches and tests stay out.
 tar -C "$ROOT" \
-    --exclude='__pycache__' --exclude='*.pyc' --exclude='functions/runtime/local' \
+    --exclude='__pycache__' --exclude='*.pyc' \
     -cf - functions sql | tar -C "$DEST" -xf -
 "$PYTHON_BIN" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$DEST/functions" >/dev/null
 printf 'install-app: %s ready for FUNCTION=%s\n' "$DEST" "$FUNCTION" >&2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.runtime.local.processes import start_function
+from devtools.processes import start_function
 from functions.runtime.server import render
 from tests.fixtures.servers import call
 

@@ -31,14 +31,14 @@ def test_install_app_lays_out_the_image_code_for_every_function(tmp_path, functi
     assert result.returncode == 0, result.stderr
     assert (dest / "functions" / function / "handler.py").is_file()
     assert (dest / "sql" / "migrations").is_dir() and any((dest / "sql" / "migrations").glob("*.sql"))
-    assert not (dest / "functions" / "runtime" / "local").exists(), (
+    assert not (dest / "devtools").exists() and not (dest / "functions" / "runtime" / "local").exists(), (
         "local dev tooling must stay out of images"
     )
     assert list((dest / "functions" / "runtime").glob("__pycache__/server.*.pyc")), "not byte-compiled"
     # what fprocess and the migration job import works from the image layout alone
     probe = (
         "import sys, functions.runtime.server, functions.runtime.migrate, functions.runtime.queries as q; "
-        "assert not [m for m in sys.modules if m.startswith('functions.runtime.local')]; "
+        "assert not [m for m in sys.modules if m.startswith('devtools')]; "
         "print(q.sql_dir())"
     )
     result = subprocess.run(

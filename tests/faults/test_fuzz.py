@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.runtime.local.processes import start_function
+from devtools.processes import start_function
 from tests.faults.support import Http, Load, entity_tuples, report, status_counts, stored
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]

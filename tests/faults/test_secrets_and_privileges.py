@@ -91,7 +91,7 @@ def _requests_for(function: str) -> list[dict]:
 
 
 def _free_port() -> int:
-    from functions.runtime.local.processes import free_port
+    from devtools.processes import free_port
 
     return free_port()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from functions.runtime.local.gateway import Gateway, read_stack
-from functions.runtime.local.processes import free_port
+from devtools.gateway import Gateway, read_stack
+from devtools.processes import free_port
 from tests.fixtures.servers import call
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from functions.runtime.local import pgcluster
-from functions.runtime.local.pgcluster import SECRETS, LocalCluster, PgBinariesNotFound
+from devtools import pgcluster
+from devtools.pgcluster import SECRETS, LocalCluster, PgBinariesNotFound
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +174,7 @@ def test_cli_status_prints_json_without_passwords(pg_running):
         [
             sys.executable,
             "-m",
-            "functions.runtime.local.pgcluster",
+            "devtools.pgcluster",
             "status",
             "--dir",
             str(pg_running.base_dir),

@@ -33,7 +33,7 @@ def server(request):
 
 
 def _post(server, body: bytes, content_type: str, request_id: str):
-    from functions.runtime.local.processes import call
+    from devtools.processes import call
 
     return call(server, "/", body=body, content_type=content_type, headers={"X-Call-Id": request_id})
 

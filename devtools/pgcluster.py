@@ -17,7 +17,7 @@ PostgreSQL refuses to run as root: when euid is 0 every server binary runs as th
 (``runuser -u postgres --``) and the server directories are owned by it. If ``base_dir`` is not reachable
 by that user (e.g. pytest's 0700 temp dirs), the server files go to ``/tmp/nlp-pg-<hash>`` instead.
 
-CLI: ``python -m functions.runtime.local.pgcluster start|stop|status|destroy [--dir DIR]`` prints JSON.
+CLI: ``python -m devtools.pgcluster start|stop|status|destroy [--dir DIR]`` prints JSON.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ CONNECT_TIMEOUT_S = 3
 PG_CTL_TIMEOUT_S = 60  # pg_ctl -t: start includes crash recovery, so be generous
 STATE_FILE = "cluster.json"
 STATE_VERSION = 1
-DEFAULT_BASE_DIR = Path(__file__).resolve().parents[3] / ".local" / "pg"
+DEFAULT_BASE_DIR = Path(__file__).resolve().parents[1] / ".local" / "pg"
 INSTALL_HINT = (
     "PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, pg_basebackup) were not found. "
     "Install them with `apt-get install postgresql-15` (Debian/Ubuntu; on other systems the postgresql "
@@ -649,7 +649,7 @@ class LocalCluster:
         finally:
             pwfile.unlink(missing_ok=True)
         hba = (
-            "# Written by functions/runtime/local/pgcluster.py: passwords (SCRAM) everywhere, TCP on\n"
+            "# Written by devtools/pgcluster.py: passwords (SCRAM) everywhere, TCP on\n"
             "# 127.0.0.1 only, replication included.\n"
             "# TYPE  DATABASE     USER  ADDRESS        METHOD\n"
             "local   all          all                  scram-sha-256\n"
@@ -689,7 +689,7 @@ class LocalCluster:
             "log_timezone": "UTC",
             "timezone": "UTC",
         }
-        lines = ["# Written by functions/runtime/local/pgcluster.py on every start; do not edit."]
+        lines = ["# Written by devtools/pgcluster.py on every start; do not edit."]
         for key, value in settings.items():
             rendered = str(value) if isinstance(value, int) else _conf_quote(str(value))
             lines.append(f"{key} = {rendered}")
@@ -945,7 +945,7 @@ class LocalCluster:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m functions.runtime.local.pgcluster",
+        prog="python -m devtools.pgcluster",
         description="local PostgreSQL primary + streaming replica",
     )
     parser.add_argument("command", choices=["start", "stop", "status", "destroy"])

@@ -17,9 +17,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from functions.runtime.local.gateway import Gateway, read_stack
-from functions.runtime.local.pgcluster import LocalCluster
-from functions.runtime.local.processes import REPO, call
+from devtools.gateway import Gateway, read_stack
+from devtools.pgcluster import LocalCluster
+from devtools.processes import REPO, call
 
 
 def _say(message: str) -> None:

@@ -1,6 +1,6 @@
 """A local stand-in for the OpenFaaS gateway: every function of stack.yml as its own process.
 
-``python -m functions.runtime.local.gateway --secrets-dir DIR`` reads stack.yml (and its
+``python -m devtools.gateway --secrets-dir DIR`` reads stack.yml (and its
 ``environment_file``), starts each function with ``python -m functions.runtime.server`` (what the
 image's of-watchdog runs) and serves on 127.0.0.1:8080 the routes a user touches:
 
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from functions.runtime.local.processes import REPO, FunctionProcess, start_function
+from devtools.processes import REPO, FunctionProcess, start_function
 
 log = logging.getLogger(__name__)
 
