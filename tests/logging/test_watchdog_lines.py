@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from pygrok import Grok
 
 from functions.runtime import logs, request_log
@@ -228,7 +229,8 @@ def test_caller_view_panels_read_fields_the_watchdog_lines_have(watchdog_events)
     checked = 0
     for obj in fieldrefs.saved_objects():
         text = json.dumps(fieldrefs.decoded(obj))
-        if generator.CALLER_KQL in text and generator.FUNCTION_KQL not in text:
+        caller, function = (json.dumps(kql)[1:-1] for kql in (generator.CALLER_KQL, generator.FUNCTION_KQL))
+        if caller in text and function not in text:
             assert fieldrefs.kibana_fields(obj) <= fields | {"@timestamp"}, (obj["id"],
                                                                           fieldrefs.kibana_fields(obj) - fields)
             checked += 1
@@ -368,3 +370,60 @@ def test_the_request_trail_shows_the_function_line_then_the_watchdog_line(pod_ev
     assert [event["component"] for event in slow] == ["function"]
     timeout = next(event for event in events if event.get("event") == "watchdog.request_timeout")
     assert "request_id" not in timeout and timeout["duration_ms"] == 30000.0
+
+
+def _matches(event: dict, clause: dict) -> bool:
+    """One Elasticsearch filter clause (term, terms, range) on a parsed event's flat fields."""
+    (kind, spec), = clause.items()
+    (name, condition), = spec.items()
+    value = event.get(name)
+    if kind == "term":
+        return value == condition
+    if kind == "terms":
+        return value in condition
+    if kind == "range":
+        bounds = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
+                  "lt": lambda a, b: a < b}
+        return value is not None and all(bounds[op](value, limit) for op, limit in condition.items())
+    raise AssertionError(f"clause {kind} not understood by this test")
+
+
+def test_the_alert_counts_the_5xx_callers_got_including_the_504(pod_events):
+    events, _ = pod_events
+    query = json.loads(fieldrefs.load_rule()["params"]["esQuery"])["query"]
+    assert set(query) == {"bool"} and set(query["bool"]) == {"filter"}
+    hits = [event for event in events if all(_matches(event, clause) for clause in query["bool"]["filter"])]
+    assert [(hit["event"], hit["status_code"]) for hit in hits] == [("watchdog.request_timeout", 504)]
+
+
+# --- the deployment side: what makes the lines joinable and the patterns loadable ---------------------------
+
+
+def test_every_function_turns_on_log_callid_and_exposes_both_metrics_endpoints():
+    stack = yaml.safe_load(fieldrefs.STACK.read_text(encoding="utf-8"))
+    for name, spec in stack["functions"].items():
+        assert str(spec["environment"].get("log_callid")).lower() == "true", name
+        annotations = spec["annotations"]
+        # One prometheus.io.port per pod: the watchdog's own :8081 (caller outcomes, 429s) ...
+        assert (annotations["prometheus.io.scrape"], annotations["prometheus.io.port"],
+                annotations["prometheus.io.path"]) == ("true", "8081", "/metrics"), name
+        # ... and the function's /metrics, proxied on the watchdog's :8080, for the extra scrape job.
+        assert (annotations["com.nlp-enrichment/metrics-port"],
+                annotations["com.nlp-enrichment/metrics-path"]) == ("8080", "/metrics"), name
+
+
+def test_logstash_mounts_the_pattern_files_where_the_grok_filters_read_them():
+    kustomization = yaml.safe_load((fieldrefs.REPO / "argocd/logging/kustomization.yaml").read_text())
+    (generator,) = [g for g in kustomization["configMapGenerator"] if g["name"] == "logstash-patterns"]
+    files = {entry.split("=", 1)[0]: entry.split("=", 1)[1] for entry in generator["files"]}
+    assert {name: (fieldrefs.REPO / "argocd/logging" / path).resolve() for name, path in files.items()} == {
+        path.name: path.resolve() for path in pipeline_sim.PATTERNS_DIR.iterdir()}
+    documents = list(yaml.safe_load_all((fieldrefs.REPO / "argocd/logging/logstash.yaml").read_text()))
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v.get("configMap", {}).get("name") for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for c in pod["containers"] for m in c["volumeMounts"]}
+    assert mounts[pipeline_sim.PATTERNS_MOUNT] == "logstash-patterns"
+    directories = {d for _s, name, settings, _c in fieldrefs.iter_plugins(fieldrefs.parse_pipeline())
+                   if name == "grok" for d in pipeline_sim._list(settings.get("patterns_dir"))}
+    assert directories == {pipeline_sim.PATTERNS_MOUNT}
