@@ -11,6 +11,8 @@ import io
 import json
 import logging
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -427,3 +429,48 @@ def test_logstash_mounts_the_pattern_files_where_the_grok_filters_read_them():
     directories = {d for _s, name, settings, _c in fieldrefs.iter_plugins(fieldrefs.parse_pipeline())
                    if name == "grok" for d in pipeline_sim._list(settings.get("patterns_dir"))}
     assert directories == {pipeline_sim.PATTERNS_MOUNT}
+
+
+# --- the same patterns in an Oniguruma-family engine ------------------------------------------------------
+
+_RUBY_MATCHER = r"""
+require "json"
+JSON.parse($stdin.read).each do |job|
+  regexp = Regexp.new(job["pattern"])
+  job["texts"].each do |text|
+    match = regexp.match(text)
+    puts(match ? match.named_captures.to_json : "null")
+  end
+end
+"""
+
+
+def test_the_grok_patterns_capture_the_same_in_ruby_onigmo_as_in_python():
+    """Logstash runs grok on Joni, the Java port of Oniguruma; Ruby's Onigmo is of the same family. Every
+    grok pattern of the pipeline, expanded, must match the same fixture lines with the same captures in both
+    engines, so nothing the tests prove depends on Python's regex dialect."""
+    ruby = shutil.which("ruby")
+    if ruby is None:
+        pytest.skip("ruby is not installed (apt-get install ruby): the Onigmo cross-check needs it")
+    pipeline = pipeline_sim.Pipeline()
+    texts = [sample.message for sample in SAMPLES]
+    jobs, expected = [], []
+    for _section, name, settings, _cond in fieldrefs.iter_plugins(pipeline.tree):
+        if name != "grok":
+            continue
+        for _source, patterns in pipeline_sim._pairs(settings["match"]):
+            for pattern in pipeline_sim._list(patterns):
+                grok = pipeline_sim.compiled_grok(pipeline._raw(pattern), (str(pipeline_sim.PATTERNS_DIR),), ())
+                jobs.append({"pattern": grok.regex_obj.pattern.replace("(?P<", "(?<"), "texts": texts})
+                for text in texts:
+                    match = grok.regex_obj.search(text)
+                    expected.append(match.groupdict() if match else None)
+    assert len(jobs) >= 12
+    result = subprocess.run([ruby, "-e", _RUBY_MATCHER], input=json.dumps(jobs), capture_output=True,
+                            text=True, check=True, timeout=120)
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(got) == len(expected)
+    mismatches = [(jobs[i // len(texts)]["pattern"][:80], texts[i % len(texts)][:60], got[i], expected[i])
+                  for i in range(len(got)) if got[i] != expected[i]]
+    assert not mismatches, mismatches[:3]
+    assert sum(match is not None for match in got) >= len(SAMPLES)
