@@ -145,7 +145,7 @@ def test_the_patterns_run_in_a_real_grok_and_a_broken_pattern_does_not_match():
     # A pipeline whose access pattern expects another prefix leaves the access line unparsed.
     text = fieldrefs.PIPELINE.read_text(encoding="utf-8").replace(
         "'\\A%{WDTIME} %{WORD:method}", "'\\A%{WDTIME}Z %{WORD:method}")
-    broken = pipeline_sim.Pipeline(text).run(shipped(SAMPLES[7].message))
+    broken = pipeline_sim.Pipeline(text).run(shipped(_sample("watchdog.request").message))
     assert broken["event"] == "watchdog.message" and "status_code" not in broken
 
 
