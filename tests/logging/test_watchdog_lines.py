@@ -474,3 +474,122 @@ def test_the_grok_patterns_capture_the_same_in_ruby_onigmo_as_in_python():
                   for i in range(len(got)) if got[i] != expected[i]]
     assert not mismatches, mismatches[:3]
     assert sum(match is not None for match in got) >= len(SAMPLES)
+
+
+# --- the dashboard's queries on the captured pod log --------------------------------------------------------
+
+
+class Kql:
+    """The KQL the generator writes (field : value, field : (a or b), field : *, field >= n, and / or / not,
+    parentheses), evaluated on one parsed event; anything else raises."""
+
+    def __init__(self, query: str):
+        self.tokens = [(kind, value) for kind, value in self._tokenize(query)]
+        self.position = 0
+        self.tree = self._or()
+        assert self.position == len(self.tokens), f"unparsed KQL: {query}"
+
+    @staticmethod
+    def _tokenize(query: str):
+        position = 0
+        while position < len(query):
+            match = fieldrefs._KQL_TOKEN.match(query, position)
+            if not match or match.end() == position:
+                break
+            position = match.end()
+            yield match.lastgroup, match.group(match.lastgroup)
+        assert not query[position:].strip(), query
+
+    def _peek(self, value: str | None = None):
+        token = self.tokens[self.position] if self.position < len(self.tokens) else (None, None)
+        return token if value is None or token[1] == value else None
+
+    def _take(self):
+        self.position += 1
+        return self.tokens[self.position - 1]
+
+    def _or(self):
+        nodes = [self._and()]
+        while self._peek("or"):
+            self._take()
+            nodes.append(self._and())
+        return ("or", nodes)
+
+    def _and(self):
+        nodes = [self._not()]
+        while self._peek("and"):
+            self._take()
+            nodes.append(self._not())
+        return ("and", nodes)
+
+    def _not(self):
+        if self._peek("not"):
+            self._take()
+            return ("not", self._not())
+        if self._peek("("):
+            self._take()
+            node = self._or()
+            assert self._take()[1] == ")"
+            return node
+        kind, field = self._take()
+        assert kind == "word", field
+        _, operator = self._take()
+        if operator != ":":
+            return ("compare", field, operator, float(self._take()[1]))
+        if self._peek("("):
+            self._take()
+            values = [self._value()]
+            while self._peek("or"):
+                self._take()
+                values.append(self._value())
+            assert self._take()[1] == ")"
+            return ("in", field, values)
+        value = self._value()
+        return ("exists", field) if value == "*" else ("in", field, [value])
+
+    def _value(self):
+        kind, value = self._take()
+        return json.loads(value) if kind == "string" else value
+
+    def matches(self, event: dict, node=None) -> bool:
+        kind, *rest = node or self.tree
+        if kind in ("or", "and"):
+            results = [self.matches(event, child) for child in rest[0]]
+            return any(results) if kind == "or" else all(results)
+        if kind == "not":
+            return not self.matches(event, rest[0])
+        if kind == "exists":
+            return rest[0] in event
+        if kind == "in":
+            return event.get(rest[0]) in rest[1]
+        field, operator, number = rest
+        value = event.get(field)
+        return isinstance(value, int | float) and {"<": value < number, ">": value > number,
+                                                   "<=": value <= number, ">=": value >= number}[operator]
+
+
+def test_the_error_rate_panel_shows_the_504_to_callers_and_not_in_the_functions_view(pod_events):
+    events, _ = pod_events
+    (panel,) = [o for o in fieldrefs.saved_objects() if o["id"] == "nlp-error-ratio-per-function"]
+    ratios = {}
+    for series in json.loads(panel["attributes"]["visState"])["params"]["series"]:
+        (metric,) = series["metrics"]
+        numerator, denominator = (Kql(metric[side]["query"]) for side in ("numerator", "denominator"))
+        total = [event for event in events if denominator.matches(event)]
+        ratios[series["label"]] = (sum(numerator.matches(event) for event in total), len(total))
+    assert ratios == {"5xx ratio (callers)": (1, 3), "4xx ratio (callers)": (1, 3),
+                      "5xx ratio (function's own answers)": (0, 3)}
+
+
+def test_the_latency_and_traffic_panels_read_what_callers_waited(pod_events):
+    events, _ = pod_events
+    objects = {o["id"]: fieldrefs.decoded(o) for o in fieldrefs.saved_objects()}
+    for object_id in ("nlp-requests-per-function", "nlp-latency-percentiles"):
+        query = Kql(objects[object_id]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"]["query"]["query"])
+        selected = [event for event in events if query.matches(event)]
+        assert sorted(event["status_code"] for event in selected) == [200, 422, 504], object_id
+    latency = Kql(objects["nlp-latency-percentiles"]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"]
+                  ["query"]["query"])
+    assert max(event["duration_ms"] for event in events if latency.matches(event)) == 30000.0
+    assert not Kql('component : "function" and not status_code : *').matches({"component": "function",
+                                                                                "status_code": 200})
