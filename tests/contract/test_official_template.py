@@ -15,6 +15,8 @@ import uuid
 
 import pytest
 
+from functions.runtime import settings
+
 flask = pytest.importorskip("flask")
 
 pytestmark = pytest.mark.integration
@@ -56,6 +58,7 @@ def template_app(handler):
 def ner_handler(pg_cluster):
     previous = os.environ.get("SECRETS_DIR")
     os.environ["SECRETS_DIR"] = str(pg_cluster.secrets_dir)
+    settings.current.cache_clear()  # the process settings are read once: re-read them with this folder
     try:
         path = os.path.join(os.path.dirname(__file__), "..", "..", "functions", "ner-processor", "handler.py")
         spec = importlib.util.spec_from_file_location("template_ner_handler", path)
@@ -67,6 +70,7 @@ def ner_handler(pg_cluster):
             os.environ.pop("SECRETS_DIR", None)
         else:
             os.environ["SECRETS_DIR"] = previous
+        settings.current.cache_clear()
         module.service.close()
         # The in-process service stamped the model on every log line of this process: undo it.
         from functions.runtime import logs
