@@ -207,11 +207,9 @@ class AnalyticsService(app.Service):
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.replica.close(timeout)
-        self.primary.close(timeout)
+        self._closed = True  # queries answer 503 shutting_down from now on
+        for database in (self.replica, self.primary):
+            database.close(timeout)  # idempotent
 
     def ready(self) -> bool:
         """True when the replica answers, or the primary does and fallback is allowed."""

@@ -38,7 +38,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from functions.runtime import db, logs, queries, settings
+from functions.runtime import db, ops, queries
 from functions.runtime.queries import sql_dir
 
 log = logging.getLogger("functions.runtime.migrate")
@@ -255,22 +255,11 @@ def _log_event(event: dict) -> None:
     log.info(f"migration {event.get('name')} applied", extra=fields)
 
 
-def _failed(error_type: str, message: str) -> None:
-    log.error("migrations failed", extra={"event": "migrations.failed", "error.type": error_type,
-                                          "error.message": message})
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m functions.runtime.migrate", description=__doc__.split("\n")[0]
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--dsn", help="libpq DSN of the primary (role nlp_owner)")
-    source.add_argument(
-        "--dsn-secret",
-        default="migrations-dsn",
-        help="secret holding the DSN ($SECRETS_DIR/<name> or env); default migrations-dsn",
-    )
+    ops.add_dsn_arguments(parser)
     parser.add_argument(
         "--dir", type=Path, default=None, help="migrations directory (default sql/migrations)"
     )
@@ -280,12 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--lock-timeout", type=float, default=60.0, help="seconds to wait for locks")
     args = parser.parse_args(argv)
-    process_settings = settings.current()
-    logs.configure("migrate", process_settings.log_level)
-
-    dsn = args.dsn or process_settings.secret(args.dsn_secret)
+    dsn = ops.start("migrate", args, log, "migrations.failed")
     if not dsn:
-        _failed("MissingDSN", f"no DSN: pass --dsn or provide the secret {args.dsn_secret!r}")
         return 2
     try:
         report = apply(
@@ -297,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             on_event=_log_event,
         )
     except (MigrationError, psycopg.Error) as exc:
-        _failed(type(exc).__name__, db.safe_message(exc))
+        ops.failed(log, "migrations.failed", type(exc).__name__, db.safe_message(exc))
         return 1
     event = "migrations.dry_run" if args.dry_run else "migrations.done"
     log.info(event.replace(".", " "), extra={"event": event, **report.as_dict()})

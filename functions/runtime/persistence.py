@@ -75,11 +75,12 @@ class EntityWriter:
         self._thread.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Commit what is queued, stop the committer, close the pool (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            if self._thread.is_alive():
+                self._thread.join(timeout)
         self.db.close(timeout=timeout)
 
     def ready(self) -> bool:

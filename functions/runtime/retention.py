@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import psycopg
 
-from functions.runtime import db, logs, queries, settings
+from functions.runtime import db, ops, queries
 
 log = logging.getLogger("functions.runtime.retention")
 
@@ -94,30 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--pause", type=float, default=0.0, help="seconds to sleep between batches")
     parser.add_argument("--dry-run", action="store_true", help="count what would be deleted")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--dsn", help="libpq DSN of the primary (role nlp_owner)")
-    source.add_argument(
-        "--dsn-secret", default="migrations-dsn", help="secret holding the DSN (default migrations-dsn)"
-    )
+    ops.add_dsn_arguments(parser)
     args = parser.parse_args(argv)
-    process_settings = settings.current()
-    logs.configure("retention", process_settings.log_level)
-    dsn = args.dsn or process_settings.secret(args.dsn_secret)
+    dsn = ops.start("retention", args, log, "retention.failed")
     if not dsn:
-        _failed("MissingDSN", f"no DSN: pass --dsn or provide the secret {args.dsn_secret!r}")
         return 2
     try:
         report = purge(dsn, args.days, batch_size=args.batch_size, dry_run=args.dry_run, pause_s=args.pause)
     except (ValueError, psycopg.Error) as exc:
-        _failed(type(exc).__name__, db.safe_message(exc))
+        ops.failed(log, "retention.failed", type(exc).__name__, db.safe_message(exc))
         return 1
     log.info("retention done", extra={"event": "retention.done", **asdict(report)})
     return 0
-
-
-def _failed(error_type: str, message: str) -> None:
-    log.error("retention failed", extra={"event": "retention.failed", "error.type": error_type,
-                                         "error.message": message})
 
 
 if __name__ == "__main__":

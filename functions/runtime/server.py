@@ -41,6 +41,10 @@ _HTTP_ERROR_CODES = {400: "invalid_request", 404: "not_found", 408: "timeout", 4
                      431: "headers_too_large", 501: "method_not_allowed", 505: "http_version_not_supported"}
 
 
+def _too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is {size} bytes; the limit is {limit}")
+
+
 def load_handler(function_name: str, functions_dir: Path | str) -> ModuleType:
     """Import ``functions_dir/<function_name>/handler.py``. Raises FileNotFoundError for an unknown
     function and whatever the module raises while importing."""
@@ -191,18 +195,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     if chunk_size < 0:
                         raise ValueError("negative chunk size")
                 except ValueError:
-                    self.close_connection = True
-                    self._error(BadRequest("malformed chunked body"))
-                    return None
+                    return self._refuse(BadRequest("malformed chunked body"))
                 if chunk_size == 0:
                     while self.rfile.readline(_CHUNK_LINE_LIMIT) not in (b"\r\n", b"\n", b""):
                         pass
                     return b"".join(chunks)
                 size += chunk_size
                 if size > limit:
-                    self.close_connection = True
-                    self._too_large(size, limit)
-                    return None
+                    return self._refuse(_too_large(size, limit))
                 chunks.append(self.rfile.read(chunk_size))
                 self.rfile.readline(_CHUNK_LINE_LIMIT)
         try:
@@ -210,12 +210,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if length < 0:
                 raise ValueError("negative Content-Length")
         except ValueError:
-            self.close_connection = True
-            self._error(BadRequest("invalid Content-Length"))
-            return None
+            return self._refuse(BadRequest("invalid Content-Length"))
         if length > limit:
-            self.close_connection = True
-            self._too_large(length, limit)
+            self._refuse(_too_large(length, limit))
             self._drain(length)
             return None
         return self.rfile.read(length) if length > 0 else b""
@@ -234,8 +231,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _too_large(self, size: int, limit: int) -> None:
-        self._error(PayloadTooLarge(f"request body is {size} bytes; the limit is {limit}"))
+    def _refuse(self, exc: FunctionError) -> None:
+        """Answer a malformed request (the connection cannot be reused: the body was not read)."""
+        self.close_connection = True
+        self._error(exc)
 
     def _dispatch(self, head: bool = False) -> None:
         server = self.server

@@ -1,6 +1,7 @@
 """The project's handlers run unchanged under the official python3-http template's Flask front end.
 
-The harness below follows the template's documented behaviour (../shared/CONTRACT.md): the event
+The harness below follows the template's behaviour (python-flask-template python3-http, index.py; the
+contract as functions/runtime/contract.py states it): the event
 wraps Flask's request (``get_data()`` bytes, werkzeug headers, ``args``, ``method``, ``path``), a dict
 response becomes (body, statusCode, headers) with dict bodies through ``jsonify`` and anything else
 through ``str()``; an exception would become Flask's HTML 500 page.
