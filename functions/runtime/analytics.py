@@ -232,9 +232,8 @@ class AnalyticsService(app.Service):
         return StatsRequest(request_id=rid, **params)
 
     def process(self, request: StatsRequest) -> StatsAnswer:
-        answer = self.query(request.window, request.label, request.limit, request.consistency, request.min_lsn)
-        answer["window"] = request.window_text  # echo the caller's spelling
-        return answer
+        return self.query(request.window, request.label, request.limit, request.consistency, request.min_lsn,
+                          window_text=request.window_text)
 
     def respond(self, request: StatsRequest, result: StatsAnswer) -> dict:
         return json_response(200, result, request_id=request.request_id, headers={
@@ -245,9 +244,11 @@ class AnalyticsService(app.Service):
     # -- queries --
 
     def query(self, window: timedelta, label: str | None = None, limit: int = DEFAULT_LIMIT,
-              consistency: Consistency = "eventual", min_lsn: str | None = None) -> StatsAnswer:
+              consistency: Consistency = "eventual", min_lsn: str | None = None,
+              window_text: str | None = None) -> StatsAnswer:
         """The answer for ``window`` (0 < window <= 30 days), ``label`` (None: all), ``limit``
-        (1..100). Raises ValueError for out-of-range arguments (the handler validated them already),
+        (1..100); ``window`` in the answer is ``window_text`` (the caller's spelling) or the largest
+        whole unit. Raises ValueError for out-of-range arguments (the handler validated them already),
         Unavailable (503) when no allowed server answers, Timeout (504) when a query exceeds
         ``DB_STATEMENT_TIMEOUT_MS`` or waits that long for a lock."""
         if consistency not in ("eventual", "strong"):
@@ -275,7 +276,7 @@ class AnalyticsService(app.Service):
         request_log.fields().update(served_by=result["served_by"], db_ms=round(db_ms, 3),
                                     lag_seconds=result["freshness"]["lag_seconds"],
                                     lag_bytes=result["freshness"]["lag_bytes"])
-        result.update(window=format_window(window), window_seconds=int(window.total_seconds()),
+        result.update(window=window_text or format_window(window), window_seconds=int(window.total_seconds()),
                       label=label, limit=limit, consistency=consistency, min_lsn=min_lsn)
         return result
 

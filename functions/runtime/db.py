@@ -10,7 +10,10 @@ Shapes::
             conn.execute(...)
 
 No session state carries the timeouts: each transaction sets them with ``set_config(..., true)`` as its
-first statement, so they hold in any pooling mode (PgBouncer session or transaction pooling).
+first statement, so they hold in any pooling mode (PgBouncer session or transaction pooling). Every
+statement that reads or writes a table runs inside :meth:`Database.transaction`; outside one, callers
+only run reads of server functions (``ping``, WAL positions, ``analytics.freshness``), which take no lock
+and cannot run long.
 ``prepare_threshold=None`` (the default, ``DB_PREPARE_THRESHOLD`` empty) keeps psycopg from creating
 server-side prepared statements, which transaction pooling would hand to the wrong server connection.
 """
