@@ -128,7 +128,7 @@ def parse_lsn(raw: str | None, field: str = "min_lsn") -> str | None:
     return value
 
 
-def parse_query_params(query: Any) -> StatsAnswer:
+def parse_query_params(query: Any) -> dict[str, Any]:
     """Validate entity-stats query parameters (``event.query``: anything with ``.get``).
 
     Returns keyword arguments for :meth:`AnalyticsService.query` plus ``window_text``. Unknown

@@ -94,7 +94,8 @@ class Settings:
     db_connect_timeout_s: float = _setting(2.0, "DB_CONNECT_TIMEOUT_S", "libpq connect timeout", minimum=0)
     db_prepare_threshold: int | None = _setting(None, "DB_PREPARE_THRESHOLD",
                                                 "empty: never server-side prepare (safe behind PgBouncer "
-                                                "transaction pooling); N: prepare after N executions",
+                                                "transaction pooling; entity-stats' window queries also plan "
+                                                "best unprepared); N: prepare after N executions",
                                                 minimum=0, kind=int)
     retry_after_s: int = _setting(2, "RETRY_AFTER_S", "`Retry-After` on 503", minimum=1)
     request_timeout_s: float = _setting(20.0, "REQUEST_TIMEOUT_S", "below the watchdog's `exec_timeout`",
