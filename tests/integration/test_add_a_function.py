@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import yaml
 from devtools.gateway import Gateway, read_stack
 from devtools.processes import free_port
 from tests.deploy import faas_cli_standin
-from tests.deploy.test_consistency import consistency_problems
+from tests.deploy.test_consistency import consistency_problems, repo_copy  # noqa: F401 - a fixture
 from tests.fixtures.servers import call, start_function
 
 pytestmark = pytest.mark.integration
@@ -34,23 +33,16 @@ def readme_skeleton() -> tuple[str, str]:
     return handler, entry
 
 
-@pytest.fixture(scope="module")
-def repo_with_hello(tmp_path_factory) -> Path:
-    """A copy of what the deploy checks read, plus the skeleton function."""
-    root = tmp_path_factory.mktemp("repo")
-    for name in ("stack.yml", "Dockerfile", "env.yml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "argocd", root / "argocd")
-    for handler in (REPO / "functions").glob("*/handler.py"):
-        (root / "functions" / handler.parent.name).mkdir(parents=True)
-        shutil.copy(handler, root / "functions" / handler.parent.name / "handler.py")
+@pytest.fixture
+def repo_with_hello(repo_copy):  # noqa: F811 - repo_copy is the deploy tests' fixture, imported above
+    """The deploy tests' copy of what the consistency checks read, plus the skeleton function."""
     handler, entry = readme_skeleton()
-    (root / "functions" / NAME).mkdir()
-    (root / "functions" / NAME / "handler.py").write_text(handler, encoding="utf-8")
-    stack = (root / "stack.yml").read_text(encoding="utf-8")
+    (repo_copy / "functions" / NAME).mkdir()
+    (repo_copy / "functions" / NAME / "handler.py").write_text(handler, encoding="utf-8")
+    stack = (repo_copy / "stack.yml").read_text(encoding="utf-8")
     assert stack.rstrip("\n").splitlines()[-1].startswith("    "), "functions: must stay the last mapping"
-    (root / "stack.yml").write_text(stack.rstrip("\n") + "\n\n" + entry, encoding="utf-8")
-    return root
+    (repo_copy / "stack.yml").write_text(stack.rstrip("\n") + "\n\n" + entry, encoding="utf-8")
+    return repo_copy
 
 
 def test_the_skeleton_is_one_folder_with_handler_py_and_one_stack_entry(repo_with_hello):
