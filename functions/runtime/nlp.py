@@ -20,14 +20,15 @@ from dataclasses import dataclass
 
 from functions.runtime import metrics
 from functions.runtime.errors import Overloaded, Unavailable
+from functions.runtime.settings import Settings
+from functions.runtime.shapes import Entity
 
 log = logging.getLogger(__name__)
 
 # A text this long takes the model tens of milliseconds: it gets a pipe call of its own.
 _LONG_TEXT_CHARS = 1000
 
-# (text, label, start_char, end_char) exactly as spaCy gives them.
-Entity = tuple[str, str, int, int]
+_DEFAULTS = Settings()  # the one place of defaults (functions/runtime/settings.py)
 
 # Short texts run outside any memory zone at start-up: tokens they put in the tokenizer cache and
 # the string store stay there for the life of the process, so the hot path inside zones hits the cache.
@@ -121,7 +122,7 @@ def _malloc_trim() -> None:
 
 
 def extract(doc) -> list[Entity]:
-    return [(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
+    return [Entity(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
 
 
 class _Job:
@@ -156,8 +157,10 @@ class NerEngine:
     heap back to the OS (glibc ``malloc_trim``): large batches otherwise leave RSS at its high-water mark.
     """
 
-    def __init__(self, nlp, *, max_batch: int = 128, max_wait_ms: float = 5.0, max_pending: int = 4096,
-                 zone_docs: int = 2048, max_batch_chars: int = 50_000, warmup: bool = True,
+    def __init__(self, nlp, *, max_batch: int = _DEFAULTS.batch_max_size,
+                 max_wait_ms: float = _DEFAULTS.batch_max_wait_ms, max_pending: int = _DEFAULTS.max_pending_docs,
+                 zone_docs: int = _DEFAULTS.zone_docs, max_batch_chars: int = _DEFAULTS.batch_max_chars,
+                 warmup: bool = True,
                  warm_docs: int = 2000, trim_every_docs: int = 5000):
         self.nlp = nlp
         self.info = model_info(nlp)
@@ -209,10 +212,6 @@ class NerEngine:
         except TimeoutError:
             future.cancel()
             raise
-
-    @property
-    def pending_docs(self) -> int:
-        return self._pending_docs
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish queued work, then stop the worker."""
