@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from functions.runtime import metrics
+from functions.runtime import metrics, tokenizer_guard
 from functions.runtime.errors import Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,13 @@ class NerEngine:
         offset = sum(len(job.texts) for job in jobs[:delivered])
         while delivered < len(jobs) and offset + len(jobs[delivered].texts) <= len(results):
             job = jobs[delivered]
-            job.future.set_result(results[offset:offset + len(job.texts)])
+            own = results[offset:offset + len(job.texts)]
+            # A text the tokenizer guard refused fails its own request only (413), not the batch.
+            refused = next((result for result in own if isinstance(result, Exception)), None)
+            if refused is None:
+                job.future.set_result(own)
+            else:
+                job.future.set_exception(refused)
             offset += len(job.texts)
             delivered += 1
         return delivered
@@ -308,7 +314,8 @@ class NerEngine:
                     results: list[list[Entity]] = []
                     # Splitting long texts out only helps other requests; one request runs as one pipe.
                     for chunk in self._chunks(texts, split_long=len(jobs) > 1):
-                        results.extend(extract(doc) for doc in self.nlp.pipe(chunk, batch_size=len(chunk)))
+                        results.extend(doc if isinstance(doc, Exception) else extract(doc)
+                                       for doc in tokenizer_guard.pipe(self.nlp, chunk, batch_size=len(chunk)))
                         delivered = self._deliver(jobs, delivered, results)
                 except Exception as exc:  # one poisoned batch must not kill the worker
                     log.error("model batch failed", exc_info=True,

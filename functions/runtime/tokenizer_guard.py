@@ -1,0 +1,132 @@
+"""Bounded tokenizer time: texts spaCy's tokenizer would take seconds or minutes on, in bounded steps.
+
+Why: spaCy's tokenizer peels prefixes and suffixes off a whitespace-free span one at a time and runs
+its suffix regex over the whole remaining span each time, so a span of n affix characters (``!``,
+``?``, ``*``, ``)``, ``€``, ``♥``, emoji ...) costs about n² regex steps — 10,000 × ``!`` took 37 s —
+and it does all of a text in one call that never releases the GIL, freezing every thread of the
+process (readiness, /metrics, the HTTP server). The model components after it release the GIL.
+
+What: a text goes to spaCy unchanged unless it is longer than :data:`SEGMENT_CHARS` or has a
+whitespace-free run longer than :data:`MAX_RUN_CHARS`. Otherwise :func:`make_doc` builds its Doc
+piecewise, so that no single tokenizer call holds the GIL for long:
+
+- The parts of the text outside over-long runs are tokenized by spaCy in segments of about
+  :data:`SEGMENT_CHARS`, cut only just before a non-space character that follows whitespace. spaCy
+  tokenizes each whitespace-delimited span on its own, so these cuts give exactly spaCy's tokens (and
+  their norms) — tests check it on the samples and the benchmark corpus.
+- An over-long run is cut into pieces of :data:`PIECE_CHARS`; a piece with a letter or digit is
+  tokenized by spaCy (a word glued to ``!!!!`` still comes out as a word), a piece without one becomes
+  one token. Only such runs tokenize differently from spaCy (which would never finish them in time).
+
+The pieces are joined with ``Doc.from_docs(..., ensure_whitespace=False)``: ``doc.text`` is exactly the
+submitted text, so entity offsets index the submitted text. Finally a text of more than
+:data:`MAX_TEXT_TOKENS` tokens is refused (413 ``text_too_long``) before any model time is spent: model
+time grows with tokens, and 100,000 one-character tokens took the model 17 s and 1.7 GB.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+from functions.runtime.errors import PayloadTooLarge
+
+# Whitespace-free runs up to this length go to spaCy whole. The samples and the benchmark corpus have
+# none longer than 36 (an e-mail address); spaCy's cost for a run grows with its length squared.
+MAX_RUN_CHARS = 64
+# Over-long runs are tokenized in pieces this long (a piece of 32 affix characters: ~1 ms).
+PIECE_CHARS = 32
+# One tokenizer call gets about this many characters: the GIL is free between calls.
+SEGMENT_CHARS = 2000
+# Model time and memory grow with tokens: ~0.1-0.3 ms and ~20 KB per token on this model. 100,000
+# characters of ordinary prose are ~21,000 tokens, so no comment of prose within MAX_TEXT_CHARS is refused.
+MAX_TEXT_TOKENS = 30_000
+
+_LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS + 1},}}")
+# Where a text may be cut without changing spaCy's tokens: before a non-space character after whitespace.
+_CUT = re.compile(r"(?<=\s)(?=\S)")
+
+
+def needs_guard(text: str) -> bool:
+    """True if ``text`` is tokenized piecewise by :func:`make_doc` rather than by spaCy in one call."""
+    return len(text) > SEGMENT_CHARS or _LONG_RUN.search(text) is not None
+
+
+def make_doc(nlp, text: str):
+    """The spaCy ``Doc`` of ``text`` (``doc.text == text``), tokenized in bounded calls as described above.
+
+    Raises PayloadTooLarge (413, ``text_too_long``) if it has more than :data:`MAX_TEXT_TOKENS` tokens.
+    """
+    from spacy.tokens import Doc
+
+    parts = []
+    position = 0
+    for run in _LONG_RUN.finditer(text):
+        parts.extend(_segments(nlp.tokenizer, text, position, run.start()))
+        # The run takes the whitespace after it: a part must not start with whitespace (spaCy would
+        # make it a token of its own instead of the trailing space of the run's last token).
+        end = _next_cut(text, run.end())
+        parts.extend(_run_pieces(nlp, text[run.start():end], run.end() - run.start()))
+        position = end
+    parts.extend(_segments(nlp.tokenizer, text, position, len(text)))
+    doc = Doc.from_docs(parts, ensure_whitespace=False) if len(parts) > 1 else parts[0]
+    if len(doc) > MAX_TEXT_TOKENS:
+        raise PayloadTooLarge(f"the text has {len(doc):,} tokens; the limit is {MAX_TEXT_TOKENS:,}",
+                              code="text_too_long")
+    return doc
+
+
+def pipe(nlp, texts: Sequence[str], batch_size: int) -> Iterator:
+    """``nlp.pipe(texts)`` with the guard: yields one ``Doc`` per text, in order, or the PayloadTooLarge
+    refusing that text. Texts that need no guard run exactly as before, in one ``nlp.pipe`` call."""
+    # Stand-ins for spaCy without a tokenizer (the engine's scheduling tests) get their texts as given.
+    if not hasattr(nlp, "tokenizer") or not any(map(needs_guard, texts)):
+        yield from nlp.pipe(texts, batch_size=batch_size)
+        return
+    inputs: list = []
+    refused: dict[int, PayloadTooLarge] = {}
+    for index, text in enumerate(texts):
+        if not needs_guard(text):
+            inputs.append(text)
+            continue
+        try:
+            inputs.append(make_doc(nlp, text))
+        except PayloadTooLarge as exc:
+            refused[index] = exc
+    docs = nlp.pipe(inputs, batch_size=batch_size)  # nlp.pipe takes Docs and strings alike
+    for index in range(len(texts)):
+        yield refused[index] if index in refused else next(docs)
+
+
+def _next_cut(text: str, position: int) -> int:
+    """The first cut position at or after ``position`` (``len(text)`` if there is none)."""
+    found = _CUT.search(text, position)
+    return found.start() if found else len(text)
+
+
+def _segments(tokenizer, text: str, start: int, end: int) -> Iterator:
+    """spaCy's tokens of ``text[start:end]`` in calls of about SEGMENT_CHARS characters each."""
+    while end - start > SEGMENT_CHARS:
+        cut = start
+        for found in _CUT.finditer(text, start + 1, start + SEGMENT_CHARS + 1):
+            cut = found.start()
+        if cut == start:  # no cut point within reach (long whitespace): take the next one
+            cut = min(_next_cut(text, start + SEGMENT_CHARS), end)
+        yield tokenizer(text[start:cut])
+        start = cut
+    if end > start:
+        yield tokenizer(text[start:end])
+
+
+def _run_pieces(nlp, run_and_space: str, run_length: int) -> Iterator:
+    """Tokens of an over-long run (followed by its whitespace) in pieces of PIECE_CHARS."""
+    from spacy.tokens import Doc
+
+    last = ((run_length - 1) // PIECE_CHARS) * PIECE_CHARS
+    for start in range(0, last, PIECE_CHARS):
+        piece = run_and_space[start:start + PIECE_CHARS]
+        if any(char.isalnum() for char in piece):
+            yield nlp.tokenizer(piece)
+        else:  # only symbols, punctuation, emoji, marks: one token, no tokenizer time
+            yield Doc(nlp.vocab, words=[piece], spaces=[False])
+    yield nlp.tokenizer(run_and_space[last:])
