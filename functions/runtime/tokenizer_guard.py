@@ -55,25 +55,34 @@ def needs_guard(text: str) -> bool:
 def make_doc(nlp, text: str):
     """The spaCy ``Doc`` of ``text`` (``doc.text == text``), tokenized in bounded calls as described above.
 
-    Raises PayloadTooLarge (413, ``text_too_long``) if it has more than :data:`MAX_TEXT_TOKENS` tokens.
+    Raises PayloadTooLarge (413, ``text_too_long``) as soon as it has more than :data:`MAX_TEXT_TOKENS`
+    tokens, so a refused text costs at most the tokenizer time of that many tokens.
     """
     from spacy.tokens import Doc
 
     parts = []
+    tokens = 0
+    for part in _parts(nlp, text):
+        tokens += len(part)
+        if tokens > MAX_TEXT_TOKENS:  # stop tokenizing as soon as the text is known to be refused
+            raise PayloadTooLarge(f"the text has more than {MAX_TEXT_TOKENS:,} tokens (the limit) after "
+                                  f"{sum(len(p.text) for p in parts):,} of its {len(text):,} characters",
+                                  code="text_too_long")
+        parts.append(part)
+    return Doc.from_docs(parts, ensure_whitespace=False) if len(parts) > 1 else parts[0]
+
+
+def _parts(nlp, text: str) -> Iterator:
+    """The Docs that make up ``text``, in order (see the module docstring)."""
     position = 0
     for run in _LONG_RUN.finditer(text):
-        parts.extend(_segments(nlp.tokenizer, text, position, run.start()))
+        yield from _segments(nlp.tokenizer, text, position, run.start())
         # The run takes the whitespace after it: a part must not start with whitespace (spaCy would
         # make it a token of its own instead of the trailing space of the run's last token).
         end = _next_cut(text, run.end())
-        parts.extend(_run_pieces(nlp, text[run.start():end], run.end() - run.start()))
+        yield from _run_pieces(nlp, text[run.start():end], run.end() - run.start())
         position = end
-    parts.extend(_segments(nlp.tokenizer, text, position, len(text)))
-    doc = Doc.from_docs(parts, ensure_whitespace=False) if len(parts) > 1 else parts[0]
-    if len(doc) > MAX_TEXT_TOKENS:
-        raise PayloadTooLarge(f"the text has {len(doc):,} tokens; the limit is {MAX_TEXT_TOKENS:,}",
-                              code="text_too_long")
-    return doc
+    yield from _segments(nlp.tokenizer, text, position, len(text))
 
 
 def pipe(nlp, texts: Sequence[str], batch_size: int) -> Iterator:
