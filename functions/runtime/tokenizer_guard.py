@@ -69,7 +69,16 @@ def make_doc(nlp, text: str):
                                   f"{sum(len(p.text) for p in parts):,} of its {len(text):,} characters",
                                   code="text_too_long")
         parts.append(part)
-    return Doc.from_docs(parts, ensure_whitespace=False) if len(parts) > 1 else parts[0]
+    if len(parts) == 1:
+        return parts[0]
+    doc = Doc.from_docs(parts, ensure_whitespace=False)
+    # from_docs marks where each part began as a sentence start, and spaCy's NER never lets an entity
+    # cross one ("two | hours" lost its TIME): unmark them, so the model sees what spaCy's tokenizer gives.
+    start = 0
+    for part in parts[:-1]:
+        start += len(part)
+        doc[start].is_sent_start = None
+    return doc
 
 
 def _parts(nlp, text: str) -> Iterator:
