@@ -42,3 +42,80 @@ def hostile_texts(draw, max_chars: int = MAX_TEXT_CHARS) -> str:
         segments.append(draw(st.sampled_from(["", " ", "\n", " Berlin "])))
     text = "".join(segments)[:max_chars]
     return text if text.strip() else "Berlin" + text[:max_chars - 6]
+
+
+# -- over HTTP, against a real ner-processor process ------------------------------------------------
+
+HANG_S = 60.0  # an answer later than this counts as a hang (REQUEST_TIMEOUT_S is 20)
+
+
+def send_watching(fn, text: str, request_id: str, *, plain: bool = False) -> dict:
+    """POST ``text`` to the real function ``fn`` (JSON with ``request_id``, or text/plain with
+    ``X-Call-Id``) and, while it is in flight, GET readiness and /metrics back to back.
+
+    Returns ``status`` (int, or ``"hang"``/the exception name), ``body``, ``elapsed`` (s), and the slowest
+    readiness and /metrics answers meanwhile (s) with their statuses."""
+    import json
+    import threading
+    import time
+
+    from tests.fixtures.servers import call
+
+    outcome: dict = {}
+
+    def send():
+        started = time.perf_counter()
+        try:
+            if plain:
+                status, _, body = call(fn, body=text, content_type="text/plain",
+                                       headers={"X-Call-Id": request_id}, timeout=HANG_S)
+            else:
+                # UTF-8, not \u escapes: 99,990 emoji are 400 KB, as the issue sent them, not 1.2 MB.
+                payload = json.dumps({"text": text, "request_id": request_id}, ensure_ascii=False)
+                status, _, body = call(fn, body=payload, timeout=HANG_S)
+        except TimeoutError:
+            status, body = "hang", None
+        except OSError as exc:
+            status, body = type(exc).__name__, None
+        outcome.update(status=status, body=body, elapsed=time.perf_counter() - started)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    probes = {"ready": [], "metrics": []}
+    while sender.is_alive() or not probes["metrics"]:
+        for name, path in (("ready", "/_/ready"), ("metrics", "/metrics")):
+            started = time.perf_counter()
+            status = call(fn, path, method="GET", content_type=None, timeout=HANG_S)[0]
+            probes[name].append((time.perf_counter() - started, status))
+    sender.join()
+    outcome.update(slowest_ready=max(probes["ready"])[0], ready_statuses={s for _, s in probes["ready"]},
+                   slowest_metrics=max(probes["metrics"])[0],
+                   metrics_statuses={s for _, s in probes["metrics"]}, probes=len(probes["ready"]))
+    return outcome
+
+
+def stored_rows(admin_dsn: str, request_id: str) -> tuple[bool, list[tuple]]:
+    """(is a document stored under ``request_id``, its entity rows in order as (text, label, start, end))."""
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        document = conn.execute("SELECT 1 FROM nlp.documents WHERE request_id = %s", (request_id,)).fetchone()
+        rows = conn.execute("SELECT text, label, start_char, end_char FROM nlp.entities WHERE request_id = %s"
+                            " ORDER BY ordinal", (request_id,)).fetchall()
+    return document is not None, [tuple(row) for row in rows]
+
+
+def check_answer(text: str, outcome: dict, admin_dsn: str, request_id: str) -> None:
+    """The answer is a 200 whose offsets index ``text`` and whose entities are exactly the stored rows, or
+    a 413 ``text_too_long`` with nothing stored. Raises AssertionError otherwise."""
+    status, body = outcome["status"], outcome["body"]
+    is_stored, rows = stored_rows(admin_dsn, request_id)
+    if status == 413:
+        assert body["error"] == "text_too_long" and body["request_id"] == request_id, body
+        assert not is_stored, "refused but stored"
+        return
+    assert status == 200, (status, body)
+    answer = [(e["text"], e["label"], e["start_char"], e["end_char"]) for e in body["entities"]]
+    for entity_text, _, start, end in answer:
+        assert text[start:end] == entity_text
+    assert is_stored and rows == answer
