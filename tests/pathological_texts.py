@@ -85,8 +85,13 @@ def send_watching(fn, text: str, request_id: str, *, plain: bool = False) -> dic
     while sender.is_alive() or not probes["metrics"]:
         for name, path in (("ready", "/_/ready"), ("metrics", "/metrics")):
             started = time.perf_counter()
-            status = call(fn, path, method="GET", content_type=None, timeout=HANG_S)[0]
-            probes[name].append((time.perf_counter() - started, status))
+            try:
+                status = call(fn, path, method="GET", content_type=None, timeout=HANG_S)[0]
+            except TimeoutError:
+                status = "hang"
+            except OSError as exc:
+                status = type(exc).__name__
+            probes[name].append((time.perf_counter() - started, str(status)))
     sender.join()
     outcome.update(slowest_ready=max(probes["ready"])[0], ready_statuses={s for _, s in probes["ready"]},
                    slowest_metrics=max(probes["metrics"])[0],

