@@ -6,8 +6,11 @@ its suffix regex over the whole remaining span each time, so a span of n affix c
 and it does all of a text in one call that never releases the GIL, freezing every thread of the
 process (readiness, /metrics, the HTTP server). The model components after it release the GIL.
 
-What: a text goes to spaCy unchanged unless it is longer than :data:`SEGMENT_CHARS` or has a
-whitespace-free run longer than :data:`MAX_RUN_CHARS`. Otherwise :func:`make_doc` builds its Doc
+What: a text goes to spaCy's tokenizer whole (exactly as before) when that is cheap for sure: no
+whitespace-free run longer than :data:`MAX_RUN_CHARS` and at most :data:`SEGMENT_CHARS` affix candidates
+(characters that are neither letters, digits nor whitespace, plus ``_``; each may cost one peel over a
+run of at most MAX_RUN_CHARS) and at most about :data:`WHOLE_MAX_TOKENS` tokens: ~0.1 s at worst.
+Ordinary prose up to ~45,000 characters stays on this path. Otherwise :func:`make_doc` builds its Doc
 piecewise, so that no single tokenizer call holds the GIL for long:
 
 - The parts of the text outside over-long runs are tokenized by spaCy in segments of about
@@ -21,7 +24,8 @@ piecewise, so that no single tokenizer call holds the GIL for long:
 The pieces are joined with ``Doc.from_docs(..., ensure_whitespace=False)``: ``doc.text`` is exactly the
 submitted text, so entity offsets index the submitted text. Finally a text of more than
 :data:`MAX_TEXT_TOKENS` tokens is refused (413 ``text_too_long``) before any model time is spent: model
-time grows with tokens, and 100,000 one-character tokens took the model 17 s and 1.7 GB.
+time grows with tokens, and 100,000 one-character tokens took the model 17 s and 1.7 GB. That limit is
+the bound on model time per text: 30,000 tokens took 5.5 s (10 s over HTTP) on the shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from functions.runtime.errors import PayloadTooLarge
 MAX_RUN_CHARS = 64
 # Over-long runs are tokenized in pieces this long (a piece of 32 affix characters: ~1 ms).
 PIECE_CHARS = 32
-# One tokenizer call gets about this many characters: the GIL is free between calls.
+# One tokenizer call gets about this many characters (or affix candidates): the GIL is free between calls.
 SEGMENT_CHARS = 2000
+# A text estimated to have more tokens than this is tokenized piecewise even without affixes.
+WHOLE_MAX_TOKENS = 20_000
 # Model time and memory grow with tokens: ~0.1-0.3 ms and ~20 KB per token on this model. 100,000
 # characters of ordinary prose are ~21,000 tokens, so no comment of prose within MAX_TEXT_CHARS is refused.
 MAX_TEXT_TOKENS = 30_000
@@ -45,11 +51,19 @@ MAX_TEXT_TOKENS = 30_000
 _LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS + 1},}}")
 # Where a text may be cut without changing spaCy's tokens: before a non-space character after whitespace.
 _CUT = re.compile(r"(?<=\s)(?=\S)")
+# Characters spaCy's prefix/suffix/infix rules may peel off a span one at a time.
+_AFFIX_CANDIDATE = re.compile(r"[^\w\s]|_")
 
 
 def needs_guard(text: str) -> bool:
     """True if ``text`` is tokenized piecewise by :func:`make_doc` rather than by spaCy in one call."""
-    return len(text) > SEGMENT_CHARS or _LONG_RUN.search(text) is not None
+    if _LONG_RUN.search(text) is not None:
+        return True
+    if len(text) <= SEGMENT_CHARS:
+        return False
+    affixes = len(_AFFIX_CANDIDATE.findall(text))
+    # Tokens cost the tokenizer ~3-6 us each: a span and the whitespace after it are at most two tokens.
+    return affixes > SEGMENT_CHARS or affixes + 2 * len(text.split()) > WHOLE_MAX_TOKENS
 
 
 def make_doc(nlp, text: str):
@@ -65,9 +79,7 @@ def make_doc(nlp, text: str):
     for part in _parts(nlp, text):
         tokens += len(part)
         if tokens > MAX_TEXT_TOKENS:  # stop tokenizing as soon as the text is known to be refused
-            raise PayloadTooLarge(f"the text has more than {MAX_TEXT_TOKENS:,} tokens (the limit) after "
-                                  f"{sum(len(p.text) for p in parts):,} of its {len(text):,} characters",
-                                  code="text_too_long")
+            _check_tokens(part, len(text), tokens)
         parts.append(part)
     if len(parts) == 1:
         return parts[0]
@@ -98,22 +110,35 @@ def pipe(nlp, texts: Sequence[str], batch_size: int) -> Iterator:
     """``nlp.pipe(texts)`` with the guard: yields one ``Doc`` per text, in order, or the PayloadTooLarge
     refusing that text. Texts that need no guard run exactly as before, in one ``nlp.pipe`` call."""
     # Stand-ins for spaCy without a tokenizer (the engine's scheduling tests) get their texts as given.
-    if not hasattr(nlp, "tokenizer") or not any(map(needs_guard, texts)):
+    # A text of at most MAX_TEXT_TOKENS characters cannot have more tokens than that.
+    if not hasattr(nlp, "tokenizer") or all(len(text) <= MAX_TEXT_TOKENS and not needs_guard(text)
+                                            for text in texts):
         yield from nlp.pipe(texts, batch_size=batch_size)
         return
     inputs: list = []
     refused: dict[int, PayloadTooLarge] = {}
     for index, text in enumerate(texts):
-        if not needs_guard(text):
-            inputs.append(text)
-            continue
         try:
-            inputs.append(make_doc(nlp, text))
+            if needs_guard(text):
+                inputs.append(make_doc(nlp, text))
+            elif len(text) > MAX_TEXT_TOKENS:  # one cheap tokenizer call, counted before the model runs
+                inputs.append(_check_tokens(nlp.tokenizer(text), len(text)))
+            else:
+                inputs.append(text)
         except PayloadTooLarge as exc:
             refused[index] = exc
     docs = nlp.pipe(inputs, batch_size=batch_size)  # nlp.pipe takes Docs and strings alike
     for index in range(len(texts)):
         yield refused[index] if index in refused else next(docs)
+
+
+def _check_tokens(doc, chars: int, tokens: int | None = None):
+    """``doc`` if ``tokens`` (default ``len(doc)``) is within MAX_TEXT_TOKENS, else raises PayloadTooLarge."""
+    tokens = len(doc) if tokens is None else tokens
+    if tokens > MAX_TEXT_TOKENS:
+        raise PayloadTooLarge(f"the text of {chars:,} characters has more than {MAX_TEXT_TOKENS:,} tokens "
+                              "(the limit)", code="text_too_long")
+    return doc
 
 
 def _next_cut(text: str, position: int) -> int:
