@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from functions.runtime import metrics, tokenizer_guard
-from functions.runtime.errors import Overloaded, Unavailable
+from functions.runtime.errors import Overloaded, Timeout, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,8 @@ class NerEngine:
         try:
             return future.result(timeout=timeout)
         except TimeoutError:
-            future.cancel()
+            if not future.cancel():  # already running: the worker skips those of its texts not yet started
+                future.abandoned = True  # type: ignore[attr-defined]
             raise
 
     @property
@@ -312,8 +313,15 @@ class NerEngine:
                 delivered = 0
                 try:
                     results: list[list[Entity]] = []
+                    owners = [job for job in jobs for _ in job.texts]
                     # Splitting long texts out only helps other requests; one request runs as one pipe.
                     for chunk in self._chunks(texts, split_long=len(jobs) > 1):
+                        if all(getattr(job.future, "abandoned", False)
+                               for job in owners[len(results):len(results) + len(chunk)]):
+                            # Their callers got a 504 already: a timed-out batch of long texts must not hold
+                            # the worker for the rest of its texts (issue 14).
+                            results.extend([Timeout("the request timed out before its texts ran")] * len(chunk))
+                            continue
                         results.extend(doc if isinstance(doc, Exception) else extract(doc)
                                        for doc in tokenizer_guard.pipe(self.nlp, chunk, batch_size=len(chunk)))
                         delivered = self._deliver(jobs, delivered, results)

@@ -156,3 +156,22 @@ def test_text_over_the_token_limit_is_refused_alone_and_quickly(nlp):
     finally:
         engine.close()
     assert refused.value.code == "text_too_long" and refused.value.status == 413
+
+
+@pytest.mark.slow
+def test_a_timed_out_batch_of_long_texts_stops_holding_the_model_worker(nlp):
+    heavy = "a\n" * 12_000  # 24,000 tokens: seconds of model time
+    engine = NerEngine(nlp, warmup=False, zone_docs=0)
+    try:
+        started = time.perf_counter()
+        assert engine.recognize([heavy], timeout=60) == [[]]
+        one_text = time.perf_counter() - started
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError):
+            engine.recognize([heavy] * 8, timeout=0.5)  # as the service does: 504 after REQUEST_TIMEOUT_S
+        assert engine.recognize(["Tim Cook visited Berlin."], timeout=120)[0][0] == ("Tim Cook", "PERSON", 0, 8)
+        waited = time.perf_counter() - started
+    finally:
+        engine.close()
+    # The worker finishes the text it is on, then drops the rest (8 texts would take 8 x one_text).
+    assert waited < 3 * one_text, f"waited {waited:.1f} s; one text takes {one_text:.1f} s"
