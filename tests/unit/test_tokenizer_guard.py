@@ -160,7 +160,8 @@ def test_text_over_the_token_limit_is_refused_alone_and_quickly(nlp):
 
 @pytest.mark.slow
 def test_a_timed_out_batch_of_long_texts_stops_holding_the_model_worker(nlp):
-    heavy = "a\n" * 6_000  # 12,000 tokens: seconds of model time
+    # 26,000 tokens: seconds of model time, and one text per nlp.pipe call (BATCH_MAX_CHARS is 50,000).
+    heavy = "a\n" * 13_000
     engine = NerEngine(nlp, warmup=False, zone_docs=0)
     try:
         started = time.perf_counter()
@@ -173,5 +174,5 @@ def test_a_timed_out_batch_of_long_texts_stops_holding_the_model_worker(nlp):
         waited = time.perf_counter() - started
     finally:
         engine.close()
-    # The worker finishes the text it is on, then drops the rest (8 texts would take 8 x one_text).
+    # The worker finishes the pipe call it is on (here one text), then drops the rest (8 x one_text before).
     assert waited < 3 * one_text, f"waited {waited:.1f} s; one text takes {one_text:.1f} s"
