@@ -18,8 +18,8 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from functions.runtime import metrics
-from functions.runtime.errors import Overloaded, Unavailable
+from functions.runtime import metrics, tokenizer_guard
+from functions.runtime.errors import Overloaded, Timeout, Unavailable
 from functions.runtime.settings import Settings
 from functions.runtime.shapes import Entity
 
@@ -210,7 +210,8 @@ class NerEngine:
         try:
             return future.result(timeout=timeout)
         except TimeoutError:
-            future.cancel()
+            if not future.cancel():  # already running: the worker skips those of its texts not yet started
+                future.abandoned = True  # type: ignore[attr-defined]
             raise
 
     def close(self, timeout: float = 30.0) -> None:
@@ -268,7 +269,13 @@ class NerEngine:
         offset = sum(len(job.texts) for job in jobs[:delivered])
         while delivered < len(jobs) and offset + len(jobs[delivered].texts) <= len(results):
             job = jobs[delivered]
-            job.future.set_result(results[offset:offset + len(job.texts)])
+            own = results[offset:offset + len(job.texts)]
+            # A text the tokenizer guard refused fails its own request only (413), not the batch.
+            refused = next((result for result in own if isinstance(result, Exception)), None)
+            if refused is None:
+                job.future.set_result(own)
+            else:
+                job.future.set_exception(refused)
             offset += len(job.texts)
             delivered += 1
         return delivered
@@ -305,9 +312,17 @@ class NerEngine:
                 delivered = 0
                 try:
                     results: list[list[Entity]] = []
+                    owners = [job for job in jobs for _ in job.texts]
                     # Splitting long texts out only helps other requests; one request runs as one pipe.
                     for chunk in self._chunks(texts, split_long=len(jobs) > 1):
-                        results.extend(extract(doc) for doc in self.nlp.pipe(chunk, batch_size=len(chunk)))
+                        if all(getattr(job.future, "abandoned", False)
+                               for job in owners[len(results):len(results) + len(chunk)]):
+                            # Their callers got a 504 already: a timed-out batch of long texts must not hold
+                            # the worker for the rest of its texts (issue 14).
+                            results.extend([Timeout("the request timed out before its texts ran")] * len(chunk))
+                            continue
+                        results.extend(doc if isinstance(doc, Exception) else extract(doc)
+                                       for doc in tokenizer_guard.pipe(self.nlp, chunk, batch_size=len(chunk)))
                         delivered = self._deliver(jobs, delivered, results)
                 except Exception as exc:  # one poisoned batch must not kill the worker
                     log.error("model batch failed", exc_info=True,
