@@ -259,12 +259,10 @@ def _is_connection_failure(exc: BaseException) -> bool:
 
 def _configure(statement_timeout_ms: int):
     def configure(conn: psycopg.Connection) -> None:
-        # Bounded queries: a heavy window gives a 504, never a request past the watchdog's timeout.
-        # read_only: analytics never writes (the analyst role cannot anyway; this states the intent).
-        conn.execute("SELECT set_config('statement_timeout', %s, false),"
-                     " set_config('default_transaction_read_only', 'on', false)",
-                     (str(statement_timeout_ms),))
-        # The data queries of one answer share a snapshot (BEGIN ISOLATION LEVEL REPEATABLE READ).
+        # No session settings (a transaction-pooling PgBouncer would hand them to other clients): the
+        # statement timeout is set LOCAL in each data transaction (_read_data); read-only and the
+        # isolation level are client-side, sent with each BEGIN (BEGIN ISOLATION LEVEL REPEATABLE READ,
+        # READ ONLY): the data queries of one answer share a snapshot, and analytics never writes.
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
     return configure
@@ -467,6 +465,9 @@ class AnalyticsService:
     def _read_data(self, conn: psycopg.Connection, params: dict) -> tuple[list, list]:
         name = "top_entities" if params["label"] is None else "top_entities_for_label"
         with conn.transaction():
+            # Bounded queries: a heavy window gives a 504, never a request past the watchdog's timeout.
+            conn.execute("SELECT set_config('statement_timeout', %s, true)",
+                         (str(self.settings.db_statement_timeout_ms),))
             top = conn.execute(self._sql[name], params).fetchall()
             mix = conn.execute(self._sql["label_mix"], params).fetchall()
         return top, mix

@@ -251,7 +251,8 @@ def build(settings: Settings) -> NerService:
         pool = make_pool(dsn, name="ner-writer", min_size=settings.db_pool_min_size,
                          max_size=settings.db_pool_max_size, timeout=settings.db_pool_timeout_s,
                          statement_timeout_ms=settings.db_statement_timeout_ms,
-                         connect_timeout=settings.db_connect_timeout_s)
+                         connect_timeout=settings.db_connect_timeout_s,
+                         prepare_threshold=settings.db_prepare_threshold)
         writer = EntityWriter(pool, store_text=settings.store_text, retry_after=settings.retry_after_s,
                               write_timeout=settings.request_timeout_s)
         writer.open()

@@ -74,31 +74,42 @@ class _WriteJob:
         self.future: Future[WriteResult] = Future()
 
 
-def _configure_connection(statement_timeout_ms: int):
-    def configure(conn: psycopg.Connection) -> None:
-        # Explicit transaction() blocks only: a connection never goes back to the pool mid-transaction.
-        conn.autocommit = True
-        # Bounded statements: a locked or slow table gives a 503, never a request past exec_timeout.
-        conn.execute("SELECT set_config('statement_timeout', %s, false),"
-                     " set_config('lock_timeout', %s, false)",
-                     (str(statement_timeout_ms), str(statement_timeout_ms)))
-    return configure
+class _BoundedConnection(psycopg.Connection):
+    """A connection whose pool wants every write transaction bounded by ``statement_timeout_ms``
+    (statement and lock timeout, applied per transaction by EntityWriter; None = server default)."""
+
+    statement_timeout_ms: int | None = None
+
+
+def _configure_connection(conn: psycopg.Connection) -> None:
+    # Explicit transaction() blocks only: a connection never goes back to the pool mid-transaction.
+    # No session settings here: behind a transaction-pooling PgBouncer a session SET lands on whichever
+    # server connection ran it and leaks to other clients (timeouts are per transaction instead).
+    conn.autocommit = True
 
 
 def make_pool(dsn: str, *, name: str, min_size: int, max_size: int, timeout: float,
-              statement_timeout_ms: int, connect_timeout: float) -> ConnectionPool:
+              statement_timeout_ms: int, connect_timeout: float,
+              prepare_threshold: int | None = None) -> ConnectionPool:
     """A checked pool, not yet opened. Connection errors never include the DSN (psycopg's messages
-    name host/port only)."""
+    name host/port only). ``statement_timeout_ms`` bounds each write transaction (set LOCAL by
+    EntityWriter); ``prepare_threshold`` None (default) = psycopg never prepares statements, which every
+    pooler allows (PgBouncer < 1.21, or without max_prepared_statements, loses prepared statements
+    between transactions); an int = psycopg's prepare_threshold, for a direct or capable path."""
+    connection_class = type("BoundedConnection", (_BoundedConnection,),
+                            {"statement_timeout_ms": statement_timeout_ms})
     return ConnectionPool(
         dsn,
+        connection_class=connection_class,
         name=name,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
         open=False,
         check=ConnectionPool.check_connection,
-        configure=_configure_connection(statement_timeout_ms),
-        kwargs={"connect_timeout": max(1, int(round(connect_timeout))), "application_name": name},
+        configure=_configure_connection,
+        kwargs={"connect_timeout": max(1, int(round(connect_timeout))), "application_name": name,
+                "prepare_threshold": prepare_threshold},
         # psycopg_pool backs off exponentially while reconnecting; giving up early frees the slot so the
         # next request tries at once, so recovery after an outage of any length takes one attempt.
         reconnect_timeout=max(5.0, 2 * timeout),
@@ -264,6 +275,10 @@ class EntityWriter:
                 pass
             except PoolTimeout:  # (an OperationalError too) no connection at all: no point retrying
                 raise
+            except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable):
+                # The statement/lock timeout fired: a second try would wait as long again (a locked
+                # table stays locked), doubling the time to the 503.
+                raise
             except psycopg.OperationalError:
                 # The connection died under the transaction (server restart, pg_terminate_backend).
                 # Retrying once on a fresh, checked connection is safe: the write is idempotent, so
@@ -287,6 +302,12 @@ class EntityWriter:
         timeout = _DEGRADED_TIMEOUT_S if self._degraded else None
         with self.pool.connection(timeout=timeout) as conn:
             with conn.transaction():
+                bound = getattr(conn, "statement_timeout_ms", None)
+                if bound is not None:
+                    # LOCAL (is_local=true): ends with this transaction, so nothing outlives it on a
+                    # server connection that a pooler hands to another client next.
+                    conn.execute("SELECT set_config('statement_timeout', %s, true),"
+                                 " set_config('lock_timeout', %s, true)", (str(bound), str(bound)))
                 existing = {row[0]: row[1:] for row in
                             conn.execute(self._sql["existing_documents"], {"request_ids": all_ids})}
                 outcome: dict[int, WriteResult | BaseException] = {}

@@ -47,6 +47,14 @@ def _int(env, name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _optional_int(env, name: str) -> int | None:
+    """None when unset, empty or "none"; else an integer >= 0."""
+    raw = (env.get(name) or "").strip()
+    if raw.lower() in {"", "none"}:
+        return None
+    return _int(env, name, 0, 0)
+
+
 def _float(env, name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -91,6 +99,7 @@ class Settings:
     db_pool_timeout_s: float = 1.0
     db_statement_timeout_ms: int = 3000
     db_connect_timeout_s: float = 2.0
+    db_prepare_threshold: int | None = None  # None: never server-side prepared (safe behind any pooler)
     retry_after_s: int = 2
     host: str = "127.0.0.1"
     port: int = 5000
@@ -129,6 +138,7 @@ class Settings:
             db_pool_timeout_s=_float(env, "DB_POOL_TIMEOUT_S", 1.0),
             db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 3000, 1),
             db_connect_timeout_s=_float(env, "DB_CONNECT_TIMEOUT_S", 2.0),
+            db_prepare_threshold=_optional_int(env, "DB_PREPARE_THRESHOLD"),
             retry_after_s=_int(env, "RETRY_AFTER_S", 2, 1),
             host=env.get("HOST", "127.0.0.1") or "127.0.0.1",
             port=_int(env, "PORT", 5000, 1),
