@@ -300,10 +300,8 @@ class LocalCluster:
             # Only now: with the names set before the replica streamed, the bootstrap's own commits
             # would wait for a standby that does not exist yet.
             self._apply_synchronous(bool(state.get("synchronous")))
-            if state.get("pgbouncer"):
-                self._start_pgbouncer()
-            else:
-                self._stop_pgbouncer()
+            if state.get("pgbouncer") or self._pgbouncer_pid() is not None:
+                self._start_pgbouncer()  # (re-)pointed at the primary's current port
             self.write_secrets()
             state["started_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             self._save_state()
@@ -585,14 +583,19 @@ class LocalCluster:
             self._save_state()
             self._apply_synchronous(bool(enabled))
 
-    def start_pgbouncer(self) -> int:
-        """Start (or keep) PgBouncer in front of the primary and remember it in the state; returns its
-        port. Raises PgBouncerNotFound, PgClusterError."""
+    def start_pgbouncer(self, remember: bool = True) -> int:
+        """Start (or keep) PgBouncer in front of the primary; returns its port. ``remember``: also start
+        it with the servers from now on and route the default secrets through it (False: just run it,
+        e.g. for tests next to the direct path). Raises PgBouncerNotFound, PgClusterError."""
         with self._locked():
             self._require_state()
-            self._state["pgbouncer"] = True
-            self._save_state()
-            return self._start_pgbouncer()
+            if remember:
+                self._state["pgbouncer"] = True
+                self._save_state()
+            port = self._start_pgbouncer()
+            if remember:
+                self.write_secrets()
+            return port
 
     def stop_pgbouncer(self) -> None:
         """Stop PgBouncer (SIGTERM, then SIGKILL after 10 s); a later start() keeps it off."""
