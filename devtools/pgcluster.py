@@ -1144,9 +1144,10 @@ class LocalCluster:
             "pool_mode": "transaction",  # what the CloudNativePG Pooler of argocd/data-plane runs
             "max_client_conn": 500,
             "default_pool_size": 20,
-            # Fail fast when the primary is down rather than queueing clients for the default 120 s;
-            # the writer's own pool and statement timeouts bound a request anyway.
-            "query_wait_timeout": 5,
+            # While the primary is down PgBouncer queues queries for a server connection; the default
+            # 120 s would hold a request past the watchdog's timeout. 2 s: a short blip is absorbed
+            # (the query runs once the server is back), a real outage becomes a 503 soon.
+            "query_wait_timeout": 2,
             "server_connect_timeout": CONNECT_TIMEOUT_S,
             "server_login_retry": 1,  # default 15 s of refusing clients after one failed server login
             "ignore_startup_parameters": "extra_float_digits",
