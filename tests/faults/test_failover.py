@@ -1,0 +1,192 @@
+"""Failover: the primary is SIGKILLed under load (8 clients), the replica is promoted
+(devtools.pgcluster.promote_replica) and a new replica is cloned from it, while one ner-processor process
+keeps running with a multi-host DSN (``target_session_attrs=read-write``): writes get 503 + Retry-After
+during the gap and 2xx again within 5 s of the promotion, without a restart.
+
+Synchronous mode (the replica in ``synchronous_standby_names``, ``synchronous_commit = on``): every
+acknowledged request id is on the new primary. Asynchronous mode: the loss is measured and reported,
+not hidden (a promoted asynchronous replica may lack the last commits the old primary acknowledged).
+The cost of synchronous mode is measured as a write-throughput ratio against asynchronous.
+
+Runs on a private primary + replica (a failover swaps the servers' roles), not the session cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+
+from devtools.pgcluster import PgBinariesNotFound, find_pg_bin
+from functions.runtime.persistence import DocumentRecord, EntityWriter, make_pool
+from tests.faults.support import Load, audit, report, status_counts
+from tests.fixtures.pg import private_cluster
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
+
+UNAVAILABLE_CODES = {"database_unavailable", "database_timeout"}
+RECOVERY_BOUND_S = 5.0  # the issue: 2xx again within 5 s of the promotion
+GAP_S = 2.0  # primary dead, nothing promoted yet
+
+
+@pytest.fixture(scope="module")
+def ha_cluster():
+    try:
+        find_pg_bin()
+    except PgBinariesNotFound as exc:
+        pytest.skip(str(exc))
+    with private_cluster(synchronous=True) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def ha(ha_cluster, tmp_path):
+    """The private pair, healthy (a failed test may have left it half failed over), and a secrets dir
+    whose writer DSN names both servers with target_session_attrs=read-write."""
+    ha_cluster.start()
+    return ha_cluster, ha_cluster.write_secrets(tmp_path / "secrets", route="multihost")
+
+
+def _failover_under_load(cluster, fn) -> dict:
+    load = Load(fn.port, clients=8).start()
+    try:
+        assert load.wait_for(lambda o: sum(x.ok for x in o) >= 100, 30), "no steady load before the kill"
+        killed_at = time.monotonic()
+        cluster.kill_primary()
+        time.sleep(GAP_S)
+        promote_s = cluster.promote_replica()
+        promoted_at = time.monotonic()
+        recovered = load.wait_for(lambda o: any(x.ok and x.started >= promoted_at for x in o), 15)
+        rebuild_started = time.monotonic()
+        cluster.rebuild_replica()  # under load; synchronous mode comes back at its end
+        rebuild_s = time.monotonic() - rebuild_started
+        time.sleep(1.5)
+    finally:
+        outcomes = load.stop()
+    result = audit(cluster.dsn("admin", "primary"), outcomes)
+    first_ok = min((o.started + o.elapsed for o in outcomes if o.ok and o.started >= promoted_at), default=None)
+    gap = [o for o in outcomes if o.started >= killed_at + 0.05 and o.started + o.elapsed <= promoted_at]
+    failures = [o for o in outcomes if not o.ok]
+    return {
+        "outcomes": outcomes, "result": result, "gap": gap, "failures": failures, "recovered": recovered,
+        "figures": dict(
+            sent=len(outcomes), acknowledged_2xx=sum(o.ok for o in outcomes), statuses=status_counts(outcomes),
+            documents_acknowledged=result.acknowledged, lost=len(result.lost),
+            half_written=len(result.half_written), stored_without_ack=result.stored_unacknowledged,
+            requests_in_gap=len(gap), max_503_latency_s=round(max((o.elapsed for o in failures), default=0.0), 3),
+            promote_s=round(promote_s, 3),
+            first_2xx_after_promotion_s=None if first_ok is None else round(first_ok - promoted_at, 2),
+            rebuild_replica_s=round(rebuild_s, 2)),
+    }
+
+
+def _check_availability(run: dict, fn) -> None:
+    failures, figures = run["failures"], run["figures"]
+    assert run["gap"] and all(o.status == 503 for o in run["gap"]), \
+        f"requests while there is no primary must be 503: {status_counts(run['gap'])}"
+    assert all(o.status == 503 and o.error in UNAVAILABLE_CODES and o.retry_after for o in failures), \
+        f"only 503 database_* with Retry-After may fail: {status_counts(failures)} {failures[:3]}"
+    assert run["recovered"], "no 2xx after the promotion"
+    assert figures["first_2xx_after_promotion_s"] < RECOVERY_BOUND_S, figures
+    assert run["result"].half_written == []
+    assert fn.process.poll() is None, "the function must keep running (no restart)"
+
+
+def test_synchronous_failover_loses_no_acknowledged_write(ha, function_factory):
+    cluster, secrets = ha
+    cluster.set_synchronous(True)
+    assert cluster.status()["synchronous_standby_names"] == "nlp_replica"
+    fn = function_factory("ner-processor", SECRETS_DIR=str(secrets))
+    pid = fn.process.pid
+    run = _failover_under_load(cluster, fn)
+    report("failover_synchronous", **run["figures"])
+    assert run["result"].lost == [], f"acknowledged but not on the new primary: {run['result'].lost[:10]}"
+    _check_availability(run, fn)
+    assert fn.process.pid == pid
+    assert cluster.status()["synchronous_standby_names"] == "nlp_replica", "sync mode must come back"
+
+
+def test_asynchronous_failover_availability_and_measured_loss(ha, function_factory):
+    cluster, secrets = ha
+    cluster.set_synchronous(False)
+    fn = function_factory("ner-processor", SECRETS_DIR=str(secrets))
+    run = _failover_under_load(cluster, fn)
+    # No assertion on `lost`: asynchronous replication promises none; the figure is the measurement.
+    report("failover_asynchronous", **run["figures"])
+    _check_availability(run, fn)
+    cluster.set_synchronous(True)
+
+
+def _records(prefix: str, n: int) -> list[DocumentRecord]:
+    text = "Order 17 from Siemens in Hamburg was late, said Maria Garcia on Monday."
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    entities = [("Siemens", "ORG", 14, 21), ("Hamburg", "GPE", 25, 32), ("Maria Garcia", "PERSON", 48, 60)]
+    return [DocumentRecord(f"{prefix}-{i}", "faults", "m", "1", text, digest, entities) for i in range(n)]
+
+
+def _writer_docs_per_s(dsn: str, prefix: str, clients: int, seconds: float) -> float:
+    """Documents committed per second by one EntityWriter (group commit, as in the function) fed by
+    ``clients`` threads that each write one document at a time."""
+    pool = make_pool(dsn, name="faults-sync-cost", min_size=1, max_size=4, timeout=5, statement_timeout_ms=10000,
+                     connect_timeout=3)
+    writer = EntityWriter(pool, write_timeout=30)
+    writer.open()
+    counts = [0] * clients
+    stop = threading.Event()
+
+    def client(index: int) -> None:
+        for record in _records(f"{prefix}-{index}", 1_000_000):
+            if stop.is_set():
+                return
+            writer.write([record])
+            counts[index] += 1
+
+    try:
+        pool.wait(timeout=10)
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        return sum(counts) / (time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+def test_cost_of_synchronous_replication_in_write_throughput(ha, function_factory):
+    cluster, secrets = ha
+    dsn = cluster.dsn("writer", "primary")
+    figures = {}
+    for clients in (1, 8):
+        rates = {"async": [], "sync": []}
+        for round_ in range(2):  # interleaved: the machine is shared and noisy
+            for mode in ("async", "sync"):
+                cluster.set_synchronous(mode == "sync")
+                rates[mode].append(_writer_docs_per_s(dsn, f"cost-{clients}-{mode}-{round_}-{time.time_ns()}",
+                                                      clients, 3.0))
+        best = {mode: max(values) for mode, values in rates.items()}
+        figures[f"writer_{clients}_clients_docs_per_s"] = {m: round(v, 1) for m, v in best.items()}
+        figures[f"writer_{clients}_clients_sync_over_async"] = round(best["sync"] / best["async"], 3)
+    # Through the function (model included), 8 closed-loop clients.
+    fn = function_factory("ner-processor", SECRETS_DIR=str(secrets))
+    rates = {"async": [], "sync": []}
+    for _round in range(2):
+        for mode in ("async", "sync"):
+            cluster.set_synchronous(mode == "sync")
+            load = Load(fn.port, clients=8, max_requests=300).start()
+            started = time.monotonic()
+            assert load.wait_for(lambda o: len(o) >= 300, 60)
+            outcomes = load.stop()
+            assert all(o.ok for o in outcomes), status_counts(outcomes)
+            rates[mode].append(len(outcomes) / (time.monotonic() - started))
+    best = {mode: max(values) for mode, values in rates.items()}
+    figures["function_8_clients_docs_per_s"] = {m: round(v, 1) for m, v in best.items()}
+    figures["function_8_clients_sync_over_async"] = round(best["sync"] / best["async"], 3)
+    cluster.set_synchronous(True)
+    report("synchronous_replication_cost", **figures)
+    assert all(v > 0 for k, v in figures.items() if k.endswith("sync_over_async"))
