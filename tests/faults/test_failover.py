@@ -119,11 +119,13 @@ def test_asynchronous_failover_availability_and_measured_loss(ha, function_facto
     cluster.set_synchronous(True)
 
 
-def _records(prefix: str, n: int) -> list[DocumentRecord]:
-    text = "Order 17 from Siemens in Hamburg was late, said Maria Garcia on Monday."
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    entities = [("Siemens", "ORG", 14, 21), ("Hamburg", "GPE", 25, 32), ("Maria Garcia", "PERSON", 48, 60)]
-    return [DocumentRecord(f"{prefix}-{i}", "faults", "m", "1", text, digest, entities) for i in range(n)]
+_TEXT = "Order 17 from Siemens in Hamburg was late, said Maria Garcia on Monday."
+_ENTITIES = [("Siemens", "ORG", 14, 21), ("Hamburg", "GPE", 25, 32), ("Maria Garcia", "PERSON", 48, 60)]
+
+
+def _record(request_id: str) -> DocumentRecord:
+    return DocumentRecord(request_id, "faults", "m", "1", _TEXT, hashlib.sha256(_TEXT.encode()).hexdigest(),
+                          _ENTITIES)
 
 
 def _writer_docs_per_s(dsn: str, prefix: str, clients: int, seconds: float) -> float:
@@ -134,14 +136,16 @@ def _writer_docs_per_s(dsn: str, prefix: str, clients: int, seconds: float) -> f
     writer = EntityWriter(pool, write_timeout=30)
     writer.open()
     counts = [0] * clients
+    errors: list[BaseException] = []
     stop = threading.Event()
 
     def client(index: int) -> None:
-        for record in _records(f"{prefix}-{index}", 1_000_000):
-            if stop.is_set():
-                return
-            writer.write([record])
-            counts[index] += 1
+        try:
+            while not stop.is_set():
+                writer.write([_record(f"{prefix}-{index}-{counts[index]}")])
+                counts[index] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
 
     try:
         pool.wait(timeout=10)
@@ -153,6 +157,7 @@ def _writer_docs_per_s(dsn: str, prefix: str, clients: int, seconds: float) -> f
         stop.set()
         for thread in threads:
             thread.join(30)
+        assert not errors, errors[:3]
         return sum(counts) / (time.perf_counter() - started)
     finally:
         writer.close()
