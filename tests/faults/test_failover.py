@@ -13,10 +13,14 @@ Runs on a private primary + replica (a failover swaps the servers' roles), not t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
 import threading
 import time
 
+import psycopg
 import pytest
 
 from devtools.pgcluster import PgBinariesNotFound, find_pg_bin
@@ -195,3 +199,58 @@ def test_cost_of_synchronous_replication_in_write_throughput(ha, function_factor
     cluster.set_synchronous(True)
     report("synchronous_replication_cost", **figures)
     assert all(v > 0 for k, v in figures.items() if k.endswith("sync_over_async"))
+
+
+def _stalled_replica_failover(cluster, fn, stall_s: float) -> dict:
+    """SIGSTOP the primary's WAL sender (a replica that stays connected but receives nothing: network
+    stall, overloaded node; stopping the replica's receiver would not do, the kernel's socket buffers
+    would still take the WAL), keep writing for ``stall_s``, SIGKILL the primary and promote: what the
+    old primary acknowledged during the stall never reached the replica."""
+    with psycopg.connect(cluster.dsn("admin", "primary"), autocommit=True) as conn:
+        sender = conn.execute("SELECT pid FROM pg_stat_replication").fetchone()[0]
+    load = Load(fn.port, clients=8).start()
+    try:
+        assert load.wait_for(lambda o: sum(x.ok for x in o) >= 50, 30), "no steady load before the stall"
+        os.kill(sender, signal.SIGSTOP)
+        stalled_at = time.monotonic()
+        try:
+            time.sleep(stall_s)
+        finally:
+            cluster.kill_primary()  # SIGKILL ends the stopped sender too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(sender, signal.SIGCONT)
+        killed_at = time.monotonic()
+        time.sleep(0.5)
+        cluster.promote_replica()
+        promoted_at = time.monotonic()
+        load.wait_for(lambda o: any(x.ok and x.started >= promoted_at for x in o), 15)
+        time.sleep(1.0)
+    finally:
+        outcomes = load.stop()
+    result = audit(cluster.dsn("admin", "primary"), outcomes)
+    # (0.1 s margin: a COMMIT answered right after the SIGSTOP may have been sent before it)
+    acked_in_stall = sum(o.ok and stalled_at + 0.1 <= o.started + o.elapsed <= killed_at for o in outcomes)
+    cluster.rebuild_replica()
+    return {"result": result, "outcomes": outcomes, "figures": dict(
+        stall_s=stall_s, sent=len(outcomes), statuses=status_counts(outcomes),
+        acknowledged_during_stall=acked_in_stall, documents_acknowledged=result.acknowledged,
+        lost=len(result.lost), half_written=len(result.half_written))}
+
+
+@pytest.mark.parametrize("mode", ["asynchronous", "synchronous"])
+def test_failover_after_a_replica_stall_shorter_than_the_statement_timeout(mode, ha, function_factory):
+    """Asynchronous: every write acknowledged during the stall is lost (measured). Synchronous: COMMITs
+    wait for the stalled replica, nothing is acknowledged during the stall, nothing is lost."""
+    cluster, secrets = ha
+    cluster.set_synchronous(mode == "synchronous")
+    fn = function_factory("ner-processor", SECRETS_DIR=str(secrets), DB_STATEMENT_TIMEOUT_MS="3000")
+    run = _stalled_replica_failover(cluster, fn, stall_s=1.5)
+    report(f"failover_after_replica_stall_{mode}", **run["figures"])
+    assert run["result"].half_written == []
+    if mode == "synchronous":
+        assert run["figures"]["acknowledged_during_stall"] == 0
+        assert run["result"].lost == [], run["result"].lost[:10]
+    else:
+        # The measurement this test exists for; it can only be > 0 if writes were acknowledged.
+        assert run["figures"]["acknowledged_during_stall"] > 0
+    cluster.set_synchronous(True)
