@@ -22,7 +22,7 @@ import time
 import psycopg
 import pytest
 
-from tests.faults.support import Load, audit, report, status_counts
+from tests.faults.support import Http, Load, audit, report, status_counts
 
 pytestmark = [pytest.mark.integration]
 
@@ -117,20 +117,21 @@ def test_locked_entity_table_gives_503_within_statement_timeout_plus_one_second(
     assert result.lost == []
 
 
-def _writer_server_pids(pgbouncer_admin_dsn: str) -> set[int]:
-    """Backend pids of PgBouncer's server connections in the nlp_writer/nlp pool (admin console)."""
+def _writer_server_pids(pgbouncer_admin_dsn: str, user: str = "nlp_writer") -> set[int]:
+    """Backend pids of PgBouncer's server connections in the <user>/nlp pool (admin console)."""
     with psycopg.connect(pgbouncer_admin_dsn, autocommit=True) as conn:
         cur = conn.execute("SHOW SERVERS")
         columns = [d.name for d in cur.description]
         rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
-    return {int(r["remote_pid"]) for r in rows if r["user"] == "nlp_writer" and r["database"] == "nlp"}
+    return {int(r["remote_pid"]) for r in rows if r["user"] == user and r["database"] == "nlp"}
 
 
-def _settings_on_every_server_connection(dsn: str, pgbouncer_admin_dsn: str) -> dict[int, tuple[str, str]]:
+def _settings_on_every_server_connection(dsn: str, pgbouncer_admin_dsn: str,
+                                         user: str = "nlp_writer") -> dict[int, tuple[str, str]]:
     """statement_timeout and lock_timeout as seen by a fresh client on each server connection of the pool:
     one open transaction per existing server connection forces PgBouncer to hand each of them out (an
     idle server connection is reused before a new one is opened). Returns {backend pid: settings}."""
-    existing = _writer_server_pids(pgbouncer_admin_dsn)
+    existing = _writer_server_pids(pgbouncer_admin_dsn, user)
     assert existing, "the pool has no server connection to inspect"
     conns = [psycopg.connect(dsn, prepare_threshold=None) for _ in existing]  # not autocommit: BEGIN
     try:
@@ -210,3 +211,27 @@ def test_primary_sigkill_under_load_behind_pgbouncer_loses_no_acknowledged_write
     assert failures and all(o.status == 503 and o.error in UNAVAILABLE_CODES and o.retry_after
                             for o in failures), status_counts(failures)
     assert recovered and fn.process.poll() is None
+
+
+def test_entity_stats_primary_pool_through_pgbouncer_answers_and_leaves_no_session_setting(
+        function_factory, pg_cluster, pooled_secrets_dir, healthy, pgbouncer_admin_dsn, tmp_path):
+    # Only the primary DSN (through PgBouncer): every read takes the primary path.
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    (secrets / "stats-primary-dsn").write_text((pooled_secrets_dir / "stats-primary-dsn").read_text())
+    fn = function_factory("entity-stats", SECRETS_DIR=str(secrets), DB_STATEMENT_TIMEOUT_MS="1234")
+    client = Http(fn.port)
+    try:
+        replies = [client.request("GET", f"/?window=1h&limit={5 + i % 3}", content_type=None) for i in range(30)]
+    finally:
+        client.close()
+    assert [r.status for r in replies] == [200] * 30, [r.body[:200] for r in replies if r.status != 200][:3]
+    assert {r.json["served_by"] for r in replies} == {"primary"}
+    analyst_pooled = pg_cluster.dsn("analyst", "pgbouncer")
+    seen = _settings_on_every_server_connection(analyst_pooled, pgbouncer_admin_dsn, "nlp_analyst")
+    with psycopg.connect(pg_cluster.dsn("analyst", "primary"), autocommit=True) as conn:
+        default = conn.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+                               ).fetchone()
+    report("pgbouncer_entity_stats_primary", requests=len(replies), server_connections=len(seen),
+           seen=sorted(set(seen.values())))
+    assert set(seen.values()) == {default}, f"entity-stats left its timeout on a server connection: {seen}"
