@@ -285,6 +285,10 @@ class LocalCluster:
             self._prepare_dirs()
             if not self._primary_initialized():
                 self._initdb()
+            if self._running_pid("primary") is None:
+                # A primary starting with synchronous_standby_names set would hold the bootstrap's own
+                # commits until the replica (started below) streams: start it asynchronous.
+                state["sync_active"] = False
             self._start_server("primary")
             self._bootstrap()
             if self._slot_lost():
