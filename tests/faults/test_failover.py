@@ -42,25 +42,25 @@ def ha_cluster():
         find_pg_bin()
     except PgBinariesNotFound as exc:
         pytest.skip(str(exc))
-    with private_cluster(synchronous=True) as cluster:
+    with private_cluster(synchronous=True, pgbouncer=True) as cluster:
         yield cluster
 
 
 @pytest.fixture
 def ha(ha_cluster, tmp_path):
-    """The private pair, healthy (a failed test may have left it half failed over), and a secrets dir
-    whose writer DSN names both servers with target_session_attrs=read-write."""
+    """The private pair (+ PgBouncer), healthy (a failed test may have left it half failed over), and a
+    secrets dir whose writer DSN names both servers with target_session_attrs=read-write."""
     ha_cluster.start()
     return ha_cluster, ha_cluster.write_secrets(tmp_path / "secrets", route="multihost")
 
 
-def _failover_under_load(cluster, fn) -> dict:
+def _failover_under_load(cluster, fn, gap_s: float = GAP_S) -> dict:
     load = Load(fn.port, clients=8).start()
     try:
         assert load.wait_for(lambda o: sum(x.ok for x in o) >= 100, 30), "no steady load before the kill"
         killed_at = time.monotonic()
         cluster.kill_primary()
-        time.sleep(GAP_S)
+        time.sleep(gap_s)
         promote_s = cluster.promote_replica()
         promoted_at = time.monotonic()
         recovered = load.wait_for(lambda o: any(x.ok and x.started >= promoted_at for x in o), 15)
@@ -99,14 +99,21 @@ def _check_availability(run: dict, fn) -> None:
     assert fn.process.poll() is None, "the function must keep running (no restart)"
 
 
-def test_synchronous_failover_loses_no_acknowledged_write(ha, function_factory):
+@pytest.mark.parametrize("route", ["multihost", "pgbouncer"])
+def test_synchronous_failover_loses_no_acknowledged_write(route, ha, function_factory, tmp_path):
+    """multihost: libpq picks the new primary; pgbouncer: the pooler is re-pointed at it by the tool (what
+    the -rw service does for CloudNativePG's Pooler)."""
     cluster, secrets = ha
+    if route == "pgbouncer":
+        secrets = cluster.write_secrets(tmp_path / "pooled", route="pgbouncer")
     cluster.set_synchronous(True)
     assert cluster.status()["synchronous_standby_names"] == "nlp_replica"
     fn = function_factory("ner-processor", SECRETS_DIR=str(secrets))
     pid = fn.process.pid
-    run = _failover_under_load(cluster, fn)
-    report("failover_synchronous", **run["figures"])
+    # Behind PgBouncer a query waits up to query_wait_timeout (2 s) for a server before it fails: a longer
+    # gap, so that some requests fail (503) before the promotion.
+    run = _failover_under_load(cluster, fn, gap_s=GAP_S if route == "multihost" else 3.5)
+    report(f"failover_synchronous_{route}", **run["figures"])
     assert run["result"].lost == [], f"acknowledged but not on the new primary: {run['result'].lost[:10]}"
     _check_availability(run, fn)
     assert fn.process.pid == pid
