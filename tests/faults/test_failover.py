@@ -267,3 +267,18 @@ def test_failover_after_a_replica_stall_shorter_than_the_statement_timeout(mode,
         # The measurement this test exists for; it can only be > 0 if writes were acknowledged.
         assert run["figures"]["acknowledged_during_stall"] > 0
     cluster.set_synchronous(True)
+
+
+def test_synchronous_stall_longer_than_the_statement_timeout_still_acknowledges_nothing_unreplicated(
+        ha, function_factory):
+    """PostgreSQL disables the statement timeout before it commits, so the timeout never cuts a COMMIT's
+    wait for the standby short (which would commit locally and acknowledge): with a 1 s timeout and a
+    3 s stall, nothing is acknowledged during the stall and nothing is lost by the failover."""
+    cluster, secrets = ha
+    cluster.set_synchronous(True)
+    fn = function_factory("ner-processor", SECRETS_DIR=str(secrets), DB_STATEMENT_TIMEOUT_MS="1000")
+    run = _stalled_replica_failover(cluster, fn, stall_s=3.0)
+    report("failover_after_long_replica_stall_synchronous", statement_timeout_ms=1000, **run["figures"])
+    assert run["result"].half_written == []
+    assert run["figures"]["acknowledged_during_stall"] == 0
+    assert run["result"].lost == [], run["result"].lost[:10]
