@@ -282,3 +282,39 @@ def test_synchronous_stall_longer_than_the_statement_timeout_still_acknowledges_
     assert run["result"].half_written == []
     assert run["figures"]["acknowledged_during_stall"] == 0
     assert run["result"].lost == [], run["result"].lost[:10]
+
+
+def test_synchronous_replica_stall_without_failover_bounds_writes_by_the_request_timeout(ha, function_factory):
+    """A connected replica that stalls holds every COMMIT (synchronous mode; nothing interrupts that wait
+    but the standby or a configuration change): requests answer 503 database_timeout after
+    REQUEST_TIMEOUT_S, then 2xx once the replica moves again; nothing is lost."""
+    cluster, secrets = ha
+    cluster.set_synchronous(True)
+    fn = function_factory("ner-processor", SECRETS_DIR=str(secrets), REQUEST_TIMEOUT_S="2")
+    with psycopg.connect(cluster.dsn("admin", "primary"), autocommit=True) as conn:
+        sender = conn.execute("SELECT pid FROM pg_stat_replication").fetchone()[0]
+    load = Load(fn.port, clients=8).start()
+    try:
+        assert load.wait_for(lambda o: sum(x.ok for x in o) >= 50, 30)
+        os.kill(sender, signal.SIGSTOP)
+        stalled_at = time.monotonic()
+        try:
+            time.sleep(5.0)
+        finally:
+            os.kill(sender, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        recovered = load.wait_for(lambda o: any(x.ok and x.started >= resumed_at for x in o), 15)
+        time.sleep(1.0)
+    finally:
+        outcomes = load.stop()
+    result = audit(cluster.dsn("admin", "primary"), outcomes)
+    during = [o for o in outcomes if stalled_at + 0.1 <= o.started and o.started + o.elapsed <= resumed_at]
+    failures = [o for o in outcomes if not o.ok]
+    report("synchronous_replica_stall_5s", sent=len(outcomes), statuses=status_counts(outcomes),
+           finished_during_stall=status_counts(during),
+           max_latency_s=round(max(o.elapsed for o in outcomes), 2), lost=len(result.lost),
+           stored_without_ack=result.stored_unacknowledged)
+    assert during and all(o.status == 503 and o.error == "database_timeout" for o in during)
+    assert all(o.status == 503 and o.retry_after for o in failures)
+    assert max(o.elapsed for o in outcomes) < 2.0 + 1.0
+    assert recovered and result.lost == [] and result.half_written == []
