@@ -165,6 +165,8 @@ def _parse(spec: dataclasses.Field, raw: str) -> Any:
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
     if kind is int or kind is float:
+        if spec.default is None and raw.strip().lower() == "none":
+            return None  # optional numbers: the README and env.yml spell "not set" as `none` too
         try:
             value = kind(raw)
         except ValueError:
