@@ -204,11 +204,15 @@ def ensure_watchdog(engine: Engine, python_image: str) -> str:
     return PLACEHOLDER_WATCHDOG
 
 
+def parse_ca_bundle(value: str) -> Path | None:
+    return None if value == "none" else Path(value)
+
+
 def default_ca_bundle() -> Path | None:
     """$NLP_BUILD_CA, else $PIP_CERT, else pip's configured `cert`, else None ("none" disables)."""
     for candidate in (os.environ.get("NLP_BUILD_CA"), os.environ.get("PIP_CERT")):
         if candidate:
-            return None if candidate == "none" else Path(candidate)
+            return parse_ca_bundle(candidate)
     result = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.cert"],
                             capture_output=True, text=True)
     value = result.stdout.strip()
@@ -276,10 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also tag stack.yml's image name (refused for placeholder-watchdog images)")
     parser.add_argument("--engine", choices=("docker", "podman"))
     args = parser.parse_args(argv)
-    if args.ca_bundle:
-        ca_bundle = None if args.ca_bundle == "none" else Path(args.ca_bundle)
-    else:
-        ca_bundle = default_ca_bundle()
+    ca_bundle = default_ca_bundle() if not args.ca_bundle else parse_ca_bundle(args.ca_bundle)
     try:
         engine = detect_engine(args.engine)
         results = build(args.function, engine=engine, ca_bundle=ca_bundle, registry_tag=args.registry_tag)
