@@ -2,8 +2,8 @@
 
     python -m scripts.image.build [--function NAME ...] [--ca-bundle PATH|none] [--registry-tag]
 
-* Engine: Docker where a Docker engine answers, podman (rootful, vfs storage, chroot isolation, runc;
-  scripts/image/containers/*.conf) otherwise.
+* Engine: Docker where a Docker engine answers, podman (rootful, overlay storage or vfs where overlay
+  fails, chroot isolation, runc; scripts/image/containers/*.conf) otherwise.
 * Build args: exactly stack.yml's `build_args` per function (what `faas-cli build` passes), plus
   PYTHON_IMAGE / WATCHDOG_IMAGE below.
 * Bases: the official `python:3.11-slim-bookworm` and `ghcr.io/openfaas/of-watchdog:0.11.6` when the
@@ -112,17 +112,21 @@ class Engine:
 
     @property
     def build_isolation(self) -> list[str]:
-        # chroot: RUN steps without a new user/network namespace setup (works in CI runners).
-        return ["--isolation", "chroot"] if self.name == "podman" else []
+        # chroot: RUN steps without a new user/network namespace setup (works in CI runners). Docker
+        # image format: what `docker build`/faas-cli produce, and it keeps the HEALTHCHECK (OCI drops it).
+        return ["--isolation", "chroot", "--format", "docker"] if self.name == "podman" else []
 
 
-def podman_env() -> dict:
+def podman_envs() -> list[dict]:
+    """Environments to try for podman, best first: the repository's settings with overlay storage, then
+    with vfs storage (scripts/image/containers/). Settings already in the environment are kept as is."""
     env = {}
     if not os.environ.get("CONTAINERS_CONF"):
         env["CONTAINERS_CONF"] = str(HERE / "containers" / "containers.conf")
-    if not os.environ.get("CONTAINERS_STORAGE_CONF"):
-        env["CONTAINERS_STORAGE_CONF"] = str(HERE / "containers" / "storage.conf")
-    return env
+    if os.environ.get("CONTAINERS_STORAGE_CONF"):
+        return [env]
+    return [{**env, "CONTAINERS_STORAGE_CONF": str(HERE / "containers" / name)}
+            for name in ("storage.conf", "storage-vfs.conf")]
 
 
 def detect_engine(preferred: str | None = None) -> Engine | None:
@@ -132,12 +136,13 @@ def detect_engine(preferred: str | None = None) -> Engine | None:
     for name in candidates:
         if not shutil.which(name):
             continue
-        engine = Engine(name, podman_env() if name == "podman" else {})
-        try:
-            if engine.run("info", check=False, timeout=30).returncode == 0:
-                return engine
-        except subprocess.TimeoutExpired:
-            continue
+        for env in podman_envs() if name == "podman" else [{}]:
+            engine = Engine(name, env)
+            try:
+                if engine.run("info", check=False, timeout=30).returncode == 0:
+                    return engine
+            except subprocess.TimeoutExpired:
+                continue
     return None
 
 

@@ -8,7 +8,8 @@
 # - every package's `tests/` folder: test suites of spaCy, thinc, numpy, srsly, ... (nothing imports them
 #   at run time; tests/image checks the model still loads and tags entities inside the image);
 # - pip and its vendored libraries: the image never installs anything after the build;
-# - caches and build leftovers (`*.dist-info/RECORD` stays: `pip check`/importlib.metadata read it).
+# - type stubs (*.pyi) and the DWARF debug info of compiled extension modules (`strip --strip-debug`:
+#   symbols stay, so tracebacks and profilers still name functions).
 # Byte-code (`__pycache__`) stays on purpose: the root filesystem is read-only, Python could not
 # write it at a cold start and would recompile every module each time.
 set -euo pipefail
@@ -23,6 +24,14 @@ before="$(size "$SITE")"
 find "$SITE" -depth -type d -name tests -exec rm -rf {} +
 rm -rf "$SITE"/pip "$SITE"/pip-*.dist-info "$VENV"/bin/pip "$VENV"/bin/pip3*
 find "$VENV" -name '*.pyi' -delete
+# Debug info of the packages' own extension modules (the libraries auditwheel grafted into *.libs/ are
+# left alone: they are rewritten by patchelf and stripping such files can break them).
+if command -v strip >/dev/null 2>&1; then
+  find "$SITE" -path '*.libs' -prune -o -type f -name '*.cpython-*.so' -print0 \
+    | xargs -0 -r strip --strip-debug
+else
+  printf 'slim-venv: no strip (binutils): extension modules keep their debug info\n' >&2
+fi
 
 after="$(size "$SITE")"
 printf 'slim-venv: site-packages %s MB -> %s MB; largest now:\n' "$before" "$after" >&2
