@@ -194,3 +194,29 @@ def test_the_model_loads_and_tags_inside_the_slimmed_image(engine, built, stack)
     env = image_env(engine, built["ner-processor"]["ref"])
     assert env["SPACY_MODEL"] == args["SPACY_MODEL"]
     assert Path(env["PATH"].split(":")[0]) == Path("/opt/venv/bin")
+
+
+def test_the_layer_scan_finds_a_baked_ca_bundle_and_a_secret_file(tmp_path):
+    """The scan above can fail: a hand-made image archive with a proxy CA and a DSN file in a layer."""
+    import io
+    import tarfile
+
+    from tests.image.layers import pem_lines, scan_layers
+
+    cert = b"-----BEGIN CERTIFICATE-----\nMIIBfirstline\nUNIQUEPROXYCASECONDLINE\nlast==\n-----END CERTIFICATE-----\n"
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        for name, data in (("usr/local/share/ca-certificates/proxy.crt", cert),
+                           ("var/openfaas/secrets/ner-writer-dsn", b"host=x password=y")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = tmp_path / "image.tar"
+    with tarfile.open(archive, "w") as outer:
+        for name, data in (("layer.tar", layer.getvalue()), ("manifest.json", b'[{"Layers": ["layer.tar"]}]')):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            outer.addfile(info, io.BytesIO(data))
+    findings = scan_layers(archive, pem_lines(cert))
+    assert any("proxy.crt: holds a CA certificate" in f for f in findings), findings
+    assert any("ner-writer-dsn: forbidden path" in f for f in findings), findings
