@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drop from an image's venv what the runtime never imports, and print what the venv holds.
 #
-#   scripts/image/slim-venv.sh VENV_DIR
+#   scripts/image/slim-venv.sh VENV_DIR      (INSTALL_MODEL from the environment, as build-venv.sh)
 #
 # Runs at the end of the builder stage only (never on a developer's venv: the test suite needs pip and
 # the packages' own files there). What goes, and why it is safe:
@@ -20,6 +20,47 @@ SITE="$(echo "$VENV"/lib/python3*/site-packages)"
 
 size() { du -sm "$1" | cut -f1; }
 before="$(size "$SITE")"
+
+# No model in this image (INSTALL_MODEL=false, e.g. entity-stats): the function never imports spaCy
+# (tests/image checks it serves without it), so spaCy goes, with every distribution that only spaCy's
+# tree required (numpy, thinc, blis, pydantic, typer, rich, ...). Extras are not edges, so psycopg's
+# binary/pool extras count as top-level installs and stay.
+case "$(printf '%s' "${INSTALL_MODEL:-true}" | tr '[:upper:]' '[:lower:]')" in
+  0|false|no|off)
+    # shellcheck disable=SC2046 # one distribution name per word
+    set -- $("$VENV/bin/python" - <<'PYORPHANS'
+import importlib.metadata as md
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name as canon
+
+dependents = {}
+names = set()
+for dist in md.distributions():
+    name = canon(dist.metadata["Name"])
+    names.add(name)
+    for line in dist.requires or []:
+        req = Requirement(line)
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        dependents.setdefault(canon(req.name), set()).add(name)
+remove = {"spacy"} & names
+changed = True
+while changed:
+    changed = False
+    for name in sorted(names - remove):
+        users = dependents.get(name, set()) & names
+        if users and users <= remove:
+            remove.add(name)
+            changed = True
+print(" ".join(sorted(remove)))
+PYORPHANS
+)
+    if [ $# -gt 0 ]; then
+      printf 'slim-venv: no model in this image: removing spaCy and what only it needs: %s\n' "$*" >&2
+      "$VENV/bin/python" -m pip uninstall --quiet --yes "$@" >&2
+    fi
+    ;;
+esac
 
 find "$SITE" -depth -type d -name tests -exec rm -rf {} +
 rm -rf "$SITE"/pip "$SITE"/pip-*.dist-info "$VENV"/bin/pip "$VENV"/bin/pip3*

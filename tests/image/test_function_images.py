@@ -130,10 +130,14 @@ def test_entity_stats_serves_from_the_replica_and_has_no_spacy_model(stats, engi
     assert json.loads(body)["served_by"] in {"replica", "primary"}
     ref = built["entity-stats"]["ref"]
     model = stack["functions"]["ner-processor"]["build_args"]["SPACY_MODEL"]
-    probe = ("import importlib.util, json, spacy.util; "
-             f"print(json.dumps([importlib.util.find_spec({model!r}) is None, spacy.util.get_installed_models()]))")
+    probe = ("import importlib.util as u, importlib.metadata as md, json; "
+             f"print(json.dumps([u.find_spec({model!r}) is None, u.find_spec('spacy') is None, "
+             "sorted(d.metadata['Name'].lower() for d in md.distributions())]))")
     result = engine.run("run", "--rm", "--network", "none", ref, "python", "-c", probe)
-    assert json.loads(result.stdout) == [True, []], result.stdout
+    no_model, no_spacy, installed = json.loads(result.stdout)
+    assert no_model and no_spacy, "entity-stats never loads a model: neither the model nor spaCy belongs in it"
+    assert {"psycopg", "psycopg-binary", "psycopg-pool", "python-json-logger", "prometheus-client"} <= set(installed)
+    assert not {"numpy", "thinc", "blis"} & set(installed), installed
     report(image="entity-stats", size_mb=round(built["entity-stats"]["size_bytes"] / 1e6, 1), rss_mb=rss_mb(stats))
 
 
