@@ -132,7 +132,7 @@ def test_entity_stats_serves_from_the_replica_and_has_no_spacy_model(stats, engi
     model = stack["functions"]["ner-processor"]["build_args"]["SPACY_MODEL"]
     probe = ("import importlib.util as u, importlib.metadata as md, json; "
              f"print(json.dumps([u.find_spec({model!r}) is None, u.find_spec('spacy') is None, "
-             "sorted(d.metadata['Name'].lower() for d in md.distributions())]))")
+             "sorted(d.metadata['Name'].lower().replace('_', '-') for d in md.distributions())]))")
     result = engine.run("run", "--rm", "--network", "none", ref, "python", "-c", probe)
     no_model, no_spacy, installed = json.loads(result.stdout)
     assert no_model and no_spacy, "entity-stats never loads a model: neither the model nor spaCy belongs in it"
