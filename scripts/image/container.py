@@ -172,7 +172,8 @@ def cold_start(container: Container, body: bytes, request_id: str, *, timeout: f
     container runs; once it answers 200, POST `body` until a 200 with "persisted": true.
 
     Returns {"ready_statuses": [status or None (not listening) as they changed], "ready_s", "first_s"
-    (seconds from the engine's State.StartedAt), "answer": the parsed 200 body}. Raises AssertionError
+    (seconds from the engine's State.StartedAt), "cpu_s" (CPU seconds the process had used by then: a
+    figure machine load hardly moves), "answer": the parsed 200 body}. Raises AssertionError
     when the container exits or nothing persisted within `timeout` seconds (with the container's logs).
     """
     started_at = container.started_at()
@@ -193,8 +194,9 @@ def cold_start(container: Container, body: bytes, request_id: str, *, timeout: f
             if code == 200:
                 answer = json.loads(data)
                 if answer.get("persisted"):
-                    return {"ready_statuses": statuses, "ready_s": ready_s, "first_s": time.time() - started_at,
-                            "answer": answer}
+                    first_s = time.time() - started_at
+                    return {"ready_statuses": statuses, "ready_s": ready_s, "first_s": first_s,
+                            "cpu_s": cpu_seconds(container), "answer": answer}
         elif status is None and not container.state().get("Running"):
             out, err = container.logs()
             raise AssertionError(f"container exited during start-up:\n{out[-3000:]}\n{err[-3000:]}")
@@ -210,3 +212,10 @@ def rss_mb(container: Container) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(container: Container) -> float:
+    """User + system CPU seconds of the container's main process so far (host /proc)."""
+    pid = int(container.state()["Pid"])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
