@@ -4,10 +4,11 @@
 * secrets as files at /var/openfaas/secrets/<name>, mounted read-only; by default owned by uid 10001 with
   mode 0400 (copies written for the container, as the provider makes them readable to the pod's user);
 * environment: stack.yml `environment_file` + `environment` (inline wins), plus PORT (below);
-* network: the HOST network namespace. The local PostgreSQL servers (devtools/pgcluster.py) listen on
-  127.0.0.1 only, which a container in its own network namespace cannot reach; on these machines the
-  host namespace has no route out but the package proxy, so the local PostgreSQL is what the container
-  reaches. As the namespace is shared, PORT is a free port instead of the image's 5000;
+* network, by default: the HOST network namespace. The local PostgreSQL servers (devtools/pgcluster.py)
+  listen on 127.0.0.1 only, which a container in its own network namespace cannot reach, and the host
+  can then time the cold start over HTTP. As the namespace is shared, PORT is a free port instead of
+  the image's 5000. The strict variant, network="none" (no interface but loopback) with the database's
+  unix socket bind-mounted, is what tests/image uses to prove the function needs nothing else;
 * the command is the image's own `fprocess` ENV split on single spaces, exactly what of-watchdog would
   start (the official watchdog cannot be pulled here; /usr/bin/fwatchdog may be the placeholder).
 """
@@ -128,27 +129,32 @@ def write_secrets(directory: Path, secrets: dict[str, str], *, owner: int = APP_
 
 @contextlib.contextmanager
 def run_function(engine: Engine, ref: str, env: dict[str, str], secrets: dict[str, str], *, secret_owner: int = APP_UID,
-                 secret_mode: int = 0o400):
-    """Start the image as OpenFaaS would (module docstring); yields a Container; removes it afterwards."""
+                 secret_mode: int = 0o400, network: str = "host", mounts: dict[str, str] | None = None):
+    """Start the image as OpenFaaS would (module docstring); yields a Container; removes it afterwards.
+
+    network="none": no network namespace but loopback (the function then listens on the image's own
+    PORT, reachable only from inside: Container.exec); `mounts` {host path: container path} adds bind
+    mounts (e.g. a PostgreSQL unix socket directory)."""
     name = f"nlp-image-test-{uuid.uuid4().hex[:10]}"
-    port = free_port()
     secrets_dir = Path(tempfile.mkdtemp(prefix="nlp-image-secrets-"))
     secrets_dir.chmod(0o755)
     write_secrets(secrets_dir, secrets, owner=secret_owner, mode=secret_mode)
-    full_env = {**env, "PORT": str(port)}
+    port = free_port() if network == "host" else int(image_env(engine, ref).get("PORT", "5000"))
+    full_env = {**env, "PORT": str(port)} if network == "host" else dict(env)
     fprocess = image_env(engine, ref)["fprocess"].split(" ")
     args = ["run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp:rw,mode=1777,size=64m",  # noqa: S108
-            "--user", f"{APP_UID}:{APP_UID}", "--network", "host",
+            "--user", f"{APP_UID}:{APP_UID}", "--network", network,
             "-v", f"{secrets_dir}:{SECRETS_MOUNT}:ro"]
+    for host_path, container_path in (mounts or {}).items():
+        args += ["-v", f"{host_path}:{container_path}"]
     if engine.name == "podman":
         # podman adds writable tmpfs at /run, /var/tmp too unless told not to: OpenFaaS gives /tmp only.
         args.append("--read-only-tmpfs=false")
     for key, value in full_env.items():
         args += ["-e", f"{key}={value}"]
-    engine.run(*args, ref, *fprocess)
-    container = Container(engine, name, port, secrets_dir, full_env)
     try:
-        yield container
+        engine.run(*args, ref, *fprocess)
+        yield Container(engine, name, port, secrets_dir, full_env)
     finally:
         engine.run("rm", "-f", "-t", "2", name, check=False)
         shutil.rmtree(secrets_dir, ignore_errors=True)

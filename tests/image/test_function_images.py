@@ -224,3 +224,46 @@ def test_the_layer_scan_finds_a_baked_ca_bundle_and_a_secret_file(tmp_path):
     findings = scan_layers(archive, pem_lines(cert))
     assert any("proxy.crt: holds a CA certificate" in f for f in findings), findings
     assert any("ner-writer-dsn: forbidden path" in f for f in findings), findings
+
+
+INVOKE_INSIDE = """
+import json, sys, time, urllib.request, urllib.error
+deadline = time.monotonic() + 120
+while True:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:5000/_/ready", timeout=5) as r:
+            break
+    except (OSError, urllib.error.HTTPError):
+        if time.monotonic() > deadline:
+            sys.exit("never ready")
+        time.sleep(0.1)
+req = urllib.request.Request("http://127.0.0.1:5000/", data=sys.argv[1].encode(),
+                             headers={"Content-Type": "application/json"})
+print(urllib.request.urlopen(req, timeout=30).read().decode())
+"""
+
+
+def test_without_any_network_ner_processor_reaches_only_the_database_socket(engine, built, stack, pg_cluster,
+                                                                            writer_dsn, admin_dsn):
+    """The strict variant of "no network except the local PostgreSQL": the container gets no network
+    namespace at all (--network none, loopback only) and the primary's unix socket mounted;
+    the invoke is sent from inside the container to the upstream port (5000, the image default)."""
+    # The primary's socket FILE (mode 0777) is bind-mounted, not its directory: that one is the server's
+    # private 0700 directory (devtools/pgcluster.py), which uid 10001 rightly cannot traverse.
+    port = psycopg.conninfo.conninfo_to_dict(writer_dsn)["port"]
+    socket_file = pg_cluster._socket_dir() / f".s.PGSQL.{port}"
+    dsn = psycopg.conninfo.make_conninfo(writer_dsn, host="/run/pg")
+    request_id = f"image-nonet-{uuid.uuid4().hex}"
+    body = json.dumps({"text": TEXT, "request_id": request_id})
+    mounts = {str(socket_file): f"/run/pg/.s.PGSQL.{port}"}
+    with run_function(engine, built["ner-processor"]["ref"], function_env("ner-processor", stack),
+                      {"ner-writer-dsn": dsn}, network="none", mounts=mounts) as c:
+        result = c.exec("python", "-c", INVOKE_INSIDE, body, timeout=180)
+        assert result.returncode == 0, result.stderr + c.logs()[0][-3000:]
+        answer = json.loads(result.stdout)
+        assert answer["persisted"] is True and answer["request_id"] == request_id
+        outbound = c.exec("python", "-c", "import socket; socket.create_connection(('pypi.org', 443), timeout=3)")
+        assert outbound.returncode != 0, "the container must have no route out"
+    with psycopg.connect(admin_dsn) as conn:
+        stored = conn.execute("SELECT count(*) FROM nlp.documents WHERE request_id = %s", (request_id,)).fetchone()
+    assert stored == (1,)
