@@ -149,7 +149,9 @@ def run_function(engine: Engine, ref: str, env: dict[str, str], secrets: dict[st
         args += ["-v", f"{host_path}:{container_path}"]
     if engine.name == "podman":
         # podman adds writable tmpfs at /run, /var/tmp too unless told not to: OpenFaaS gives /tmp only.
-        args.append("--read-only-tmpfs=false")
+        # Kubernetes ignores the image's HEALTHCHECK (the provider sets probes); podman would try to
+        # schedule it with systemd timers, which these runners do not have.
+        args += ["--read-only-tmpfs=false", "--health-cmd", "none"]
     for key, value in full_env.items():
         args += ["-e", f"{key}={value}"]
     try:

@@ -8,6 +8,7 @@ them again against a bare spacy.load() in the same run (bench/image.py).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -267,3 +268,33 @@ def test_without_any_network_ner_processor_reaches_only_the_database_socket(engi
     with psycopg.connect(admin_dsn) as conn:
         stored = conn.execute("SELECT count(*) FROM nlp.documents WHERE request_id = %s", (request_id,)).fetchone()
     assert stored == (1,)
+
+
+def test_the_unit_suite_passes_inside_the_slimmed_image(engine, built, tmp_path):
+    """The runtime's unit tests (real model, no database) run by the image's own interpreter and venv,
+    as uid 10001 on a read-only root: what the diet removed is nothing the code needs. pytest itself
+    (pure Python) is copied from this venv and mounted; the code-style and bench tests need tools the
+    image never carries and are left out."""
+    import importlib.util
+
+    tools = tmp_path / "pytest"
+    tools.mkdir()
+    for module in ("pytest", "_pytest", "py", "pluggy", "iniconfig"):
+        origin = Path(importlib.util.find_spec(module).origin)
+        src = origin.parent if origin.name == "__init__.py" else origin
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tools / src.name)
+    tools.chmod(0o755)
+    unit = sorted(p.name for p in (REPO / "tests" / "unit").glob("test_*.py")
+                  if p.name not in {"test_code_style.py", "test_bench_smoke.py"})
+    assert "test_ner_engine.py" in unit
+    mounts = []
+    for host, inside in ((tools, "/opt/pytest"), (REPO / "tests", "/home/app/tests"),
+                         (REPO / "devtools", "/home/app/devtools"),
+                         (REPO / "pyproject.toml", "/home/app/pyproject.toml")):
+        mounts += ["-v", f"{host}:{inside}:ro"]
+    result = engine.run("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp:rw,mode=1777",  # noqa: S108
+                        "--user", f"{APP_UID}:{APP_UID}", *mounts, "-e", "PYTHONPATH=/opt/pytest",
+                        built["ner-processor"]["ref"], "python", "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                        *[f"tests/unit/{name}" for name in unit], check=False, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
