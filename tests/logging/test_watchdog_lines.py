@@ -24,7 +24,8 @@ from pygrok import Grok
 from functions.runtime import logs, request_log
 from functions.runtime.contract import Event, Headers, Query
 from functions.runtime.errors import InvalidField
-from functions.runtime.http import handles_errors, header_request_id, json_response, new_request_id
+from functions.runtime.http import handles_errors, json_response
+from functions.runtime.http import request_id as resolve_request_id
 from tests.logging import fieldrefs, pipeline_sim
 
 FIXTURE = Path(__file__).with_name("fixtures") / "watchdog-lines.txt"
@@ -250,7 +251,7 @@ def _function_lines(calls: list[tuple[str, int]]) -> list[dict]:
 
     @handles_errors
     def handle(event, context):
-        request_id = header_request_id(event) or new_request_id()
+        request_id = resolve_request_id(event.headers)
         request_log.fields()["request_id"] = request_id
         if event.body == b"invalid":
             raise InvalidField("text", "'text' must be a string")
