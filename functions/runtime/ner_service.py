@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -19,7 +18,7 @@ from typing import Any
 from functions.runtime import app, logs, request_log
 from functions.runtime.db import make_pool
 from functions.runtime.errors import InvalidField, MethodNotAllowed, PayloadTooLarge, Timeout, Unavailable
-from functions.runtime.http import decode_body, request_id, validate_request_id
+from functions.runtime.http import contains_nul, decode_body, request_id, validate_request_id
 from functions.runtime.nlp import NerEngine, load_pipeline
 from functions.runtime.persistence import EntityWriter
 from functions.runtime.settings import Settings
@@ -133,7 +132,7 @@ class NerService(app.Service):
             return None
         if not isinstance(value, dict):
             raise InvalidField(field, f"'{field}' must be a JSON object")
-        if "\\u0000" in json.dumps(value):
+        if contains_nul(value):  # decoded values only: an escaped backslash before "u0000" is fine
             raise InvalidField(field, f"'{field}' must not contain NUL characters")
         return value
 
