@@ -304,3 +304,15 @@ def test_deep_metadata_is_checked_without_recursion_limits(service):
     raw = b'{"text":"ok","metadata":{"a":' + b"[" * 900 + b'"\\u0000"' + b"]" * 900 + b"}}"
     status, _, _ = error_of(service, event(raw))
     assert status in (400, 422)  # 400 only if json.loads itself refuses the depth
+
+
+@pytest.mark.parametrize(("ev", "field"), [
+    (event({"text": "a\u0000b", "request_id": "mine-1"}), "text"),
+    (event({"text": "ok", "metadata": [1], "request_id": "mine-1"}), "metadata"),
+    (event({"documents": [{"text": ""}], "request_id": "mine-1"}), "documents[0].text"),
+    (event(b"", "text/plain", headers={"X-Call-Id": "mine-1"}), "body"),
+])
+def test_an_error_after_the_id_passed_the_rule_carries_the_callers_id(service, ev, field):
+    with pytest.raises(FunctionError) as info:
+        service.parse(ev)
+    assert info.value.request_id == "mine-1" and info.value.field == field
