@@ -8,25 +8,36 @@ exactly what the answer for that id said (nothing stored-but-unanswered); a retr
 from __future__ import annotations
 
 import http.client
+import http.server
 import json
+import queue
+import threading
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from devtools.gateway import Gateway, read_stack
+from devtools.processes import free_port
+
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 TEXT = "Tim Cook visited Berlin"
 
 
 def send(fn, body: bytes, content_type: str | None = "application/json",
-         headers: dict[str, str | bytes] | None = None) -> tuple[int, dict, dict]:
+         headers: dict[str, str | bytes] | None = None, path: str = "/function/ner-processor",
+         expect_json: bool = True) -> tuple[int, dict, dict | bytes]:
     """One POST with the body and header values as raw bytes (``str`` values are sent as UTF-8, the way
     curl sends what a terminal typed). Returns (status, lower-cased headers, JSON body); a connection
     dropped before a complete answer raises (http.client.RemoteDisconnected), failing the test."""
-    conn = http.client.HTTPConnection("127.0.0.1", fn.port, timeout=60)
+    port = fn.port if hasattr(fn, "port") else int(fn.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        conn.putrequest("POST", "/function/ner-processor", skip_accept_encoding=True)
+        conn.putrequest("POST", path, skip_accept_encoding=True)
         all_headers = {"Content-Length": str(len(body)), **({"Content-Type": content_type} if content_type else {}),
                        **(headers or {})}
         for name, value in all_headers.items():
@@ -37,6 +48,8 @@ def send(fn, body: bytes, content_type: str | None = "application/json",
         resp_headers = {k.lower(): v for k, v in resp.getheaders()}
     finally:
         conn.close()
+    if not expect_json:
+        return resp.status, resp_headers, raw
     assert resp_headers.get("content-type") == "application/json", (resp.status, raw[:300])
     return resp.status, resp_headers, json.loads(raw)
 
@@ -201,3 +214,68 @@ def test_a_real_nul_anywhere_is_a_422_and_nothing_is_stored(ner_server, admin_ds
     status, _, body = send(ner_server, b"{" + fragment + b',"request_id":"' + rid.encode() + b'"}')
     assert (status, body["error"], body["field"], body["request_id"]) == (422, "invalid_field", field, rid)
     assert stored(admin_dsn, rid) is None
+
+
+# -- the issue's reproducers through the local gateway, sync and async ------------------------------
+
+@pytest.fixture(scope="module")
+def gateway(pg_cluster, tmp_path_factory):
+    gw = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=pg_cluster.secrets_dir,
+                 log_dir=tmp_path_factory.mktemp("gateway-logs"), port=free_port())
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def callbacks():
+    """An X-Callback-Url receiver: yields (url, queue of (X-Function-Status, X-Call-Id, JSON body))."""
+    received: queue.Queue = queue.Queue()
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.put((int(self.headers["X-Function-Status"]), self.headers["X-Call-Id"], json.loads(payload)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format, *args):  # noqa: A002
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/cb", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_gateway_sync_and_async_with_a_non_latin1_id_answer_422_and_store_nothing(gateway, callbacks, admin_dsn):
+    url, received = callbacks
+    bad_id = f"请求-{uuid.uuid4().hex[:6]}"
+    raw = json.dumps({"text": TEXT, "request_id": bad_id}, ensure_ascii=False).encode()
+    for _ in range(2):  # the issue: 502 from the gateway on every retry, the document committed
+        status, headers, body = send(gateway, raw)
+        assert (status, body["error"], body["field"]) == (422, "invalid_field", "request_id")
+        assert headers["x-request-id"] == body["request_id"]
+        status, headers, _ = send(gateway, raw, path="/async-function/ner-processor",
+                                  headers={"X-Callback-Url": url}, expect_json=False)
+        assert status == 202
+        fn_status, call_id, body = received.get(timeout=30)
+        assert (fn_status, call_id, body["error"], body["request_id"]) == (
+            422, headers["x-call-id"], "invalid_field", call_id)
+    assert stored(admin_dsn, bad_id) is None
+
+
+def test_gateway_bom_reproducer_sync_then_async_is_one_document_under_its_id(gateway, callbacks, admin_dsn):
+    url, received = callbacks
+    rid = f"bom-gw-{uuid.uuid4().hex[:6]}"
+    raw = b"\xef\xbb\xbf" + json.dumps({"text": TEXT, "request_id": rid}).encode()
+    status, headers, body = send(gateway, raw, "application/x-www-form-urlencoded")
+    row = assert_answer_is_what_is_stored(admin_dsn, status, headers, body, TEXT)
+    assert (body["request_id"], body["duplicate"]) == (rid, False)
+    assert send(gateway, raw, "application/x-www-form-urlencoded", path="/async-function/ner-processor",
+                headers={"X-Callback-Url": url}, expect_json=False)[0] == 202
+    fn_status, _, body = received.get(timeout=30)
+    assert (fn_status, body["request_id"], body["duplicate"]) == (200, rid, True)
+    assert stored(admin_dsn, rid) == row
