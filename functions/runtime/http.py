@@ -118,8 +118,15 @@ def content_type(event) -> tuple[str, str | None]:
     ``charset=`` counts as none.
     """
     raw = event.headers.get("Content-Type", "") if event.headers is not None else ""
+    return _parse_content_type(raw or "")
+
+
+@functools.lru_cache(maxsize=256)  # a handful of distinct values in practice; the parser costs ~10 us
+def _parse_content_type(raw: str) -> tuple[str, str | None]:
+    if ";" not in raw:  # no parameters: nothing for the parser to do
+        return raw.strip().lower(), None
     message = email.message.Message()
-    message["Content-Type"] = raw or ""
+    message["Content-Type"] = raw
     kind = message.get_params(header="Content-Type", failobj=[("", "")])[0][0].strip().lower()
     charset = message.get_param("charset", header="Content-Type")
     if isinstance(charset, tuple):  # RFC 2231 form charset*=...: (charset, language, value)
