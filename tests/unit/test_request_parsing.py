@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from functions.runtime import http
 from functions.runtime.contract import Event, Headers, Query
 from functions.runtime.errors import FunctionError
 from functions.runtime.http import error_response
@@ -316,3 +319,28 @@ def test_an_error_after_the_id_passed_the_rule_carries_the_callers_id(service, e
     with pytest.raises(FunctionError) as info:
         service.parse(ev)
     assert info.value.request_id == "mine-1" and info.value.field == field
+
+
+# -- decoding as a property: the text the client encoded is the text analysed ---------------------------
+
+_CODECS = {"utf-8": "utf-8", "utf-16": "utf-16-be", "utf-16le": "utf-16-le", "UTF-16BE": "utf-16-be",
+           "utf-32": "utf-32-be", "utf-32le": "utf-32-le", "iso-8859-1": "latin-1", "windows-1252": "cp1252",
+           "shift_jis": "shift_jis", "koi8-r": "koi8-r", "gb18030": "gb18030"}
+_BOM_OF = {"utf-8": b"\xef\xbb\xbf", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff",
+           "utf-32-le": b"\xff\xfe\x00\x00", "utf-32-be": b"\x00\x00\xfe\xff"}
+
+
+@given(text=st.text(st.characters(exclude_categories=("Cs",)), max_size=60), label=st.sampled_from(list(_CODECS)),
+       with_bom=st.booleans())
+@settings(max_examples=3000, deadline=None, derandomize=True, database=None)
+def test_any_text_encoded_as_declared_decodes_to_itself(text, label, with_bom):
+    codec = _CODECS[label]
+    try:
+        raw = text.encode(codec)
+    except UnicodeEncodeError:
+        return  # not representable in that charset: nothing a client could send
+    if text.startswith("\x00"):
+        return  # a leading NUL can read as part of a UTF-32 mark (00 00 FE FF, FF FE 00 00); 422 anyway
+    bom = _BOM_OF.get(codec, b"") if with_bom else b""
+    expected = text if bom or codec not in _BOM_OF else text.removeprefix("\ufeff")  # a leading U+FEFF is a BOM
+    assert http.decode_text(bom + raw, label) == expected
