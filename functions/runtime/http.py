@@ -155,6 +155,7 @@ def codec_for(label: str) -> str | None:
         info = codecs.lookup(label)
     except (LookupError, ValueError):
         return None
+    # Binary and text transforms (base64, zlib, rot13) are registered codecs too; the flag marks them.
     if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
         return None
     return info.name
@@ -169,10 +170,10 @@ def decode_text(body: bytes, charset: str | None) -> str:
     BadRequest (400 ``invalid_utf8`` for UTF-8, ``invalid_encoding`` for other charsets) for bytes
     that are invalid in the encoding.
     """
-    codec = None
+    codec, skipped = None, 0
     for bom, bom_codec in _BOMS:
         if body.startswith(bom):
-            body, codec = body[len(bom):], bom_codec
+            body, codec, skipped = body[len(bom):], bom_codec, len(bom)
             break
     if codec is None and charset is not None:
         codec = codec_for(charset)
@@ -189,8 +190,9 @@ def decode_text(body: bytes, charset: str | None) -> str:
         text = body.decode(codec)
     except UnicodeDecodeError as exc:
         if codec == "utf-8":
-            raise BadRequest(f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_utf8") from None
-        raise BadRequest(f"request body is not valid {codec} (byte {exc.start})",
+            raise BadRequest(f"request body is not valid UTF-8 (byte {skipped + exc.start})",
+                             code="invalid_utf8") from None
+        raise BadRequest(f"request body is not valid {codec} (byte {skipped + exc.start})",
                          code="invalid_encoding") from None
     return text
 

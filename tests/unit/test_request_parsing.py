@@ -344,3 +344,10 @@ def test_any_text_encoded_as_declared_decodes_to_itself(text, label, with_bom):
     bom = _BOM_OF.get(codec, b"") if with_bom else b""
     expected = text if bom or codec not in _BOM_OF else text.removeprefix("\ufeff")  # a leading U+FEFF is a BOM
     assert http.decode_text(bom + raw, label) == expected
+
+
+def test_the_invalid_byte_is_named_by_its_position_in_the_body_as_sent(service):
+    _, _, response = error_of(service, event(b"\xef\xbb\xbfab\xff", "text/plain"))
+    assert "byte 5" in response["body"]["message"]
+    _, _, response = error_of(service, event(b"\xfe\xff\x00a\xd8\x00", "text/plain"))
+    assert "byte 4" in response["body"]["message"] and response["body"]["error"] == "invalid_encoding"
