@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -18,8 +17,15 @@ from typing import Any
 
 from functions.runtime import app, logs, request_log
 from functions.runtime.db import make_pool
-from functions.runtime.errors import InvalidField, MethodNotAllowed, PayloadTooLarge, Timeout, Unavailable
-from functions.runtime.http import decode_body, request_id, validate_request_id
+from functions.runtime.errors import (
+    FunctionError,
+    InvalidField,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Timeout,
+    Unavailable,
+)
+from functions.runtime.http import contains_nul, decode_body, request_id, validate_request_id
 from functions.runtime.nlp import NerEngine, load_pipeline
 from functions.runtime.persistence import EntityWriter
 from functions.runtime.settings import Settings
@@ -62,17 +68,23 @@ class NerService(app.Service):
             raise MethodNotAllowed(f"method {event.method} is not allowed; use POST", allow=ALLOWED_METHODS)
         kind, payload = decode_body(event, max_bytes=self.settings.max_body_bytes)
         if kind == "text":
-            text = self._check_text(payload, "body")
             rid = request_id(event.headers)
+            try:
+                text = self._check_text(payload, "body")
+            except FunctionError as exc:
+                raise _with_id(exc, rid) from None
             return NerRequest(rid, (Document(rid, text),), batch=False)
         if not isinstance(payload, dict):
             raise InvalidField("body", "the JSON body must be an object with 'text' or 'documents'")
         rid = request_id(event.headers, payload.get("request_id"))
-        if "documents" in payload:
-            return self._parse_batch(payload, rid)
-        text = self._check_text(payload.get("text"), "text", present="text" in payload)
-        source = self._optional_str(payload.get("source"), "source")
-        metadata = self._optional_object(payload.get("metadata"), "metadata")
+        try:
+            if "documents" in payload:
+                return self._parse_batch(payload, rid)
+            text = self._check_text(payload.get("text"), "text", present="text" in payload)
+            source = self._optional_str(payload.get("source"), "source")
+            metadata = self._optional_object(payload.get("metadata"), "metadata")
+        except FunctionError as exc:  # the caller's own id in the error, once it passed the rule
+            raise _with_id(exc, rid) from None
         return NerRequest(rid, (Document(rid, text, source, metadata),), batch=False)
 
     def _parse_batch(self, payload: dict, request_id: str) -> NerRequest:
@@ -133,7 +145,7 @@ class NerService(app.Service):
             return None
         if not isinstance(value, dict):
             raise InvalidField(field, f"'{field}' must be a JSON object")
-        if "\\u0000" in json.dumps(value):
+        if contains_nul(value):  # decoded values only: an escaped backslash before "u0000" is fine
             raise InvalidField(field, f"'{field}' must not contain NUL characters")
         return value
 

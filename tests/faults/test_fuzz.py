@@ -195,6 +195,8 @@ def test_nasty_valid_texts_are_stored_verbatim_with_the_answered_entities(fuzz, 
     @given(text=nasty_text, mode=st.sampled_from(["json", "json_ascii", "text/plain", "batch"]))
     def run(text, mode):
         rid = fuzz.new_id()
+        # A leading U+FEFF of a text/plain body is its byte-order mark (issue 14): not part of the text.
+        sent = text.removeprefix("\ufeff") if mode == "text/plain" else text
         if mode == "text/plain":
             reply = fuzz.send("nasty_texts", body=text, content_type="text/plain", headers={"X-Call-Id": rid})
         elif mode == "batch":
@@ -203,14 +205,14 @@ def test_nasty_valid_texts_are_stored_verbatim_with_the_answered_entities(fuzz, 
         else:
             reply = fuzz.send("nasty_texts", body=json.dumps({"text": text, "request_id": rid},
                                                                ensure_ascii=mode == "json_ascii"))
-        if not text.strip():
+        if not sent.strip():
             assert reply.status == 422 and reply.json["error"] == "empty_text", reply.body
             rejected_blank[mode] += 1
             return
         assert reply.status == 200, reply.body
         body = reply.json
         entities = body["documents"][0]["entities"] if mode == "batch" else body["entities"]
-        accepted[rid] = (text, entity_tuples(entities))
+        accepted[rid] = (sent, entity_tuples(entities))
 
     run()
     for text in NASTY:  # every fixed nasty string once, whatever the generator picked

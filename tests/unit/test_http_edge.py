@@ -11,6 +11,8 @@ import types
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from functions.runtime import errors, http, server
 from functions.runtime.contract import Context, Event, Headers, Query
@@ -39,7 +41,14 @@ def test_the_header_lookup_is_case_insensitive():
     assert http.request_id(Headers([("x-call-id", "lower")])) == "lower"
 
 
-@pytest.mark.parametrize("bad", [" padded", "padded ", "tab\t", "", "x" * 129, "new\nline", "nul\x00"])
+# Ids that cannot be echoed in a header as they are: outside Latin-1 (the issue's reproducers), Latin-1
+# but not ASCII, control characters, too long, surrounding spaces.
+UNECHOABLE_IDS = ["请求-1", "\U0001F600", "id-\U0001F600", "é" * 10, "caf\u00e9", "nbsp\u00a0x", "del\x7f",
+                  "new\nline", "cr\rlf", "tab\tinside", "nul\x00", "bell\x07", "x" * 129, " padded", "padded ",
+                  "", " "]
+
+
+@pytest.mark.parametrize("bad", UNECHOABLE_IDS)
 def test_an_unusable_call_id_is_ignored_for_a_new_uuid(bad):
     assert is_uuid(http.request_id(headers(X_Call_Id=bad)))
 
@@ -56,15 +65,35 @@ def test_a_none_body_request_id_falls_back_to_the_call_id():
     assert http.request_id(headers(X_Call_Id="call"), None) == "call"
 
 
-@pytest.mark.parametrize("bad", [" padded", "x" * 129, "", 12, ["a"], "bell\x07"])
+@pytest.mark.parametrize("bad", [*UNECHOABLE_IDS, 12, ["a"], {"a": 1}, True])
 def test_an_unusable_body_request_id_is_a_422_naming_the_field(bad):
     with pytest.raises(errors.InvalidField) as info:
         http.request_id(None, bad, "documents[2].id")
     assert info.value.field == "documents[2].id" and info.value.status == 422
 
 
-def test_128_printable_characters_are_a_usable_id():
-    assert http.request_id(None, "é" * 128) == "é" * 128
+@pytest.mark.parametrize("good", ["x" * 128, "a", "order 42 / line 7", "c-1001:3", "~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./",
+                                  str(uuid.UUID(int=7))])
+def test_visible_ascii_ids_up_to_128_characters_are_usable_from_body_and_header(good):
+    assert http.request_id(None, good) == good
+    assert http.request_id(headers(X_Call_Id=good)) == good
+    assert http.is_request_id(good)
+
+
+@given(st.text(st.characters(max_codepoint=0x7f), max_size=140) | st.text(max_size=140))
+@settings(max_examples=1000, deadline=None, derandomize=True, database=None)
+def test_an_id_passes_the_rule_exactly_when_it_is_visible_ascii_without_surrounding_spaces(value):
+    # The rule exists so that the X-Request-Id header can always be written (issue 14, item 1).
+    expected = (0 < len(value) <= 128 and all(" " <= c <= "~" for c in value) and value.strip(" ") == value)
+    assert http.is_request_id(value) is expected
+    if expected:
+        value.encode("latin-1")  # what an HTTP/1.1 server must do with a header value
+
+
+def test_a_response_never_carries_an_id_the_rule_refuses_in_its_header():
+    response = http.json_response(200, {"request_id": "请求-1"}, request_id="请求-1")
+    assert "X-Request-Id" not in response["headers"] and response["body"]["request_id"] == "请求-1"
+    assert http.json_response(200, {}, request_id="ok-1")["headers"]["X-Request-Id"] == "ok-1"
 
 
 # -- rendering -----------------------------------------------------------------------------------------
