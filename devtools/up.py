@@ -19,7 +19,7 @@ from pathlib import Path
 
 from devtools.gateway import Gateway, read_stack
 from devtools.pgcluster import LocalCluster
-from devtools.processes import REPO, call
+from devtools.processes import LOCAL_DIR, REPO, call
 
 
 def _say(message: str) -> None:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from functions.runtime import logs
 
     parser = argparse.ArgumentParser(description="Run nlp-enrichment locally")
-    parser.add_argument("--data-dir", type=Path, default=REPO / ".local")
+    parser.add_argument("--data-dir", type=Path, default=LOCAL_DIR)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--samples", type=Path, default=REPO / "samples" / "comments.jsonl")
     parser.add_argument("--no-serve", action="store_true", help="stop after the summary (smoke runs)")
