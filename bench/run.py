@@ -23,14 +23,14 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import clients, limits, report, seed_design
+from bench import clients, gateway, limits, report, seed_design
 from bench import db as dbbench
 from bench.common import MODEL, REPO, cpu_seconds, loadavg, rss_mb, write_json
 from bench.corpus import iter_generate, long_texts
 from devtools.processes import FunctionProcess, free_port, start_function
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("limits", "cold", "function", "seed", "db", "memory")
+PHASES = ("limits", "cold", "function", "gateway", "seed", "db", "memory")
 
 
 @dataclass(frozen=True)
@@ -490,6 +490,9 @@ class Bench:
         finally:
             fn.stop()
 
+    def phase_gateway(self) -> None:
+        gateway.phase(self)  # bench/gateway.py: local gateway vs direct at 16 and 64 clients
+
     def phase_seed(self) -> None:
         p = self.plan
         log("seed design: starting (full pipeline, nlp(text) per request, psycopg2, 1 row + commit each)")
@@ -640,7 +643,7 @@ class Bench:
                 failed = True
                 log(f"stopping the database failed:\n{traceback.format_exc()}")
         meta.update(loadavg_end=loadavg(), elapsed_s=time.perf_counter() - started)
-        text = report.render(self.results)
+        text = report.render(self.results) + gateway.render(self.results)
         print(text)
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if self.mode == "quick" else "")
