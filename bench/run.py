@@ -1,7 +1,7 @@
 """The benchmark suite: ``python -m bench.run [--quick]`` (``make bench`` / ``make bench-quick``).
 
 One run, one corpus, one local PostgreSQL primary + streaming replica (started under
-``.local/bench/pg``, destroyed at the end): raw spaCy limits, the function path under closed-loop
+``build/local/bench/pg``, destroyed at the end): raw spaCy limits, the function path under closed-loop
 clients and batch requests, the seed-design baseline behind the same HTTP server, open-loop latency at
 fixed loads, cold start, memory over 100k distinct comments, persistence cost and replica lag. Prints
 one markdown table (bench/report.py) and writes it to ``bench/results/<timestamp>.md`` and
@@ -27,7 +27,7 @@ from bench import clients, gateway, limits, report, seed_design
 from bench import db as dbbench
 from bench.common import MODEL, REPO, cpu_seconds, loadavg, rss_mb, write_json
 from bench.corpus import iter_generate, long_texts
-from devtools.processes import FunctionProcess, free_port, start_function
+from devtools.processes import LOCAL_DIR, FunctionProcess, free_port, start_function
 
 RESULTS = REPO / "bench" / "results"
 PHASES = ("limits", "cold", "function", "gateway", "seed", "db", "memory")
@@ -258,7 +258,7 @@ class Bench:
     def start_db(self) -> None:
         from devtools.pgcluster import LocalCluster
 
-        base = REPO / ".local" / "bench" / "pg"
+        base = LOCAL_DIR / "bench" / "pg"
         self.cluster = LocalCluster(base)
         if not self.keep_db:
             self.cluster.destroy()  # a fresh database every run: same table sizes, comparable figures
@@ -676,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment for the ner-processor process (e.g. BATCH_MAX_WAIT_MS=10)",
     )
     ap.add_argument("--memory-docs", type=int, help="override the memory phase's document count")
-    ap.add_argument("--keep-db", action="store_true", help="reuse .local/bench/pg and leave it (stopped)")
+    ap.add_argument("--keep-db", action="store_true", help="reuse build/local/bench/pg and leave it (stopped)")
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     if args.memory_docs:
@@ -691,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.fn_env:
         key, _, value = item.partition("=")
         fn_env[key] = value
-    work = REPO / ".local" / "bench" / "work"
+    work = LOCAL_DIR / "bench" / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     bench = Bench(plan, "quick" if args.quick else "full", work, fn_env, phases, args.keep_db)
