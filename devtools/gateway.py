@@ -342,6 +342,10 @@ class Gateway:
             return web.Response(text="OK")
         if path.startswith("/system/"):
             return await self._system(request)
+        if path == "/metrics" or path == "/ui" or path.startswith("/ui/"):
+            return json_error(501, "not_implemented", f"{path} is not served by the local gateway (see README: "
+                              "The local gateway); each function serves its own /metrics",
+                              request.headers.get("X-Call-Id"))
         return json_error(404, "not_found", f"no route {path} on this gateway", request.headers.get("X-Call-Id"))
 
     async def _system(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -350,7 +354,7 @@ class Gateway:
         served = path in ("/system/functions", "/system/info", "/system/logs") or match
         if not served:
             return json_error(501, "not_implemented",
-                              f"{path} is not served by the local gateway (see README: Local gateway)", call_id)
+                              f"{path} is not served by the local gateway (see README: The local gateway)", call_id)
         if request.method not in ("GET", "HEAD"):
             return json_error(
                 501 if path == "/system/functions" else 405,

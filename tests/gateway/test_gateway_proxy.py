@@ -126,6 +126,9 @@ def test_hung_function_gets_json_504_and_the_gateway_keeps_serving(tmp_path):
     ("POST", "/system/functions", 501, "not_implemented"),
     ("DELETE", "/system/functions", 501, "not_implemented"),
     ("GET", "/system/secrets", 501, "not_implemented"),
+    ("GET", "/system/namespaces", 501, "not_implemented"),
+    ("GET", "/metrics", 501, "not_implemented"),
+    ("GET", "/ui/", 501, "not_implemented"),
     ("POST", "/system/scale-function/ner-processor", 501, "not_implemented"),
     ("PUT", "/system/function/ner-processor", 405, "method_not_allowed"),
 ])
