@@ -276,7 +276,8 @@ class Gateway:
                 fn.wait_ready(timeout=timeout)
         self._thread = threading.Thread(target=self._run_loop, name="gateway", daemon=True)
         self._thread.start()
-        self._started.wait(30)
+        if not self._started.wait(30) and self._start_error is None:
+            self._start_error = TimeoutError("the gateway's event loop did not start listening within 30 s")
         if self._start_error is not None:
             self.stop()
             raise self._start_error
@@ -506,10 +507,7 @@ class Gateway:
         if length is not None and length <= BUFFER_ANSWER_BYTES:
             body = await resp.read()
             headers["X-Duration-Seconds"] = f"{time.monotonic() - started:.6f}"
-            out = web.Response(status=resp.status, body=body, headers=headers)
-            if resp.headers.get("Connection", "").lower() == "close":
-                pass  # the upstream connection closes; the caller's stays open
-            return out
+            return web.Response(status=resp.status, body=body, headers=headers)
         headers["X-Duration-Seconds"] = f"{time.monotonic() - started:.6f}"
         out = web.StreamResponse(status=resp.status, headers=headers)
         if length is not None:
