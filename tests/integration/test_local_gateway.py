@@ -195,3 +195,34 @@ def test_faas_cli_logs_follow_streams_new_lines_and_ends_within_the_bound(gatewa
     assert status == 200 and headers.get("transfer-encoding") == "chunked"
     assert any(call_id in m["text"] for m in messages), "the line logged during the follow was not streamed"
     assert FOLLOW_S - 0.5 <= result["seconds"] <= FOLLOW_S + 3
+
+
+def test_feed_survives_a_function_killed_mid_run_and_the_stack_keeps_serving(pg_cluster, tmp_path):
+    from devtools.up import feed
+
+    gw = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=pg_cluster.secrets_dir, log_dir=tmp_path,
+                 port=free_port())
+    gw.start()
+    try:
+        comments = [{"id": f"kill-{uuid.uuid4()}", "text": f"Comment {i} about Lisbon and Lufthansa."}
+                    for i in range(120)]
+        outcome: dict = {}
+        feeder = threading.Thread(target=lambda: outcome.update(result=feed(gw.url, comments, concurrency=4,
+                                                                           timeout=20)))
+        feeder.start()
+        time.sleep(1.0)
+        gw.processes["ner-processor"].process.kill()  # SIGKILL mid-feed: resets, then 502s
+        feeder.join(120)
+        assert not feeder.is_alive()
+        ok, failures, _ = outcome["result"]
+        assert failures and ok + len(failures) == len(comments)
+        assert any("HTTP 502 function_unreachable" in f for f in failures)
+        # the rest of the stack still answers
+        assert call(gw.url, "/healthz", method="GET", body=None, content_type=None)[0] == 200
+        status, _, stats = call(gw.url, "/function/entity-stats?window=1h&limit=3", method="GET", body=None,
+                                content_type=None)
+        assert status == 200 and "top_entities" in stats
+        described = json.loads(faas_cli.request(gw.url, "GET", "/system/function/ner-processor")[2])
+        assert described["availableReplicas"] == 0  # what `faas-cli ready` would now wait on
+    finally:
+        gw.stop()
