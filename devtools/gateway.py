@@ -544,16 +544,23 @@ class Gateway:
         if (request.content_length or 0) > MAX_ASYNC_BODY_BYTES:
             return json_error(413, "payload_too_large",
                               f"asynchronous bodies are limited to {MAX_ASYNC_BODY_BYTES} bytes", call_id)
+        chunks: list[bytes] = []
+        size = 0
         try:
-            async with asyncio.timeout(self.timeouts.read_s):
-                body = await request.content.read(MAX_ASYNC_BODY_BYTES + 1)
+            async with asyncio.timeout(self.timeouts.read_s):  # the whole body is queued, so read it all
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > MAX_ASYNC_BODY_BYTES:
+                        resp = json_error(413, "payload_too_large", "asynchronous bodies are limited to "
+                                          f"{MAX_ASYNC_BODY_BYTES} bytes", call_id)
+                        resp.force_close()  # the rest of the body is not read
+                        return resp
+                    chunks.append(chunk)
         except (HttpProcessingError, aiohttp.ClientPayloadError, ValueError) as exc:
             return self._bad_body(exc, call_id)
         except TimeoutError:
             return json_error(408, "timeout", "request body not received in time", call_id)
-        if len(body) > MAX_ASYNC_BODY_BYTES:
-            return json_error(413, "payload_too_large",
-                              f"asynchronous bodies are limited to {MAX_ASYNC_BODY_BYTES} bytes", call_id)
+        body = b"".join(chunks)
         self._queue.put_nowait((upstream, target, headers, body, call_id))
         return web.Response(status=202, headers={"X-Call-Id": call_id})
 

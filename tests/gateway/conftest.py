@@ -25,6 +25,7 @@ class EchoUpstream:
     def __init__(self):
         self.port = free_port()
         self.peers: list[tuple] = []
+        self.received: dict[str, int] = {}  # X-Call-Id -> body bytes received
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -37,6 +38,7 @@ class EchoUpstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.peers.append(request.transport.get_extra_info("peername"))
+        self.received[request.headers.get("X-Call-Id", "")] = len(body)
         if request.path == "/big":
             return web.Response(body=b"x" * (3 * 1024 * 1024), content_type="application/octet-stream")
         if request.path == "/slow":

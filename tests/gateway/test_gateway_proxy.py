@@ -3,6 +3,7 @@ error (with a request id) for every failure the gateway produces itself."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,27 @@ def test_sequential_requests_reuse_one_pooled_upstream_connection(fake_gateway, 
     for _ in range(20):
         assert raw_request(fake_gateway.port, _post("/function/ner-processor", b"{}"))[0] == 200
     assert len(echo.peers) == 20 and len(set(echo.peers)) == 1
+
+
+def test_async_body_arriving_in_many_chunks_is_queued_whole(fake_gateway, echo):
+    payload = b"y" * 300_000
+    pieces = [payload[i:i + 4096] for i in range(0, len(payload), 4096)]
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    status, headers, _ = raw_request(fake_gateway.port, (
+        b"POST /async-function/ner-processor HTTP/1.1\r\nHost: gw\r\nX-Call-Id: async-big\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"))
+    assert status == 202 and headers["x-call-id"] == "async-big"
+    deadline = time.monotonic() + 10
+    while "async-big" not in echo.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert echo.received["async-big"] == len(payload)
+    assert fake_gateway.async_delivered["async-big"] == 200
+
+
+def test_async_body_over_the_limit_gets_json_413(fake_gateway):
+    body = b"z" * (1024 * 1024 + 1)
+    status, headers, answer = raw_request(fake_gateway.port, _post("/async-function/ner-processor", body))
+    assert_json_error(status, headers, answer, 413, "payload_too_large")
 
 
 def test_invalid_content_length_gets_json_400(fake_gateway):
