@@ -480,15 +480,14 @@ class Gateway:
                 async with resp_cm as resp:
                     return await self._answer(request, resp, call_id, started)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                # A pooled keep-alive connection the function closed between two requests: the request
-                # never reached it, so one retry on a fresh connection is safe (and the function is
-                # idempotent per X-Call-Id anyway). A streamed body cannot be replayed.
+                # Usually a pooled keep-alive connection the function closed between two requests; one
+                # retry on a fresh connection is safe because the function is idempotent per X-Call-Id
+                # (the request id it stores under). A streamed body cannot be replayed; a refused
+                # connect (ClientConnectorError) means the process is not there.
                 if request.content.exception() is not None:
                     return self._bad_body(request.content.exception(), call_id)
                 if attempt + 1 < attempts and not isinstance(exc, aiohttp.ClientConnectorError):
                     continue
-                return self._unreachable(upstream, exc, call_id)
-            except aiohttp.ClientConnectorError as exc:
                 return self._unreachable(upstream, exc, call_id)
             except (aiohttp.ClientPayloadError, HttpProcessingError) as exc:
                 if request.content.exception() is not None or isinstance(exc, HttpProcessingError):
