@@ -51,6 +51,7 @@ import yaml
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 from devtools.processes import LOCAL_DIR, REPO, FunctionProcess, start_function
 
@@ -61,6 +62,8 @@ _SYSTEM_FUNCTION = re.compile(r"^/system/function/([^/]+)$")
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy re-computes itself.
 _HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                           "proxy-authorization", "proxy-authenticate", "proxy-connection", "host"})
+# Recomputed by the server for the caller's connection.
+_ANSWER_DROP = _HOP_HEADERS | {"content-length"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 # Accepted connections waiting for the event loop. Python's socketserver default is 5, aiohttp's 128;
@@ -304,7 +307,8 @@ class Gateway:
         self._stop = asyncio.Event()
         self._queue = asyncio.Queue()
         # The whole exchange is bounded by Timeouts.upstream_s around it; this bounds the connect only.
-        self._request_timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect_s)
+        self._request_timeout = aiohttp.ClientTimeout(total=self.timeouts.upstream_s,
+                                                      sock_connect=self.timeouts.connect_s)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.max_connections, keepalive_timeout=30,
                                          enable_cleanup_closed=False, force_close=False, ttl_dns_cache=None)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
@@ -439,8 +443,9 @@ class Gateway:
             return await self._enqueue(request, upstream, target, headers, call_id)
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self.timeouts.upstream_s):
-                return await self._proxy(request, upstream, target, headers, call_id, started)
+            # The ClientTimeout of each upstream request bounds it (connect, send, answer); only reading a
+            # buffered body from the caller needs its own bound (see _proxy).
+            return await self._proxy(request, upstream, target, headers, call_id, started)
         except TimeoutError:
             log.warning("function timed out", extra={"event": "gateway.upstream_timeout", "function": name,
                                                      "request_id": call_id})
@@ -449,8 +454,10 @@ class Gateway:
                               headers={"X-Call-Id": call_id})
 
     @staticmethod
-    def _forward_headers(request: web.BaseRequest, call_id: str) -> dict[str, str]:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+    def _forward_headers(request: web.BaseRequest, call_id: str) -> CIMultiDict:
+        headers = request.headers.copy()
+        for name in _HOP_HEADERS:
+            headers.popall(name, None)
         headers["X-Call-Id"] = call_id
         headers["X-Start-Time"] = str(time.time_ns())
         headers["X-Forwarded-Host"] = request.host
@@ -459,7 +466,7 @@ class Gateway:
         headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
         return headers
 
-    async def _proxy(self, request: web.BaseRequest, upstream: _Upstream, target: str, headers: dict[str, str],
+    async def _proxy(self, request: web.BaseRequest, upstream: _Upstream, target: str, headers: CIMultiDict,
                      call_id: str, started: float) -> web.StreamResponse:
         length = request.content_length
         chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
@@ -468,9 +475,18 @@ class Gateway:
             data = request.content  # streamed: chunked stays chunked, a Content-Length stays fixed
         else:
             try:
-                data = await request.read() if length else None
+                if not length:
+                    data = None
+                elif request.content.is_eof():  # the whole body has arrived (the common case)
+                    data = await request.read()
+                else:
+                    async with asyncio.timeout(self.timeouts.read_s):
+                        data = await request.read()
             except (HttpProcessingError, aiohttp.ClientPayloadError, ValueError) as exc:
                 return self._bad_body(exc, call_id)
+            except TimeoutError:
+                return json_error(408, "timeout", f"request body not received within {self.timeouts.read_s:g} s",
+                                  call_id)
         attempts = 2 if not isinstance(data, aiohttp.StreamReader) else 1
         for attempt in range(attempts):
             try:
@@ -479,6 +495,8 @@ class Gateway:
                     timeout=self._request_timeout)
                 async with resp_cm as resp:
                     return await self._answer(request, resp, call_id, started)
+            except TimeoutError:  # aiohttp's total / connect timeouts: _invoke answers 504
+                raise
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 # Usually a pooled keep-alive connection the function closed between two requests; one
                 # retry on a fresh connection is safe because the function is idempotent per X-Call-Id
@@ -499,8 +517,9 @@ class Gateway:
 
     async def _answer(self, request: web.BaseRequest, resp: aiohttp.ClientResponse, call_id: str,
                       started: float) -> web.StreamResponse:
-        headers = {k: v for k, v in resp.headers.items()
-                   if k.lower() not in _HOP_HEADERS and k.lower() != "content-length"}
+        headers = resp.headers.copy()
+        for name in _ANSWER_DROP:
+            headers.popall(name, None)
         headers.setdefault("X-Call-Id", call_id)
         length = resp.content_length
         if length is not None and length <= BUFFER_ANSWER_BYTES:
@@ -536,7 +555,7 @@ class Gateway:
     # -- async invocations (queue-worker semantics) -----------------------------------------------
 
     async def _enqueue(self, request: web.BaseRequest, upstream: _Upstream, target: str,
-                       headers: dict[str, str], call_id: str) -> web.Response:
+                       headers: CIMultiDict, call_id: str) -> web.Response:
         if request.method != "POST":
             return json_error(405, "method_not_allowed", "asynchronous invocations are POST", call_id,
                               headers={"Allow": "POST"})
@@ -585,7 +604,7 @@ class Gateway:
             if callback:
                 await self._callback(callback, upstream.spec.name, status, resp_headers, payload, call_id)
 
-    async def _deliver(self, upstream: _Upstream, target: str, headers: dict[str, str],
+    async def _deliver(self, upstream: _Upstream, target: str, headers: CIMultiDict,
                        body: bytes) -> tuple[int, dict[str, str], bytes]:
         """(status, headers, body); status 0 when the function did not answer."""
         try:
