@@ -165,3 +165,15 @@ def test_gateway_start_fails_loudly_when_the_port_is_taken(tmp_path, fake_gatewa
                  upstreams={"ner-processor": "http://127.0.0.1:1", "entity-stats": "http://127.0.0.1:1"})
     with pytest.raises(OSError):
         gw.start()
+
+
+def test_body_shorter_than_its_content_length_gets_json_408(echo, tmp_path):
+    gw = Gateway(stack_specs(), log_dir=tmp_path, port=free_port(),
+                 upstreams={"ner-processor": echo.url, "entity-stats": echo.url}, timeouts=Timeouts(read_s=0.5))
+    gw.start()
+    try:
+        status, headers, body = raw_request(gw.port, b"POST /function/ner-processor HTTP/1.1\r\nHost: gw\r\n"
+                                                     b"Content-Length: 10\r\n\r\nabc")
+        assert_json_error(status, headers, body, 408, "timeout")
+    finally:
+        gw.stop()
