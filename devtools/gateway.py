@@ -447,6 +447,12 @@ class Gateway:
             # buffered body from the caller needs its own bound (see _proxy).
             return await self._proxy(request, upstream, target, headers, call_id, started)
         except TimeoutError:
+            if request.body_exists and not request.content.is_eof():
+                # still streaming the caller's body upstream: the caller is the slow side
+                resp = json_error(408, "timeout", "request body not received within "
+                                  f"{self.timeouts.upstream_s:g} s", call_id, headers={"X-Call-Id": call_id})
+                resp.force_close()
+                return resp
             log.warning("function timed out", extra={"event": "gateway.upstream_timeout", "function": name,
                                                      "request_id": call_id})
             return json_error(504, "upstream_timeout", f"function {name} did not answer within "

@@ -3,6 +3,7 @@ error (with a request id) for every failure the gateway produces itself."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -177,3 +178,21 @@ def test_body_shorter_than_its_content_length_gets_json_408(echo, tmp_path):
         assert_json_error(status, headers, body, 408, "timeout")
     finally:
         gw.stop()
+
+
+def test_chunked_body_that_stops_mid_line_gets_json_408_not_a_hang(fake_gateway):
+    # Headers first, then a chunk-size line that never ends: once the body is being streamed upstream the
+    # parser waits for the line's newline, and the upstream timeout (2 s here) ends the request.
+    with socket.create_connection(("127.0.0.1", fake_gateway.port), timeout=10) as sock:
+        sock.sendall(b"POST /function/ner-processor HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n")
+        time.sleep(0.3)
+        sock.sendall(b'{"text": "x"}')
+        answer = b""
+        while b"}" not in answer.partition(b"\r\n\r\n")[2]:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in
+               (line.split(":", 1) for line in head.decode().split("\r\n")[1:])}
+    assert_json_error(int(head.split()[1]), headers, body, 408, "timeout")
