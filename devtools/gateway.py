@@ -657,7 +657,8 @@ class Gateway:
         if instance and instance != upstream.instance:
             return json_error(404, "not_found", f"no instance {instance} of {name}", call_id)
         source = _LogSource(upstream)
-        entries = [e for e in source.read_new() if since is None or e[0] >= since]
+        # file reads off the event loop: a long log must not stall the proxied requests
+        entries = [e for e in await asyncio.to_thread(source.read_new) if since is None or e[0] >= since]
         if tail > 0:
             entries = entries[-tail:]
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
@@ -705,7 +706,7 @@ class _LogSource:
     async def follow(self, deadline: float) -> AsyncIterator[list[tuple[datetime, str]]]:
         while time.monotonic() < deadline:
             await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-            batch = self.read_new()
+            batch = await asyncio.to_thread(self.read_new)
             if batch:
                 yield batch
 
