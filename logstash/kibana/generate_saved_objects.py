@@ -9,7 +9,13 @@ panelsJSON); writing that by hand is how broken imports happen, so the file is g
 
 The objects use the 7.17 export format (legacy aggregation-based visualizations, TSVB for ratios,
 ``migrationVersion`` 7.17.0), which Kibana 7.17 and 8.x import and migrate themselves. Every field
-named here must be one that functions/runtime/logs.py emits: tests/logging checks it.
+named here must be one that functions/runtime/logs.py emits or that the Logstash pipeline sets on the
+watchdog's lines: tests/logging checks both against parsed events.
+
+Two views of every request: the caller's (of-watchdog's access line, its 504 at exec_timeout and its 500
+when the function is unreachable: what the gateway got) and the function's (its own request line). Traffic,
+error rate, latency and the alert count the caller's; the error rate and the latency table also show the
+function's, so a gap between the two (504s the function never saw fail) is visible.
 """
 
 from __future__ import annotations
@@ -34,12 +40,21 @@ NER_LABELS = ("CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC
               "ORDINAL", "ORG", "PERCENT", "PERSON", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART")
 
 # KQL snippets shared by several objects.
-# Every request's last line carries its status code; other lines may carry duration_ms too
-# (server.started logs its start-up time in it), so request panels filter on this.
-REQUESTS_KQL = "status_code : *"
+# The caller's view: one event per answer the watchdog gave (access line, 504, 500); its scrapes of
+# /metrics are "watchdog.internal_request" and stay out. 429s from max_inflight have no line at all: they
+# are in the watchdog's Prometheus metrics on :8081 (logstash/README.md).
+CALLER_EVENTS = ("watchdog.request", "watchdog.request_timeout", "watchdog.upstream_failed")
+CALLER_KQL = 'component : "watchdog" and event : (' + " or ".join(f'"{e}"' for e in CALLER_EVENTS) + ")"
+# The function's view: its last line of each request carries the status code (other lines may carry
+# duration_ms too: server.started logs its start-up time in it).
+FUNCTION_KQL = 'component : "function" and status_code : *'
 SERVER_ERRORS_KQL = "status_code >= 500"
 CLIENT_ERRORS_KQL = "status_code >= 400 and status_code < 500"
 ERROR_LINES_KQL = 'log.level : ("error" or "critical")'
+
+
+def _and(*queries: str) -> str:
+    return " and ".join(f"({query})" for query in queries)
 
 
 def _uuid(name: str) -> str:
@@ -110,10 +125,11 @@ def trail_search() -> dict:
     return saved_search(
         TRAIL_SEARCH_ID,
         "Trail of one request_id",
-        'Every log line of one request, oldest first. Replace the query with request_id : "<id>" '
-        "(the X-Request-Id response header, = X-Call-Id), or click a request_id value in any table.",
+        'Every log line of one request, oldest first: the function\'s lines, then the watchdog\'s access line '
+        "(component) with the status the caller got. Replace the query with request_id : \"<id>\" (the "
+        "X-Request-Id response header, = the gateway's X-Call-Id), or click a request_id value in any table.",
         "request_id : *",
-        ["request_id", "function", "event", "log.level", "message", "status_code", "duration_ms",
+        ["request_id", "component", "function", "event", "log.level", "message", "status_code", "duration_ms",
          "ner_ms", "db_ms", "error.type", "error.message"],
         "asc",
     )
@@ -123,9 +139,11 @@ def errors_search() -> dict:
     return saved_search(
         ERRORS_SEARCH_ID,
         "nlp-enrichment errors and warnings",
-        "Newest first: 5xx (error), 4xx and degraded paths (warning), with their error.type.",
+        "Newest first, the function's and the watchdog's (component): 5xx, timeouts, panics (error), 4xx and "
+        "degraded paths (warning), with their error.type.",
         'log.level : ("error" or "critical" or "warning")',
-        ["function", "log.level", "event", "request_id", "status_code", "error.type", "error.message"],
+        ["function", "component", "log.level", "event", "request_id", "status_code", "error.type",
+         "error.message"],
         "desc",
     )
 
@@ -216,16 +234,16 @@ def visualization(object_id: str, title: str, description: str, vis_type: str, p
 def requests_per_function() -> dict:
     return visualization(
         "nlp-requests-per-function", "Requests per function",
-        "How much traffic each function takes (one line per request: the one carrying status_code).",
+        "Answers callers got, per function (one watchdog line per answer, 504s and 500s included).",
         "histogram", _xy_params("histogram", [("1", "Requests")], "Requests", mode="stacked"),
         [_agg("1", "count", "metric"), _date_histogram("2"), _terms("3", "function", "group")],
-        REQUESTS_KQL)
+        CALLER_KQL)
 
 
 def error_ratio_per_function() -> dict:
     """TSVB: the only legacy editor with a ratio (filter_ratio) per split."""
 
-    def series(name: str, label: str, numerator: str, color: str) -> dict:
+    def series(name: str, label: str, numerator: str, denominator: str, color: str) -> dict:
         return {
             "id": _uuid(f"error-ratio/{name}"),
             "label": label,
@@ -235,8 +253,8 @@ def error_ratio_per_function() -> dict:
             "terms_size": "10",
             "terms_order_by": "_count",
             "metrics": [{"id": _uuid(f"error-ratio/{name}/ratio"), "type": "filter_ratio",
-                         "numerator": {"query": numerator, "language": "kuery"},
-                         "denominator": {"query": REQUESTS_KQL, "language": "kuery"},
+                         "numerator": {"query": _and(denominator, numerator), "language": "kuery"},
+                         "denominator": {"query": denominator, "language": "kuery"},
                          "metric_agg": "count"}],
             "separate_axis": 0,
             "axis_position": "right",
@@ -254,8 +272,10 @@ def error_ratio_per_function() -> dict:
     params = {
         "id": _uuid("error-ratio"),
         "type": "timeseries",
-        "series": [series("5xx", "5xx ratio", SERVER_ERRORS_KQL, "#E7664C"),
-                   series("4xx", "4xx ratio", CLIENT_ERRORS_KQL, "#D6BF57")],
+        "series": [series("5xx", "5xx ratio (callers)", SERVER_ERRORS_KQL, CALLER_KQL, "#E7664C"),
+                   series("4xx", "4xx ratio (callers)", CLIENT_ERRORS_KQL, CALLER_KQL, "#D6BF57"),
+                   series("5xx-function", "5xx ratio (function's own answers)", SERVER_ERRORS_KQL, FUNCTION_KQL,
+                          "#9170B8")],
         "time_field": "@timestamp",
         "index_pattern": INDEX_PATTERN,
         "use_kibana_indexes": False,
@@ -273,7 +293,8 @@ def error_ratio_per_function() -> dict:
     }
     obj = visualization(
         "nlp-error-ratio-per-function", "Error rate per function (5xx and 4xx share of requests)",
-        "Share of requests answered 5xx (server side: alert-worthy) and 4xx (callers' mistakes).",
+        "Share of answers callers got that were 5xx (alert-worthy; the watchdog's 504s at exec_timeout "
+        "included) and 4xx (callers' mistakes), and the 5xx share of the function's own answers.",
         "metrics", params, [])
     # TSVB reads its index pattern from params; it has no search source of its own.
     obj["attributes"]["kibanaSavedObjectMeta"] = {"searchSourceJSON": _dumps(
@@ -285,31 +306,34 @@ def error_ratio_per_function() -> dict:
 def latency_percentiles_over_time() -> dict:
     return visualization(
         "nlp-latency-percentiles", "Latency p50 / p95 / p99 per function (duration_ms)",
-        "Request processing time as the function measured it, per function, over time.",
+        "What callers waited, per function, over time: the watchdog's time per answer (a 504 counts "
+        "as exec_timeout). The function's own time is in the latency table.",
         "line", _xy_params("line", [("1", "duration_ms percentiles")], "ms"),
         [_agg("1", "percentiles", "metric", field="duration_ms", percents=[50, 95, 99]),
          _date_histogram("2"), _terms("3", "function", "group", order_by="_key", order="asc")],
-        REQUESTS_KQL)
+        CALLER_KQL)
 
 
 def latency_percentiles_table() -> dict:
     return visualization(
-        "nlp-latency-table", "Latency per function: p50 / p95 / p99, requests, mean NER and DB time",
-        "One row per function for the dashboard's time range.",
+        "nlp-latency-table", "Latency per function, caller vs function: p50 / p95 / p99, requests, NER and DB time",
+        "Two rows per function: component watchdog = what callers waited, function = its own processing time "
+        "(with mean ner_ms and db_ms).",
         "table", _table_params(),
         [_agg("1", "percentiles", "metric", field="duration_ms", percents=[50, 95, 99]),
          _agg("2", "count", "metric", customLabel="Requests"),
          _agg("3", "avg", "metric", field="ner_ms", customLabel="Mean ner_ms"),
          _agg("4", "avg", "metric", field="db_ms", customLabel="Mean db_ms"),
-         _terms("5", "function", "bucket", order_by="2")],
-        REQUESTS_KQL)
+         _terms("5", "function", "bucket", order_by="2"),
+         _terms("6", "component", "bucket", order_by="_key", order="desc", size=2)],
+        f"({CALLER_KQL}) or ({FUNCTION_KQL})")
 
 
 def long_text_latency() -> dict:
     return visualization(
         "nlp-long-text-latency", "Average latency of texts over 1,000 characters (last hour)",
-        "Mean and p95 duration_ms of requests whose text_length > 1000; the dashboard pins this panel "
-        "to the last hour.",
+        "Mean and p95 duration_ms the function measured for requests whose text_length > 1000 (only its "
+        "lines know the text length); the dashboard pins this panel to the last hour.",
         "metric", _metric_params(),
         [_agg("1", "avg", "metric", field="duration_ms", customLabel="Mean duration_ms"),
          _agg("2", "percentiles", "metric", field="duration_ms", percents=[95]),

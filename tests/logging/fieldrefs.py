@@ -133,6 +133,7 @@ def unknown_references(referenced: Iterable[str], emitted: set[str], labels: Ite
 
 _SELECTOR = re.compile(r"^(\[[^\[\],]+\])+$")
 _SPRINTF = re.compile(r"%\{([^}]+)\}")
+_GROK_PATTERN_REF = re.compile(r"^[A-Z][A-Z0-9_]*(?::|$)")
 
 
 def parse_pipeline(text: str | None = None) -> list:
@@ -204,6 +205,8 @@ def pipeline_field_paths(tree: list) -> set[tuple[str, ...]]:
     def add(ref: str) -> None:
         ref = ref.strip()
         if not ref or ref.startswith("+"):  # %{+YYYY.MM.dd} is a date format, not a field
+            return
+        if _GROK_PATTERN_REF.match(ref):  # %{INT:status_code:int} in a grok pattern: captures, below
             return
         paths.add(selector_path(ref) if ref.startswith("[") else (ref,))
 
@@ -398,14 +401,42 @@ def load_filebeat() -> dict:
     return yaml.safe_load(FILEBEAT.read_text(encoding="utf-8"))
 
 
+_GROK_CAPTURE = re.compile(r"%\{[A-Z][A-Z0-9_]*:([\w@\[\].-]+)(?::\w+)?\}|\(\?<([\w@\[\].-]+)>")
+
+
+def pipeline_produced_fields(tree: list | None = None, text: str | None = None) -> set[str]:
+    """Fields the pipeline sets itself, whatever the function logs: grok captures (in the pipeline and in
+    the pattern files of logstash/patterns), add_field / replace / rename targets. Flat names, like the
+    log contract's keys."""
+    from tests.logging.pipeline_sim import _pairs, raw_strings
+
+    text = PIPELINE.read_text(encoding="utf-8") if text is None else text
+    tree = parse_pipeline(text) if tree is None else tree
+    raw = raw_strings(text)
+    produced: set[str] = set()
+    sources = [raw.get(value, value) for value in _strings(tree)]
+    sources += [path.read_text(encoding="utf-8") for path in (LOGSTASH / "patterns").iterdir()]
+    for source in sources:
+        for match in _GROK_CAPTURE.finditer(source):
+            produced.add(match.group(1) or match.group(2))
+    for _section, _plugin, settings, _cond in iter_plugins(tree):
+        for option in ("add_field", "replace"):
+            produced.update(_hash_keys(settings.get(option)))
+        produced.update(target for _source, target in _pairs(settings.get("rename")))
+    return {name for name in produced if not name.startswith("[")}
+
+
 def referenced_logger_fields() -> dict[str, set[str]]:
-    """Per artifact, the log fields it names (pipeline, template, each saved object, the rule)."""
+    """Per artifact, the log fields it names (pipeline, template, each saved object, the rule) that must
+    come from the function's log lines: fields the pipeline produces itself for the watchdog's lines
+    (component, path, ...) are left out unless they are in the function's log contract."""
+    pipeline_only = pipeline_produced_fields() - set(CONTRACT_TYPES)
     refs = {"logstash/pipeline/nlp-pipeline.conf": pipeline_logger_fields(parse_pipeline()),
             "logstash/index-template.json": template_logger_fields(load_template()),
             "logstash/kibana/error-rate-rule.json": kibana_fields(load_rule())}
     for obj in saved_objects():
         refs[f"saved object {obj['type']}/{obj['id']}"] = kibana_fields(obj)
-    return refs
+    return {artifact: fields - pipeline_only for artifact, fields in refs.items()}
 
 
 def dedot(label_key: str) -> str:

@@ -88,8 +88,11 @@ def test_the_reference_check_catches_a_renamed_field(emitted, model_labels):
 
 def test_a_nested_logstash_reference_to_a_flat_key_is_not_accepted(tree, emitted, model_labels):
     # [log][level] is a different Logstash field from the flat "log.level" the json filter creates.
-    broken = parse_pipeline(fieldrefs.PIPELINE.read_text().replace('"status_code" =>', '"[log][level]" =>'))
-    unknown = unknown_references(fieldrefs.pipeline_logger_fields(broken), emitted, model_labels)
+    text = fieldrefs.PIPELINE.read_text()
+    text = text.replace('"status_code" => "integer"', '"[log][level]" => "integer"')
+    broken = parse_pipeline(text)
+    produced = fieldrefs.pipeline_produced_fields(broken, text) - set(CONTRACT_TYPES)
+    unknown = unknown_references(fieldrefs.pipeline_logger_fields(broken) - produced, emitted, model_labels)
     assert unknown == {"[log][level]"}
 
 
@@ -114,9 +117,21 @@ def test_json_failures_are_tagged_and_kept(tree):
     assert json_filters[0]["source"] == "message"
     assert "_jsonparsefailure" in json_filters[0]["tag_on_failure"]
     assert json_filters[0].get("skip_on_invalid_json", False) is False
-    # The only drop is the pod-label one: nothing drops on the failure tag.
+    # The only drop is the pod-label one: nothing drops on a failure tag.
     drops = [cond for name, _, cond in filters if name == "drop"]
     assert len(drops) == 1 and "kubernetes" in json.dumps(drops)
+
+
+def test_a_broken_json_line_and_an_unknown_text_line_are_kept_and_tagged():
+    from tests.logging.pipeline_sim import Pipeline
+
+    labels = {"com_nlp-enrichment/logs": "json", "faas_function": "ner-processor"}
+    pipeline = Pipeline()
+    for message, tag in (('{"log.level": "info", "message": "cut', "_jsonparsefailure"),
+                         ("Killed", "_grokparsefailure")):
+        event = pipeline.run({"message": message, "kubernetes": {"labels": labels}})
+        assert event is not None and event["message"] == message
+        assert tag in event["tags"] and event["function"] == "ner-processor"
 
 
 def test_the_pipeline_types_every_numeric_contract_field(tree, lines):
@@ -167,8 +182,14 @@ _COMPATIBLE = {int: {"short", "integer", "long", "float", "double"}, float: {"fl
 
 
 def test_the_template_maps_every_emitted_field_explicitly_with_a_compatible_type(lines):
+    from tests.logging.pipeline_sim import Pipeline
+    from tests.logging.test_watchdog_lines import SAMPLES, shipped
+
     mappings = template_mappings(fieldrefs.load_template())
-    for line in lines:
+    pipeline = Pipeline()
+    watchdog = [{key: value for key, value in pipeline.run(shipped(sample.message)).items()
+                 if key.split(".")[0] not in fieldrefs.SHIPPER_ROOTS} for sample in SAMPLES]
+    for line in lines + watchdog:
         for key, value in line.items():
             if key.startswith("detail"):  # the probe's own payload, not a contract field
                 continue
@@ -199,25 +220,31 @@ def test_entity_counts_per_label_are_numbers_in_elasticsearch():
 # --- Filebeat and the pod label -----------------------------------------------------------------------
 
 
-def _filebeat_input() -> dict:
-    config = fieldrefs.load_filebeat()
-    inputs = config["filebeat.inputs"]
-    assert len(inputs) == 1
-    return inputs[0]
+def _filebeat_inputs() -> list[dict]:
+    return fieldrefs.load_filebeat()["filebeat.inputs"]
 
 
 def _processor(name: str) -> dict:
-    found = [p[name] for p in _filebeat_input().get("processors", []) if name in p]
+    config = fieldrefs.load_filebeat()
+    processors = config.get("processors", []) + [p for i in _filebeat_inputs() for p in i.get("processors", [])]
+    found = [p[name] for p in processors if name in p]
     assert len(found) == 1, name
     return found[0]
 
 
-def test_filebeat_reads_container_logs_with_filestream_and_ships_to_logstash():
+def test_filebeat_reads_both_streams_of_container_logs_with_filestream_and_ships_to_logstash():
     config = fieldrefs.load_filebeat()
-    source = _filebeat_input()
-    assert source["type"] == "filestream" and source["id"]
-    assert source["paths"] == ["/var/log/containers/*.log"]
-    assert any("container" in parser for parser in source["parsers"])
+    streams = {}
+    for source in _filebeat_inputs():
+        assert source["type"] == "filestream" and source["id"]
+        assert source["paths"] == ["/var/log/containers/*.log"]
+        (container,) = [parser["container"] for parser in source["parsers"] if "container" in parser]
+        streams[container["stream"]] = source
+    assert set(streams) == {"stdout", "stderr"}
+    assert len({source["id"] for source in _filebeat_inputs()}) == 2
+    # stdout is one JSON object per line: never joined; stderr joins stack traces.
+    assert not [p for p in streams["stdout"]["parsers"] if "multiline" in p]
+    assert [p for p in streams["stderr"]["parsers"] if "multiline" in p]
     assert config["output.logstash"]["hosts"] == ["logstash:5044"]
 
 
