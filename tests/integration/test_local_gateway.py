@@ -205,12 +205,14 @@ def test_feed_survives_a_function_killed_mid_run_and_the_stack_keeps_serving(pg_
     gw.start()
     try:
         comments = [{"id": f"kill-{uuid.uuid4()}", "text": f"Comment {i} about Lisbon and Lufthansa."}
-                    for i in range(120)]
+                    for i in range(400)]
         outcome: dict = {}
         feeder = threading.Thread(target=lambda: outcome.update(result=feed(gw.url, comments, concurrency=4,
                                                                            timeout=20)))
         feeder.start()
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while gw.upstreams["ner-processor"].invocations < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
         gw.processes["ner-processor"].process.kill()  # SIGKILL mid-feed: resets, then 502s
         feeder.join(120)
         assert not feeder.is_alive()
