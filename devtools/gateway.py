@@ -60,8 +60,9 @@ log = logging.getLogger(__name__)
 _ROUTE = re.compile(r"^/(function|async-function)/([A-Za-z0-9][A-Za-z0-9_-]*)(?:\.([A-Za-z0-9-]+))?(/.*)?$")
 _SYSTEM_FUNCTION = re.compile(r"^/system/function/([^/]+)$")
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy re-computes itself.
+# Expect is answered here (100 Continue) like Go's server does, so it is not forwarded either.
 _HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-                          "proxy-authorization", "proxy-authenticate", "proxy-connection", "host"})
+                          "proxy-authorization", "proxy-authenticate", "proxy-connection", "host", "expect"})
 # Recomputed by the server for the caller's connection.
 _ANSWER_DROP = _HOP_HEADERS | {"content-length"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -437,6 +438,9 @@ class Gateway:
             return json_error(404, "not_found", f"no function {name}{where} (functions: "
                               f"{', '.join(sorted(self.upstreams))})", call_id)
         target = (rest or "/") + (f"?{request.query_string}" if request.query_string else "")
+        if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+            # curl (bodies over 1 MiB) and others wait for this before sending the body
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         headers = self._forward_headers(request, call_id)
         upstream.invocations += 1
         if kind == "async-function":

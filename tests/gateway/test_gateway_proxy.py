@@ -196,3 +196,15 @@ def test_chunked_body_that_stops_mid_line_gets_json_408_not_a_hang(fake_gateway)
     headers = {k.strip().lower(): v.strip() for k, v in
                (line.split(":", 1) for line in head.decode().split("\r\n")[1:])}
     assert_json_error(int(head.split()[1]), headers, body, 408, "timeout")
+
+
+def test_expect_100_continue_is_answered_before_the_body(fake_gateway):
+    with socket.create_connection(("127.0.0.1", fake_gateway.port), timeout=2) as sock:
+        sock.sendall(b"POST /function/ner-processor HTTP/1.1\r\nHost: gw\r\nContent-Length: 13\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # no wait for a timeout
+        sock.sendall(b'{"text":"hi"}')
+        answer = b""
+        while b'"body"' not in answer:
+            answer += sock.recv(65536)
+    assert b"HTTP/1.1 200 OK" in answer and b'"Expect"' not in answer  # answered here, not forwarded
