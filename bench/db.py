@@ -48,10 +48,9 @@ def writer_throughput(
         min_size=1,
         max_size=2,
         timeout=5,
-        statement_timeout_ms=30000,
         connect_timeout=3,
     )
-    writer = EntityWriter(pool, write_timeout=60)
+    writer = EntityWriter(pool, write_timeout=60, statement_timeout_ms=30000)
     writer.open()
     try:
         pool.wait(timeout=10)

@@ -17,7 +17,24 @@ PostgreSQL refuses to run as root: when euid is 0 every server binary runs as th
 (``runuser -u postgres --``) and the server directories are owned by it. If ``base_dir`` is not reachable
 by that user (e.g. pytest's 0700 temp dirs), the server files go to ``/tmp/nlp-pg-<hash>`` instead.
 
-CLI: ``python -m devtools.pgcluster start|stop|status|destroy [--dir DIR]`` prints JSON.
+Options (kept in ``cluster.json`` once given):
+
+* ``pgbouncer=True``: a real **PgBouncer** (the Debian package; ``pool_mode = transaction``, SCRAM auth
+  from the servers' own verifiers, 127.0.0.1 and a free port, files under ``<data_root>/pgbouncer``) in
+  front of the primary, like CloudNativePG's ``Pooler``; ``ner-writer-dsn`` and ``stats-primary-dsn`` then
+  go through it. It is started and stopped with the servers and re-pointed at a promoted primary.
+* ``synchronous=True``: the primary names the replica in ``synchronous_standby_names`` (with
+  ``synchronous_commit = on``, a COMMIT returns only once the replica has flushed it), enabled once the
+  replica streams and dropped while there is no replica (as CloudNativePG with ``minSyncReplicas: 0``):
+  availability over durability while degraded.
+
+Failover: :meth:`LocalCluster.promote_replica` (the primary must be gone, e.g. after
+:meth:`kill_primary`) promotes the replica and swaps the roles (the new primary keeps its port);
+:meth:`rebuild_replica` clones a new replica from it on the old primary's port, so a multi-host DSN
+(:meth:`multihost_dsn`, ``target_session_attrs=read-write``) names the right two ports before and after.
+
+CLI: ``python -m devtools.pgcluster start|stop|status|destroy|failover [--dir DIR] [--pgbouncer]
+[--synchronous]`` prints JSON.
 """
 
 from __future__ import annotations
@@ -61,6 +78,9 @@ SECRETS = {
     "stats-primary-dsn": ("analyst", "primary"),
     "migrations-dsn": ("owner", "primary"),
 }
+# Ways to reach the primary that write_secrets() can put into the writer's DSNs.
+ROUTES = ("direct", "pgbouncer", "multihost")
+PGBOUNCER = "pgbouncer"  # also its key in the state's ports
 CONNECT_TIMEOUT_S = 3
 PG_CTL_TIMEOUT_S = 60  # pg_ctl -t: start includes crash recovery, so be generous
 STATE_FILE = "cluster.json"
@@ -73,6 +93,11 @@ INSTALL_HINT = (
 )
 DEFAULT_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 _REQUIRED_BINARIES = ("initdb", "pg_ctl", "postgres", "pg_basebackup")
+PGBOUNCER_INSTALL_HINT = (
+    "PgBouncer was not found. Install it with `apt-get install pgbouncer` (Debian/Ubuntu; the package's own "
+    "service is not needed: this tool runs its own instance), or point PGBOUNCER_BIN at the binary."
+)
+DEFAULT_PGBOUNCER_BINS = (Path("/usr/sbin/pgbouncer"), Path("/usr/bin/pgbouncer"))
 _INCLUDE_LINE = "include_if_exists = 'nlp_cluster.conf'"  # our settings, rewritten on every start
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin for ".s.PGSQL.NNNNN.lock"
 
@@ -83,6 +108,24 @@ class PgClusterError(RuntimeError):
 
 class PgBinariesNotFound(PgClusterError):
     """No PostgreSQL server binaries on this machine; the message says what to install."""
+
+
+class PgBouncerNotFound(PgClusterError):
+    """No pgbouncer binary on this machine; the message says what to install."""
+
+
+def find_pgbouncer() -> Path:
+    """The pgbouncer binary: ``$PGBOUNCER_BIN``, /usr/sbin/pgbouncer, then ``$PATH``. Raises
+    PgBouncerNotFound (with the install command) when there is none."""
+    candidates = [Path(os.environ["PGBOUNCER_BIN"])] if os.environ.get("PGBOUNCER_BIN") else []
+    candidates.extend(DEFAULT_PGBOUNCER_BINS)
+    found = shutil.which("pgbouncer")
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK) and candidate.is_file():
+            return candidate
+    raise PgBouncerNotFound(PGBOUNCER_INSTALL_HINT)
 
 
 def find_pg_bin() -> Path:
@@ -207,11 +250,15 @@ class LocalCluster:
     ``wait_for_replay``, and psycopg errors when a SQL step fails.
     """
 
-    def __init__(self, base_dir: Path | str = DEFAULT_BASE_DIR):
+    def __init__(self, base_dir: Path | str = DEFAULT_BASE_DIR, *, pgbouncer: bool | None = None,
+                 synchronous: bool | None = None):
+        """``pgbouncer`` / ``synchronous``: see the module docstring; None keeps what the cluster in
+        ``base_dir`` was last started with (default False). They take effect on :meth:`start`."""
         self.base_dir = Path(base_dir).absolute()
         self.secrets_dir = self.base_dir / "secrets"
         self._state_path = self.base_dir / STATE_FILE
         self._state: dict | None = self._load_state()
+        self._options = {"pgbouncer": pgbouncer, "synchronous": synchronous}
         self._bin: Path | None = None
         self._as_server_user = os.geteuid() == 0
         self._lock_depth = 0
@@ -230,9 +277,18 @@ class LocalCluster:
         with self._locked():
             self._bin = find_pg_bin()
             state = self._ensure_state()
+            for option, value in self._options.items():
+                if value is not None:
+                    state[option] = bool(value)
+            if state.get("pgbouncer"):
+                find_pgbouncer()  # fail before starting anything when it is not installed
             self._prepare_dirs()
             if not self._primary_initialized():
                 self._initdb()
+            if self._running_pid("primary") is None:
+                # A primary starting with synchronous_standby_names set would hold the bootstrap's own
+                # commits until the replica (started below) streams: start it asynchronous.
+                state["sync_active"] = False
             self._start_server("primary")
             self._bootstrap()
             if self._slot_lost():
@@ -244,8 +300,13 @@ class LocalCluster:
                 self._clone_replica()
             self._start_server("replica")
             migrate.apply(self.dsn("owner", "primary"), sql_dir() / "migrations")
-            self._write_secrets()
             self.wait_for_replay(self._current_lsn(), timeout=30)
+            # Only now: with the names set before the replica streamed, the bootstrap's own commits
+            # would wait for a standby that does not exist yet.
+            self._apply_synchronous(bool(state.get("synchronous")))
+            if state.get("pgbouncer") or self._pgbouncer_pid() is not None:
+                self._start_pgbouncer()  # (re-)pointed at the primary's current port
+            self.write_secrets()
             state["started_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             self._save_state()
             return self.status()
@@ -254,6 +315,7 @@ class LocalCluster:
         """Stop both servers (primary first, so the replica receives the shutdown checkpoint). Never
         hangs: pg_ctl has a timeout, then immediate mode, then SIGKILL. Safe on a never-started dir."""
         with self._locked():
+            self._stop_pgbouncer()
             for server in SERVERS:
                 self._stop_server(server, mode)
 
@@ -277,16 +339,27 @@ class LocalCluster:
                     running=pid is not None, pid=pid, data_dir=str(data_dir), log=str(self._log_path(server))
                 )
             result[server] = info
+        result["synchronous"] = bool(state.get("synchronous"))
+        result["synchronous_standby_names"] = SLOT_NAME if state.get("sync_active") else ""
+        bouncer = {"enabled": bool(state.get("pgbouncer")), "running": False, "pid": None,
+                   "port": state.get("ports", {}).get(PGBOUNCER)}
+        if state.get("data_root"):
+            pid = self._pgbouncer_pid()
+            bouncer.update(running=pid is not None, pid=pid, log=str(self._pgbouncer_dir() / "pgbouncer.log"))
+        result[PGBOUNCER] = bouncer
         return result
 
     def dsn(self, role: str = "writer", server: str = "primary") -> str:
-        """libpq key=value DSN for ``role`` (owner|writer|analyst|admin) on ``server`` (primary|replica).
-        Raises ValueError for an unknown role/server, PgClusterError if the cluster was never started."""
+        """libpq key=value DSN for ``role`` (owner|writer|analyst|admin) on ``server`` (primary|replica,
+        or pgbouncer = the primary through PgBouncer). Raises ValueError for an unknown role/server,
+        PgClusterError if the cluster was never started (or PgBouncer never was, for ``pgbouncer``)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {sorted(ROLES)}")
-        if server not in SERVERS:
-            raise ValueError(f"unknown server {server!r}; expected primary or replica")
+        if server not in (*SERVERS, PGBOUNCER):
+            raise ValueError(f"unknown server {server!r}; expected primary, replica or pgbouncer")
         state = self._require_state()
+        if not state["ports"].get(server):
+            raise PgClusterError(f"{server} of {self.base_dir} was never started")
         user = ROLES[role]
         return _conninfo(
             host=HOST,
@@ -296,6 +369,55 @@ class LocalCluster:
             password=state["passwords"][user],
             connect_timeout=CONNECT_TIMEOUT_S,
         )
+
+    def multihost_dsn(self, role: str = "writer", target: str = "read-write") -> str:
+        """A DSN naming both servers' ports with libpq's ``target_session_attrs=<target>``: read-write
+        finds whichever is the primary (so it follows a failover without a restart), prefer-standby the
+        replica while there is one. Raises ValueError / PgClusterError like :meth:`dsn`."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {sorted(ROLES)}")
+        state = self._require_state()
+        user = ROLES[role]
+        # Primary first for read-write, replica first for the others: the first try usually fits.
+        order = SERVERS if target == "read-write" else tuple(reversed(SERVERS))
+        ports = [str(state["ports"][server]) for server in order]
+        return _conninfo(
+            host=",".join([HOST] * len(ports)),
+            port=",".join(ports),
+            dbname=DBNAME,
+            user=user,
+            password=state["passwords"][user],
+            # Per host: a dead host costs at most this before libpq tries the next.
+            connect_timeout=CONNECT_TIMEOUT_S,
+            target_session_attrs=target,
+        )
+
+    def write_secrets(self, directory: Path | str | None = None, route: str | None = None) -> Path:
+        """Write the four DSN secrets (files, 0600, in a 0700 dir; default ``secrets_dir``) and return the
+        directory. ``route`` decides how ``ner-writer-dsn`` and ``stats-primary-dsn`` reach the primary:
+        ``direct``, ``pgbouncer`` or ``multihost`` (both ports, read-write; the replica DSN then prefers
+        the standby among both). Default: pgbouncer when the cluster runs one, else direct. Migrations
+        always go direct (DDL and advisory locks need a session). Raises ValueError for another route."""
+        state = self._require_state()
+        route = route or ("pgbouncer" if state.get("pgbouncer") else "direct")
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}; expected one of {ROUTES}")
+        directory = Path(directory) if directory is not None else self.secrets_dir
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+        for name, (role, server) in SECRETS.items():
+            dsn = self.dsn(role, server)
+            if name != "migrations-dsn" and route == "pgbouncer" and server == "primary":
+                dsn = self.dsn(role, PGBOUNCER)
+            elif name != "migrations-dsn" and route == "multihost":
+                dsn = self.multihost_dsn(role, "read-write" if server == "primary" else "prefer-standby")
+            path = directory / name
+            tmp = path.with_name(f".{name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(dsn + "\n")
+            os.replace(tmp, path)
+        return directory
 
     def wait_for_replay(self, lsn: str, timeout: float = 10) -> None:
         """Block until the replica's ``pg_last_wal_replay_lsn()`` >= ``lsn`` (e.g. '0/16B3748').
@@ -357,6 +479,8 @@ class LocalCluster:
         with self._locked():
             self._require_state()
             self._start_server("primary")
+            if self._pgbouncer_pid() is not None:
+                self._start_pgbouncer()  # the port may have changed: re-point it
 
     def stop_replica(self, mode: str = "fast") -> None:
         with self._locked():
@@ -384,9 +508,111 @@ class LocalCluster:
         with psycopg.connect(self.dsn("admin", "replica"), autocommit=True) as conn:
             conn.execute("SELECT pg_wal_replay_resume()")
 
+    def promote_replica(self, timeout: float = 30) -> float:
+        """Make the replica the primary, for when the primary is gone (after :meth:`kill_primary`):
+        synchronous replication is dropped first (there is no standby left to wait for), then
+        ``pg_ctl promote`` waits until it accepts writes; the roles swap in the state (the new primary
+        keeps its port), the physical slot is created on it, PgBouncer is re-pointed at it and the
+        secrets are rewritten. Returns the seconds promotion took.
+
+        Raises PgClusterError while the old primary still runs (two primaries would both take writes)
+        or when the replica is not running."""
+        with self._locked():
+            self._require_state()
+            if self._running_pid("primary") is not None:
+                raise PgClusterError("the primary is still running: stop or kill it before promoting the "
+                                     "replica (two primaries would both accept writes)")
+            if self._running_pid("replica") is None:
+                raise PgClusterError("no running replica to promote")
+            started = time.monotonic()
+            state = self._state
+            state["sync_active"] = False
+            self._write_cluster_conf("replica", role="primary")
+            self._run(["pg_ctl", "-D", str(self._data_dir("replica")), "reload", "-s"], timeout=30)
+            self._run(["pg_ctl", "-D", str(self._data_dir("replica")), "promote", "-w", "-t", str(int(timeout))],
+                      timeout=timeout + 10)
+            dirs = self._dirs()
+            state["dirs"] = {"primary": dirs["replica"], "replica": dirs["primary"]}
+            ports = state["ports"]
+            ports["primary"], ports["replica"] = ports["replica"], ports["primary"]
+            state["promotions"] = state.get("promotions", 0) + 1
+            self._save_state()
+            elapsed = time.monotonic() - started
+            with self._admin() as conn:
+                conn.execute(
+                    "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                    "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
+                    (SLOT_NAME, SLOT_NAME),
+                )
+            if state.get("pgbouncer") and self._pgbouncer_pid() is not None:
+                self._write_pgbouncer_files()
+                os.kill(self._pgbouncer_pid(), signal.SIGHUP)  # RELOAD: new server address
+            self.write_secrets()
+            return elapsed
+
+    def rebuild_replica(self, timeout: float = 60) -> None:
+        """After :meth:`promote_replica`: remove what is left of the old primary, clone a new replica from
+        the new primary (on the old primary's port), start it, wait until it has replayed everything and
+        then turn synchronous replication back on if the cluster uses it. Raises PgClusterError,
+        TimeoutError."""
+        with self._locked():
+            self._require_state()
+            self._stop_server("replica", "immediate")
+            # The killed primary left its postmaster.pid and socket lock (on the port the new replica
+            # takes over) behind.
+            self._clear_stale_lock("replica")
+            self._rmtree(self._data_dir("replica"))
+            self._clone_replica()
+            self._start_server("replica")
+            self.wait_for_replay(self._current_lsn(), timeout=timeout)
+            self._apply_synchronous(bool(self._state.get("synchronous")))
+            self.write_secrets()
+
+    def failover(self) -> dict:
+        """kill -9 the primary if it still runs, promote the replica, rebuild a replica. Returns
+        ``status()`` plus ``promote_seconds``."""
+        with self._locked():
+            if self._running_pid("primary") is not None:
+                self.kill_primary()
+            promote_seconds = self.promote_replica()
+            self.rebuild_replica()
+            return {**self.status(), "promote_seconds": round(promote_seconds, 3)}
+
+    def set_synchronous(self, enabled: bool) -> None:
+        """Switch synchronous replication on or off on the running primary (reload, no restart); it is
+        effective for the next COMMIT. Raises PgClusterError when the primary is not running."""
+        with self._locked():
+            self._require_state()
+            self._state["synchronous"] = bool(enabled)
+            self._save_state()
+            self._apply_synchronous(bool(enabled))
+
+    def start_pgbouncer(self, remember: bool = True) -> int:
+        """Start (or keep) PgBouncer in front of the primary; returns its port. ``remember``: also start
+        it with the servers from now on and route the default secrets through it (False: just run it,
+        e.g. for tests next to the direct path). Raises PgBouncerNotFound, PgClusterError."""
+        with self._locked():
+            self._require_state()
+            if remember:
+                self._state["pgbouncer"] = True
+                self._save_state()
+            port = self._start_pgbouncer()
+            if remember:
+                self.write_secrets()
+            return port
+
+    def stop_pgbouncer(self) -> None:
+        """Stop PgBouncer (SIGTERM, then SIGKILL after 10 s); a later start() keeps it off."""
+        with self._locked():
+            self._require_state()
+            self._state["pgbouncer"] = False
+            self._save_state()
+            self._stop_pgbouncer()
+
     def destroy(self) -> None:
         """Stop the servers (immediate: the data is going away) and delete data, state and secrets."""
         with self._locked():
+            self._stop_pgbouncer()
             for server in SERVERS:
                 self._stop_server(server, "immediate")
             if self._state and self._state.get("data_root"):
@@ -480,11 +706,19 @@ class LocalCluster:
     def _data_root(self) -> Path:
         return Path(self._require_state()["data_root"])
 
+    def _dirs(self) -> dict[str, str]:
+        """Role -> directory name under data_root. Swapped by promote_replica(): after a failover the
+        directory called "replica" holds the primary."""
+        return {**{server: server for server in SERVERS}, **self._require_state().get("dirs", {})}
+
     def _data_dir(self, server: str) -> Path:
-        return self._data_root() / server
+        return self._data_root() / self._dirs()[server]
 
     def _log_path(self, server: str) -> Path:
-        return self._data_root() / f"{server}.log"
+        return self._data_root() / f"{self._dirs()[server]}.log"
+
+    def _pgbouncer_dir(self) -> Path:
+        return self._data_root() / PGBOUNCER
 
     def _socket_dir(self) -> Path:
         return self._data_root() / "sock"
@@ -573,14 +807,16 @@ class LocalCluster:
         return env
 
     def _run(
-        self, args: list[str], *, timeout: float, password: str | None = None
+        self, args: list[str], *, timeout: float, password: str | None = None, binary: Path | None = None
     ) -> subprocess.CompletedProcess:
-        """Run a PostgreSQL binary (as the server user when root). Raises PgClusterError on a non-zero exit
-        or timeout, with the command name and its stderr."""
-        if self._bin is None:
-            self._bin = find_pg_bin()
-        binary = str(self._bin / args[0])
-        cmd = [binary, *args[1:]]
+        """Run a PostgreSQL binary (or ``binary``: args[0] is then only its name in messages) as the server
+        user when root. Raises PgClusterError on a non-zero exit or timeout, with the command name and
+        its stderr."""
+        if binary is None:
+            if self._bin is None:
+                self._bin = find_pg_bin()
+            binary = self._bin / args[0]
+        cmd = [str(binary), *args[1:]]
         if self._as_server_user:
             cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
         try:
@@ -663,9 +899,14 @@ class LocalCluster:
         if _INCLUDE_LINE not in text:
             self._write_server_file(conf, f"{text}\n{_INCLUDE_LINE}\n")
 
-    def _write_cluster_conf(self, server: str) -> None:
-        """Our settings, rewritten on every start (the port may have changed). postgresql.conf includes it."""
+    def _write_cluster_conf(self, server: str, role: str | None = None) -> None:
+        """Our settings, rewritten on every start (the port may have changed). postgresql.conf includes it.
+        ``role``: what the server is about to be (promote_replica writes a primary's file into the
+        replica's directory just before promoting it)."""
+        role = role or server
         port = self._state["ports"][server]
+        # Only on a primary with a streaming replica (see _apply_synchronous); a standby ignores it.
+        sync_names = SLOT_NAME if role == "primary" and self._state.get("sync_active") else ""
         settings = {
             "listen_addresses": HOST,
             "port": port,
@@ -678,7 +919,9 @@ class LocalCluster:
             # re-clones the replica.
             "max_slot_wal_keep_size": "2GB",
             "fsync": "on",
-            "synchronous_commit": "on",  # local flush; replication stays asynchronous
+            # "on": local flush, plus the standby's flush when synchronous_standby_names names it.
+            "synchronous_commit": "on",
+            "synchronous_standby_names": sync_names,
             "hot_standby": "on",
             # Analytics queries on the replica should not be cancelled by vacuum on the primary.
             "hot_standby_feedback": "on",
@@ -694,8 +937,38 @@ class LocalCluster:
             rendered = str(value) if isinstance(value, int) else _conf_quote(str(value))
             lines.append(f"{key} = {rendered}")
         self._write_server_file(self._data_dir(server) / "nlp_cluster.conf", "\n".join(lines) + "\n")
-        if server == "replica":
+        if role == "replica":
             self._write_replica_conninfo()
+
+    def _apply_synchronous(self, enabled: bool, timeout: float = 30) -> None:
+        """Set synchronous_standby_names on the running primary (reload) to the replica when ``enabled``
+        and the replica runs, else to '' (a primary without standby must not block every COMMIT). When
+        turning it on, wait until the replica is reported ``sync``, so the next acknowledged COMMIT is on
+        both. Raises TimeoutError."""
+        active = enabled and self._running_pid("replica") is not None
+        if bool(self._state.get("sync_active")) == active and self._sync_names_live() == (SLOT_NAME if active else ""):
+            return
+        self._state["sync_active"] = active
+        self._save_state()
+        self._write_cluster_conf("primary")
+        self._run(["pg_ctl", "-D", str(self._data_dir("primary")), "reload", "-s"], timeout=30)
+        deadline = time.monotonic() + timeout
+        with self._admin() as conn:
+            while True:
+                names = conn.execute("SELECT current_setting('synchronous_standby_names')").fetchone()[0]
+                states = {row[0] for row in conn.execute("SELECT sync_state FROM pg_stat_replication")}
+                if names == (SLOT_NAME if active else "") and (not active or "sync" in states):
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"synchronous_standby_names={names!r}, standbys {states} after {timeout}s")
+                time.sleep(0.05)
+
+    def _sync_names_live(self) -> str | None:
+        try:
+            with self._admin() as conn:
+                return conn.execute("SELECT current_setting('synchronous_standby_names')").fetchone()[0]
+        except psycopg.Error:
+            return None
 
     def _write_replica_conninfo(self) -> None:
         """Point the replica at the primary's current port (pg_basebackup -R wrote the original)."""
@@ -835,6 +1108,114 @@ class LocalCluster:
                 os.kill(pid, signal.SIGKILL)
         _wait_gone(leftovers, 10)
 
+    # ------------------------------------------------------------------------------- PgBouncer
+
+    def _pgbouncer_pid(self) -> int | None:
+        """PgBouncer's pid from its pidfile when that process is alive and is pgbouncer."""
+        if self._state is None or not self._state.get("data_root"):
+            return None
+        try:
+            pid = int((self._pgbouncer_dir() / "pgbouncer.pid").read_text().split()[0])
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if comm == "pgbouncer" and _alive(pid) else None
+
+    def _write_pgbouncer_files(self) -> Path:
+        """pgbouncer.ini and its auth_file; returns the ini path.
+
+        auth_file holds the roles' SCRAM verifiers as stored in pg_authid, not passwords: PgBouncer
+        checks clients against them and, since each client authenticated with SCRAM, logs into the
+        server with the keys that exchange gave it (so nothing here can log in by itself)."""
+        directory = self._pgbouncer_dir()
+        self._make_server_dir(directory)
+        with self._admin() as conn:
+            verifiers = conn.execute(
+                "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s) ORDER BY rolname",
+                (list(ROLES.values()),),
+            ).fetchall()
+        self._write_server_file(
+            directory / "userlist.txt", "".join(f'"{user}" "{verifier}"\n' for user, verifier in verifiers)
+        )
+        ports = self._state["ports"]
+        settings = {
+            "listen_addr": HOST,
+            "listen_port": ports[PGBOUNCER],
+            "unix_socket_dir": "",  # TCP on 127.0.0.1 only, like the servers
+            "auth_type": "scram-sha-256",
+            "auth_file": str(directory / "userlist.txt"),
+            "admin_users": "postgres",  # SHOW POOLS / SHOW SERVERS on the `pgbouncer` console
+            "pool_mode": "transaction",  # what the CloudNativePG Pooler of argocd/data-plane runs
+            "max_client_conn": 500,
+            "default_pool_size": 20,
+            # While the primary is down PgBouncer queues queries for a server connection; the default
+            # 120 s would hold a request past the watchdog's timeout. 2 s: a short blip is absorbed
+            # (the query runs once the server is back), a real outage becomes a 503 soon.
+            "query_wait_timeout": 2,
+            "server_connect_timeout": CONNECT_TIMEOUT_S,
+            "server_login_retry": 1,  # default 15 s of refusing clients after one failed server login
+            "ignore_startup_parameters": "extra_float_digits",
+            "logfile": str(directory / "pgbouncer.log"),
+            "pidfile": str(directory / "pgbouncer.pid"),
+            "log_connections": 0,
+            "log_disconnections": 0,
+        }
+        lines = [
+            "; Written by devtools/pgcluster.py on every start; do not edit.",
+            "[databases]",
+            f"{DBNAME} = host={HOST} port={ports['primary']} dbname={DBNAME}",
+            "[pgbouncer]",
+            *(f"{key} = {value}" for key, value in settings.items()),
+        ]
+        ini = directory / "pgbouncer.ini"
+        self._write_server_file(ini, "\n".join(lines) + "\n")
+        return ini
+
+    def _start_pgbouncer(self) -> int:
+        """Start PgBouncer (daemon, as the server user) or, when it runs, re-point it at the primary
+        (SIGHUP = RELOAD). Returns its port. Raises PgBouncerNotFound, PgClusterError (log tail)."""
+        binary = find_pgbouncer()
+        ports = self._state["ports"]
+        if self._pgbouncer_pid() is not None:
+            self._write_pgbouncer_files()
+            os.kill(self._pgbouncer_pid(), signal.SIGHUP)
+            return ports[PGBOUNCER]
+        log = self._pgbouncer_dir() / "pgbouncer.log"
+        for _attempt in range(3):
+            other = {p for s, p in ports.items() if s != PGBOUNCER}
+            if not ports.get(PGBOUNCER) or not _port_free(ports[PGBOUNCER]) or ports[PGBOUNCER] in other:
+                ports[PGBOUNCER] = _pick_port(exclude=other)
+                self._save_state()
+            ini = self._write_pgbouncer_files()
+            (self._pgbouncer_dir() / "pgbouncer.pid").unlink(missing_ok=True)  # stale: nobody runs
+            log_size = log.stat().st_size if log.exists() else 0
+            self._run(["pgbouncer", "-d", "-q", str(ini)], timeout=30, binary=binary)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                pid = self._pgbouncer_pid()
+                if pid is not None and not _port_free(ports[PGBOUNCER]):
+                    with contextlib.suppress(OSError), socket.create_connection((HOST, ports[PGBOUNCER]), 1):
+                        return ports[PGBOUNCER]
+                time.sleep(0.05)
+            new_log = log.read_text(errors="replace")[log_size:] if log.exists() else ""
+            self._stop_pgbouncer()
+            if "in use" in new_log or "bind" in new_log:
+                ports[PGBOUNCER] = None  # lost the race for the port: pick another
+                continue
+            raise PgClusterError(f"pgbouncer did not start within 10 s\n--- {log} ---\n{new_log[-2000:]}")
+        raise PgClusterError("pgbouncer could not bind a port")
+
+    def _stop_pgbouncer(self) -> None:
+        pid = self._pgbouncer_pid()
+        if pid is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):  # SIGTERM: immediate shutdown
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            if _wait_gone([pid], wait):
+                return
+        raise PgClusterError(f"pgbouncer {pid} survived SIGKILL")
+
     # ------------------------------------------------------------------------------- SQL steps
 
     def _admin(self, dbname: str = DBNAME) -> psycopg.Connection:
@@ -928,18 +1309,6 @@ class LocalCluster:
         with self._admin() as conn:
             return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
 
-    def _write_secrets(self) -> None:
-        self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.secrets_dir.chmod(0o700)
-        for name, (role, server) in SECRETS.items():
-            path = self.secrets_dir / name
-            tmp = path.with_name(f".{name}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(self.dsn(role, server) + "\n")
-            os.replace(tmp, path)
-
-
 # -------------------------------------------------------------------------------------------------- CLI
 
 
@@ -948,14 +1317,20 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m devtools.pgcluster",
         description="local PostgreSQL primary + streaming replica",
     )
-    parser.add_argument("command", choices=["start", "stop", "status", "destroy"])
+    parser.add_argument("command", choices=["start", "stop", "status", "destroy", "failover"])
     parser.add_argument(
         "--dir", type=Path, default=DEFAULT_BASE_DIR, help=f"base dir (default {DEFAULT_BASE_DIR})"
     )
+    parser.add_argument("--pgbouncer", action=argparse.BooleanOptionalAction, default=None,
+                        help="run PgBouncer (transaction pooling) in front of the primary (kept once given)")
+    parser.add_argument("--synchronous", action=argparse.BooleanOptionalAction, default=None,
+                        help="synchronous replication to the replica (kept once given)")
     args = parser.parse_args(argv)
-    cluster = LocalCluster(args.dir)
+    cluster = LocalCluster(args.dir, pgbouncer=args.pgbouncer, synchronous=args.synchronous)
     try:
-        if args.command == "start":
+        if args.command == "failover":
+            result = cluster.failover()
+        elif args.command == "start":
             started = time.perf_counter()
             result = cluster.start()
             result["start_seconds"] = round(time.perf_counter() - started, 2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import signal
 import sys
 import threading
@@ -97,6 +98,15 @@ def _summary(gateway_url: str, per_label: int) -> str:
     return "\n".join(lines)
 
 
+def _env_flag(name: str) -> bool | None:
+    """True/False from an environment variable (1/true/yes, 0/false/no); None when unset (keep what the
+    local cluster was last started with)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return None
+    return raw in {"1", "true", "yes", "on"}
+
+
 def main(argv: list[str] | None = None) -> int:
     from functions.runtime import logs
 
@@ -105,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--samples", type=Path, default=REPO / "samples" / "comments.jsonl")
     parser.add_argument("--no-serve", action="store_true", help="stop after the summary (smoke runs)")
+    # Environment defaults, so `make run PGBOUNCER=1 SYNCHRONOUS=1` works (make exports them).
+    parser.add_argument("--pgbouncer", action=argparse.BooleanOptionalAction, default=_env_flag("PGBOUNCER"),
+                        help="writer and entity-stats' primary pool through a local PgBouncer (transaction pooling)")
+    parser.add_argument("--synchronous", action=argparse.BooleanOptionalAction, default=_env_flag("SYNCHRONOUS"),
+                        help="synchronous replication to the replica")
     args = parser.parse_args(argv)
     logs.configure("local-up", "WARNING")
 
@@ -113,12 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     _say("1/4 starting PostgreSQL primary + streaming replica ...")
-    cluster = LocalCluster(args.data_dir / "pg")
+    cluster = LocalCluster(args.data_dir / "pg", pgbouncer=args.pgbouncer, synchronous=args.synchronous)
     cluster.start()
     gateway = None
     try:
         status = cluster.status()
-        _say(f"    primary 127.0.0.1:{status['primary']['port']}, replica 127.0.0.1:{status['replica']['port']}")
+        _say(f"    primary 127.0.0.1:{status['primary']['port']}, replica 127.0.0.1:{status['replica']['port']}"
+             + (f", PgBouncer 127.0.0.1:{status['pgbouncer']['port']}" if status["pgbouncer"]["running"] else "")
+             + (", synchronous replication" if status["synchronous_standby_names"] else ""))
         _say(f"2/4 starting functions behind the local gateway on 127.0.0.1:{args.port} ...")
         gateway = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=cluster.secrets_dir,
                           log_dir=args.data_dir / "logs", port=args.port)

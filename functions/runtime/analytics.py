@@ -28,18 +28,21 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
-import psycopg.errors
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
-from functions.runtime import queries, request_log
-from functions.runtime.errors import InvalidField, Timeout, Unavailable
+from functions.runtime import app, db, queries, request_log
+from functions.runtime.contract import Event
+from functions.runtime.db import Database, Failure, ServerDown, make_pool
+from functions.runtime.errors import InvalidField, MethodNotAllowed, Timeout, Unavailable
+from functions.runtime.http import json_response, request_id
 from functions.runtime.settings import Settings
+from functions.runtime.shapes import Freshness, StatsAnswer
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,6 @@ _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _LABEL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
 _LSN_RE = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
 
-# A server that just failed is probed with this short pool timeout until it answers again.
-_PROBE_TIMEOUT_S = 0.25
 # Strong reads poll the replica's replay position this often (grows up to the maximum).
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.05
@@ -154,167 +155,43 @@ def format_window(window: timedelta) -> str:
 
 # -- service --------------------------------------------------------------------------------------
 
-class _ServerDown(Exception):
-    """A pool could not give a working connection, or the connection broke mid-read."""
+@dataclass(frozen=True)
+class StatsRequest:
+    """A validated entity-stats request; ``window_text`` is the caller's spelling ("24h" stays "24h")."""
 
-    def __init__(self, target: str, cause: BaseException | None):
-        super().__init__(target)
-        self.target = target
-        self.cause = cause
-
-
-class _Target:
-    """One database server (pool) and what we last learnt about its health."""
-
-    def __init__(self, name: str, pool: ConnectionPool | None, timeout: float, cooldown: float):
-        self.name = name
-        self.pool = pool
-        self.timeout = timeout
-        self.cooldown = cooldown
-        self._down_until = 0.0
-        self.last_ok = 0.0
-        self._lock = threading.Lock()
-
-    @property
-    def configured(self) -> bool:
-        return self.pool is not None
-
-    def acquire_timeout(self, cap: float | None = None) -> float:
-        """The full pool timeout while healthy; a short probe right after a failure."""
-        timeout = _PROBE_TIMEOUT_S if time.monotonic() < self._down_until else self.timeout
-        if cap is not None:
-            timeout = min(timeout, cap)
-        return max(0.01, min(timeout, self.timeout))
-
-    def failed(self, exc: BaseException | None) -> None:
-        with self._lock:
-            was_up = time.monotonic() >= self._down_until
-            self._down_until = time.monotonic() + self.cooldown
-        if was_up:
-            log.warning("analytics database unreachable", extra={
-                "event": "db.unavailable", "db.server": self.name,
-                "error.type": type(exc).__name__ if exc else "NotConfigured"})
-
-    def succeeded(self) -> None:
-        self.last_ok = time.monotonic()
-        if self._down_until:
-            with self._lock:
-                recovered = self._down_until != 0.0
-                self._down_until = 0.0
-            if recovered:
-                log.info("analytics database reachable again",
-                         extra={"event": "db.recovered", "db.server": self.name})
-
-    def connection(self, timeout: float):
-        """Context manager for a pooled connection; raises _ServerDown when none can be had."""
-        if self.pool is None:
-            raise _ServerDown(self.name, None)
-        return _Borrow(self, timeout)
+    request_id: str
+    window: timedelta
+    window_text: str
+    label: str | None
+    limit: int
+    consistency: Consistency
+    min_lsn: str | None
 
 
-class _Borrow:
-    """``with target.connection(t) as conn``: pool errors and broken connections become _ServerDown."""
-
-    def __init__(self, target: _Target, timeout: float):
-        self.target = target
-        self.timeout = timeout
-        self._cm = None
-
-    def __enter__(self) -> psycopg.Connection:
-        self._cm = self.target.pool.connection(timeout=self.timeout)
-        try:
-            return self._cm.__enter__()
-        except (PoolTimeout, TooManyRequests) as exc:
-            self.target.failed(exc)
-            raise _ServerDown(self.target.name, exc) from None
-        except PoolClosed as exc:  # shutting down: not the server's fault
-            raise _ServerDown(self.target.name, exc) from None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        late = None
-        try:
-            self._cm.__exit__(exc_type, exc, tb)
-        except Exception as caught:  # giving back a connection that died at the very end
-            late = caught
-        failure = exc if exc is not None else late
-        if failure is None:
-            self.target.succeeded()
-            return False
-        if _is_connection_failure(failure):
-            self.target.failed(failure)
-            raise _ServerDown(self.target.name, failure) from None
-        if exc is None:
-            raise late
-        return False
-
-
-def _is_connection_failure(exc: BaseException) -> bool:
-    """Lost server / connection (retry elsewhere), as opposed to a query problem (timeout, bug)."""
-    if isinstance(exc, psycopg.errors.QueryCanceled):
-        return False  # statement_timeout: the query is too heavy, another server will not help
-    if isinstance(exc, psycopg.errors.SerializationFailure):
-        return True  # on a standby: cancelled by a conflict with recovery
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-
-
-def _configure(statement_timeout_ms: int):
-    def configure(conn: psycopg.Connection) -> None:
-        # Bounded queries: a heavy window gives a 504, never a request past the watchdog's timeout.
-        # read_only: analytics never writes (the analyst role cannot anyway; this states the intent).
-        conn.execute("SELECT set_config('statement_timeout', %s, false),"
-                     " set_config('default_transaction_read_only', 'on', false)",
-                     (str(statement_timeout_ms),))
-        # The data queries of one answer share a snapshot (BEGIN ISOLATION LEVEL REPEATABLE READ).
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-    return configure
-
-
-def make_pool(dsn: str, *, name: str, settings: Settings) -> ConnectionPool:
-    """A checked pool, created closed. autocommit: freshness and polling statements each get a fresh
-    snapshot; data queries run in an explicit transaction."""
-    return ConnectionPool(
-        dsn,
-        name=name,
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
-        timeout=settings.db_pool_timeout_s,
-        open=False,
-        check=ConnectionPool.check_connection,
-        configure=_configure(settings.db_statement_timeout_ms),
-        # prepare_threshold=None: never server-side prepared, so every execution is planned with its
-        # real window (a cached generic plan would guess the selectivity of `processed_at >= $1`).
-        kwargs={"autocommit": True, "application_name": name, "prepare_threshold": None,
-                "connect_timeout": max(1, round(settings.db_connect_timeout_s))},
-        # Give up a failing reconnection loop after a few seconds: the pool's backoff doubles each try,
-        # so a long reconnect_timeout would leave a recovered server unused for as long as it was down.
-        # After giving up, the next request starts a fresh (immediate) attempt.
-        reconnect_timeout=max(5.0, 2.0 * settings.retry_after_s),
-        max_lifetime=1800,
-    )
-
-
-class AnalyticsService:
+class AnalyticsService(app.Service):
     """Top entities, label mix and freshness, routed between replica and primary (see module doc).
 
-    Thread-safe; create one per process. ``query`` raises Unavailable (503, with Retry-After) when no
-    allowed server answers, Timeout (504) when a query exceeds the statement timeout.
+    Thread-safe; create one per process (:func:`build`). ``query`` raises Unavailable (503, with
+    Retry-After) when no allowed server answers, Timeout (504) when a query exceeds the statement timeout.
     """
 
     def __init__(self, settings: Settings, *, replica_dsn: str | None = None,
-                 primary_dsn: str | None = None, replica_pool: ConnectionPool | None = None,
-                 primary_pool: ConnectionPool | None = None):
-        self.settings = settings
+                 primary_dsn: str | None = None, replica_pool=None, primary_pool=None):
+        super().__init__(settings)
         self._sql = queries.load("analytics")
         if replica_pool is None:
             dsn = replica_dsn or settings.secret("stats-replica-dsn")
-            replica_pool = make_pool(dsn, name="entity-stats-replica", settings=settings) if dsn else None
+            replica_pool = make_pool(dsn, name="entity-stats-replica", read_only=True,
+                                     **settings.pool_options()) if dsn else None
         if primary_pool is None:
             dsn = primary_dsn or settings.secret("stats-primary-dsn")
-            primary_pool = make_pool(dsn, name="entity-stats-primary", settings=settings) if dsn else None
-        cooldown = float(settings.retry_after_s)
-        self.replica = _Target("replica", replica_pool, settings.db_pool_timeout_s, cooldown)
-        self.primary = _Target("primary", primary_pool, settings.db_pool_timeout_s, cooldown)
+            primary_pool = make_pool(dsn, name="entity-stats-primary", read_only=True,
+                                     **settings.pool_options()) if dsn else None
+        # A failed server is only probed briefly for RETRY_AFTER_S, then gets the full timeout again.
+        options = {"statement_timeout_ms": settings.db_statement_timeout_ms,
+                   "cooldown_s": float(settings.retry_after_s)}
+        self.replica = Database(replica_pool, name="replica", **options)
+        self.primary = Database(primary_pool, name="primary", **options)
         for target, secret in ((self.replica, "stats-replica-dsn"), (self.primary, "stats-primary-dsn")):
             if not target.configured:
                 log.warning(f"secret {secret} is not set: entity-stats cannot use the {target.name}",
@@ -325,42 +202,55 @@ class AnalyticsService:
 
     def open(self) -> AnalyticsService:
         """Start connecting in the background; never blocks on the database."""
-        for target in (self.replica, self.primary):
-            if target.pool is not None:
-                target.pool.open(wait=False)
+        self.replica.open()
+        self.primary.open()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for target in (self.replica, self.primary):
-            if target.pool is not None:
-                target.pool.close(timeout=timeout)
+        self._closed = True  # queries answer 503 shutting_down from now on
+        for database in (self.replica, self.primary):
+            database.close(timeout)  # idempotent
 
     def ready(self) -> bool:
         """True when the replica answers, or the primary does and fallback is allowed."""
-        if self._ping(self.replica):
+        if self.replica.ready():
             return True
-        return self.settings.stats_primary_fallback and self._ping(self.primary)
+        return self.settings.stats_primary_fallback and self.primary.ready()
 
-    def _ping(self, target: _Target) -> bool:
-        if not target.configured or self._closed:
-            return False
-        if time.monotonic() - target.last_ok < 1.0:
-            return True  # it answered a request a moment ago: probes cost nothing under load
-        try:
-            # Short: a readiness probe has its own timeout (Kubernetes: 1 s by default).
-            with target.connection(target.acquire_timeout(cap=0.5)) as conn:
-                conn.execute(self._sql["ping"]).fetchone()
-        except (_ServerDown, psycopg.Error):
-            return False
-        return True
+    def ready_checks(self) -> Mapping[str, Callable[[], bool]]:
+        return {"database": self.ready}
+
+    # -- HTTP edge --
+
+    def parse(self, event: Event) -> StatsRequest:
+        """GET only (405 + Allow otherwise); query parameters as :func:`parse_query_params` checks them."""
+        if (event.method or "GET").upper() != "GET":
+            raise MethodNotAllowed(f"entity-stats answers GET only, not {event.method}", allow="GET")
+        params = parse_query_params(event.query)
+        rid = request_id(event.headers)
+        request_log.fields()["request_id"] = rid
+        return StatsRequest(request_id=rid, **params)
+
+    def process(self, request: StatsRequest) -> StatsAnswer:
+        return self.query(request.window, request.label, request.limit, request.consistency, request.min_lsn,
+                          window_text=request.window_text)
+
+    def respond(self, request: StatsRequest, result: StatsAnswer) -> dict:
+        return json_response(200, result, request_id=request.request_id, headers={
+            "Cache-Control": "no-store",
+            "X-Served-By": result["served_by"],
+        })
 
     # -- queries --
 
     def query(self, window: timedelta, label: str | None = None, limit: int = DEFAULT_LIMIT,
-              consistency: Consistency = "eventual", min_lsn: str | None = None) -> dict[str, Any]:
+              consistency: Consistency = "eventual", min_lsn: str | None = None,
+              window_text: str | None = None) -> StatsAnswer:
+        """The answer for ``window`` (0 < window <= 30 days), ``label`` (None: all), ``limit``
+        (1..100); ``window`` in the answer is ``window_text`` (the caller's spelling) or the largest
+        whole unit. Raises ValueError for out-of-range arguments (the handler validated them already),
+        Unavailable (503) when no allowed server answers, Timeout (504) when a query exceeds
+        ``DB_STATEMENT_TIMEOUT_MS`` or waits that long for a lock."""
         if consistency not in ("eventual", "strong"):
             raise ValueError(f"unknown consistency {consistency!r}")
         if not timedelta(0) < window <= MAX_WINDOW:
@@ -377,47 +267,49 @@ class AnalyticsService:
                 result = self._eventual(params)
             else:
                 result = self._read_your_writes(params, min_lsn)
-        except psycopg.errors.QueryCanceled:
+        except psycopg.Error as exc:
+            if db.classify(exc) is not Failure.TIMEOUT:
+                raise
             raise Timeout("the analytics query exceeded the statement timeout; use a shorter window "
                           "or a label") from None
         db_ms = (time.perf_counter() - started) * 1000.0
         request_log.fields().update(served_by=result["served_by"], db_ms=round(db_ms, 3),
                                     lag_seconds=result["freshness"]["lag_seconds"],
                                     lag_bytes=result["freshness"]["lag_bytes"])
-        result.update(window=format_window(window), window_seconds=int(window.total_seconds()),
+        result.update(window=window_text or format_window(window), window_seconds=int(window.total_seconds()),
                       label=label, limit=limit, consistency=consistency, min_lsn=min_lsn)
         return result
 
-    def _eventual(self, params: dict) -> dict[str, Any]:
+    def _eventual(self, params: dict) -> StatsAnswer:
         try:
             return self._read_replica(params)
-        except _ServerDown:
+        except ServerDown:
             if not self.settings.stats_primary_fallback:
                 raise self._unavailable("the analytics replica is unavailable") from None
         try:
             return self._read_primary(params)
-        except _ServerDown:
+        except ServerDown:
             raise self._unavailable("neither the analytics replica nor the primary is available") from None
 
-    def _read_your_writes(self, params: dict, min_lsn: str | None) -> dict[str, Any]:
+    def _read_your_writes(self, params: dict, min_lsn: str | None) -> StatsAnswer:
         deadline = time.monotonic() + self.settings.stats_strong_wait_ms / 1000.0
         target_lsn = min_lsn
         if target_lsn is None:
             try:
                 target_lsn = self._primary_lsn()
-            except _ServerDown:
+            except ServerDown:
                 # Without the primary we cannot know what "everything committed" is.
                 raise self._unavailable("the primary is unavailable, so a strong read cannot be "
                                         "guaranteed; retry or pass min_lsn") from None
         try:
             result = self._read_replica(params, wait_for=target_lsn, deadline=deadline)
-        except _ServerDown:
+        except ServerDown:
             result = None
         if result is not None:
             return result
         try:
             return self._read_primary(params)
-        except _ServerDown:
+        except ServerDown:
             raise self._unavailable("the primary is unavailable and the replica has not replayed "
                                     f"{target_lsn}") from None
 
@@ -425,14 +317,14 @@ class AnalyticsService:
         return Unavailable(message, code="database_unavailable", retry_after=self.settings.retry_after_s)
 
     def _read_replica(self, params: dict, *, wait_for: str | None = None,
-                      deadline: float | None = None) -> dict[str, Any] | None:
+                      deadline: float | None = None) -> StatsAnswer | None:
         """The answer from the replica, or None when it did not replay ``wait_for`` by ``deadline``."""
-        with self.replica.connection(self.replica.acquire_timeout()) as conn:
+        with self.replica.connection() as conn:
             if wait_for is not None and not self._wait_replayed(conn, wait_for, deadline):
                 return None
             fresh = conn.execute(self._sql["replica_freshness"]).fetchone()
             in_recovery, replay_lsn, local_lag, pending_bytes, replay_age, checked_at = fresh
-            top, mix = self._read_data(conn, params)
+            top, mix = self._read_data(self.replica, conn, params)
         primary_lsn, lag_bytes = self._primary_lag(replay_lsn)
         if lag_bytes is None:
             # Primary unknown: the standby's own view (received vs replayed) is the best we have.
@@ -451,11 +343,11 @@ class AnalyticsService:
             "checked_at": _iso(checked_at),
         })
 
-    def _read_primary(self, params: dict) -> dict[str, Any]:
-        with self.primary.connection(self.primary.acquire_timeout()) as conn:
+    def _read_primary(self, params: dict) -> StatsAnswer:
+        with self.primary.connection() as conn:
             fresh = conn.execute(self._sql["replica_freshness"]).fetchone()
             lsn, checked_at = fresh[1], fresh[-1]
-            top, mix = self._read_data(conn, params)
+            top, mix = self._read_data(self.primary, conn, params)
         return self._answer("primary", top, mix, {
             "lag_seconds": 0.0,
             "lag_bytes": 0,
@@ -464,15 +356,15 @@ class AnalyticsService:
             "checked_at": _iso(checked_at),
         })
 
-    def _read_data(self, conn: psycopg.Connection, params: dict) -> tuple[list, list]:
+    def _read_data(self, database: Database, conn: psycopg.Connection, params: dict) -> tuple[list, list]:
         name = "top_entities" if params["label"] is None else "top_entities_for_label"
-        with conn.transaction():
+        with database.transaction(conn):
             top = conn.execute(self._sql[name], params).fetchall()
             mix = conn.execute(self._sql["label_mix"], params).fetchall()
         return top, mix
 
     @staticmethod
-    def _answer(served_by: str, top: list, mix: list, freshness: dict) -> dict[str, Any]:
+    def _answer(served_by: str, top: list, mix: list, freshness: Freshness) -> StatsAnswer:
         return {
             "top_entities": [{"text": text, "label": label, "count": int(count)}
                              for text, label, count in top],
@@ -497,7 +389,7 @@ class AnalyticsService:
             delay = min(delay * 2, _POLL_MAX_S)
 
     def _primary_lsn(self) -> str:
-        with self.primary.connection(self.primary.acquire_timeout()) as conn:
+        with self.primary.connection() as conn:
             return conn.execute(self._sql["primary_position"], {"replay_lsn": None}).fetchone()[0]
 
     def _primary_lag(self, replay_lsn: str | None) -> tuple[str | None, int | None]:
@@ -506,9 +398,9 @@ class AnalyticsService:
         if not self.primary.configured:
             return None, None
         try:
-            with self.primary.connection(self.primary.acquire_timeout(cap=_PROBE_TIMEOUT_S)) as conn:
+            with self.primary.connection(self.primary.acquire_timeout(cap=db.PROBE_TIMEOUT_S)) as conn:
                 lsn, lag = conn.execute(self._sql["primary_position"], {"replay_lsn": replay_lsn}).fetchone()
-        except (_ServerDown, psycopg.Error):
+        except (ServerDown, psycopg.Error):
             return None, None
         return lsn, (None if lag is None else int(lag))
 
@@ -516,3 +408,9 @@ class AnalyticsService:
 def _iso(value: datetime | None) -> str:
     value = value or datetime.now(UTC)
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build(settings: Settings) -> AnalyticsService:
+    """The process's service: pools for the replica and the primary from their secrets, connecting in
+    the background."""
+    return AnalyticsService(settings).open()

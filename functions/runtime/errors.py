@@ -12,11 +12,14 @@ class FunctionError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None,
+                 status: int | None = None):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if status is not None:  # the HTTP layer's own refusals (414, 431, 505, ...) have no class of their own
+            self.status = status
         self.headers = dict(headers or {})
 
 

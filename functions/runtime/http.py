@@ -1,4 +1,6 @@
-"""HTTP helpers shared by the handlers: body decoding, request ids, JSON responses and the error edge.
+"""The HTTP edge of every function: body decoding, the request-id rules, JSON responses and the ONE
+place that renders a JSON error (:func:`error_response`: handler errors through :func:`handles_errors`,
+malformed HTTP through the runtime server).
 
 Everything here returns python3-http response dicts (``statusCode``, ``body``, ``headers``), so a
 handler using it runs unchanged under the official OpenFaaS template.
@@ -10,14 +12,13 @@ import functools
 import json
 import logging
 import math
-import os
 import re
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from functions.runtime import metrics, request_log
+from functions.runtime import metrics, request_log, settings
 from functions.runtime.errors import (
     BadRequest,
     FunctionError,
@@ -35,6 +36,9 @@ MAX_REQUEST_ID_CHARS = 128
 _SNIFFED_TYPES = {"", "application/x-www-form-urlencoded"}
 
 
+INTERNAL_ERROR = FunctionError("internal error; the request was not processed")
+
+
 def json_response(status: int, body: Any, *, request_id: str | None = None,
                   headers: dict[str, str] | None = None) -> dict:
     out_headers = {"Content-Type": "application/json"}
@@ -46,21 +50,30 @@ def json_response(status: int, body: Any, *, request_id: str | None = None,
 
 
 def error_response(exc: FunctionError, request_id: str | None) -> dict:
+    """``exc`` as a JSON error response: ``{"error": code, "message", "request_id"[, "field"]}`` with
+    its status and headers (``Retry-After``, ``Allow``) plus ``X-Request-Id``."""
     body = {"error": exc.code, "message": exc.message, "request_id": request_id}
     if isinstance(exc, InvalidField):
         body["field"] = exc.field
     return json_response(exc.status, body, request_id=request_id, headers=exc.headers)
 
 
-def header_request_id(event) -> str | None:
-    """The gateway's ``X-Call-Id`` (kept across async retries), if it is a usable id."""
-    value = event.headers.get("X-Call-Id") if event.headers is not None else None
+_UNSET = object()
+
+
+def request_id(headers, given: Any = _UNSET, field: str = "request_id") -> str:
+    """The request id, by the one rule set of the project.
+
+    ``given`` (the body's ``request_id``) when it is not None, validated (InvalidField(``field``) when
+    unusable); else the gateway's ``X-Call-Id`` from ``headers`` (anything with a case-insensitive
+    ``.get``, or None) when usable (it is kept across async retries; an unusable one is ignored); else a
+    new UUID. Usable: 1-128 printable characters without surrounding whitespace.
+    """
+    if given is not _UNSET and given is not None:
+        return validate_request_id(given, field)
+    value = headers.get("X-Call-Id") if headers is not None else None
     if isinstance(value, str) and _valid_request_id(value):
         return value
-    return None
-
-
-def new_request_id() -> str:
     return str(uuid.uuid4())
 
 
@@ -69,6 +82,7 @@ def _valid_request_id(value: str) -> bool:
 
 
 def validate_request_id(value: Any, field: str) -> str:
+    """``value`` if it is a usable id (see :func:`request_id`); raises InvalidField(``field``)."""
     if not isinstance(value, str):
         raise InvalidField(field, f"'{field}' must be a string")
     if not _valid_request_id(value):
@@ -139,10 +153,6 @@ def _finite_float(literal: str) -> float:
     return value
 
 
-def _function_name() -> str:
-    return os.environ.get("FUNCTION_NAME", "unknown")
-
-
 def handles_errors(handle: Callable) -> Callable:
     """Decorator for ``handle(event, context)``: the error edge and the request log line.
 
@@ -160,19 +170,17 @@ def handles_errors(handle: Callable) -> Callable:
             response = handle(event, context)
         except FunctionError as exc:
             error = exc
-            request_id = getattr(exc, "request_id", None) or header_request_id(event) or new_request_id()
-            response = error_response(exc, request_id)
+            response = error_response(exc, getattr(exc, "request_id", None) or request_id(event.headers))
         except Exception as exc:
             error = exc
-            request_id = header_request_id(event) or new_request_id()
+            rid = request_id(event.headers)
             log.error("unhandled error in handler", exc_info=True, extra={
-                "event": "request.crashed", "request_id": request_id, "error.type": type(exc).__name__})
-            response = error_response(FunctionError("internal error; the request was not processed"),
-                                      request_id)
+                "event": "request.crashed", "request_id": rid, "error.type": type(exc).__name__})
+            response = error_response(INTERNAL_ERROR, rid)
         fields = request_log.finish(token)
         seconds = time.perf_counter() - started
         status = response.get("statusCode", 200) if isinstance(response, dict) else 200
-        metrics.observe_request(_function_name(), status, seconds, fields)
+        metrics.observe_request(settings.current().function_name, status, seconds, fields)
         headers = response.get("headers") or {} if isinstance(response, dict) else {}
         fields["request_id"] = headers.get(REQUEST_ID_HEADER) or fields.get("request_id")
         fields.update(status_code=status, duration_ms=round(seconds * 1000.0, 3),

@@ -19,14 +19,15 @@ Rules:
 * The connecting role should be ``nlp_owner`` (it then owns every object). A superuser may pass
   ``--role nlp_owner`` to ``SET ROLE`` inside each transaction.
 
-Output is JSON lines on stdout; the DSN and its password are never printed.
+Output is the project's JSON log lines on stdout (functions/runtime/logs.py: ``@timestamp``,
+``event``, ...); the DSN and its password are never printed. SQL: ``sql/queries/migrate.sql``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
+import logging
 import re
 import sys
 import time
@@ -37,13 +38,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from functions.runtime import db, ops, queries
 from functions.runtime.queries import sql_dir
-from functions.runtime.settings import read_secret
+
+log = logging.getLogger("functions.runtime.migrate")
 
 # Arbitrary but fixed 64-bit key: every migrator of this project serialises on it.
 MIGRATION_LOCK_KEY = 0x6E6C_705F_6D69_67  # "nlp_mig"
-TRACKING_SCHEMA = "nlp_meta"
-TRACKING_TABLE = "schema_migrations"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9][a-z0-9_]*)\.sql$")
 
 
@@ -121,32 +122,22 @@ def discover(directory: Path | None = None) -> list[Migration]:
 
 
 def _tracking_table_exists(cur: psycopg.Cursor) -> bool:
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{TRACKING_SCHEMA}.{TRACKING_TABLE}",))
+    cur.execute(_sql()["tracking_table_exists"])
     return bool(cur.fetchone()[0])
 
 
 def _ensure_tracking_table(cur: psycopg.Cursor) -> None:
-    # Checked first because CREATE SCHEMA IF NOT EXISTS still demands CREATE on the database.
-    if _tracking_table_exists(cur):
-        return
-    cur.execute(
-        f"""
-        CREATE SCHEMA IF NOT EXISTS {TRACKING_SCHEMA};
-        CREATE TABLE IF NOT EXISTS {TRACKING_SCHEMA}.{TRACKING_TABLE} (
-            version     integer PRIMARY KEY,
-            name        text NOT NULL,
-            checksum    text NOT NULL,
-            applied_at  timestamptz NOT NULL DEFAULT now(),
-            applied_by  text NOT NULL DEFAULT current_user,
-            duration_ms real
-        );
-        """
-    )
+    if not _tracking_table_exists(cur):
+        cur.execute(_sql()["create_tracking_table"])
 
 
 def _applied(cur: psycopg.Cursor) -> dict[int, tuple[str, str]]:
-    cur.execute(f"SELECT version, name, checksum FROM {TRACKING_SCHEMA}.{TRACKING_TABLE}")
+    cur.execute(_sql()["applied"])
     return {version: (name, checksum) for version, name, checksum in cur.fetchall()}
+
+
+def _sql() -> dict[str, str]:
+    return queries.load("migrate")
 
 
 def _verify_history(migrations: list[Migration], applied: dict[int, tuple[str, str]]) -> list[int]:
@@ -201,7 +192,7 @@ def apply(
     report = MigrationReport()
     with psycopg.connect(dsn, autocommit=False) as conn:
         with conn.cursor() as cur:
-            cur.execute("SELECT current_user, current_database()")
+            cur.execute(_sql()["whoami"])
             report.role, report.database = cur.fetchone()
         conn.rollback()
 
@@ -219,14 +210,10 @@ def apply(
             # One transaction per migration; the lock and the applied set are re-read every time because
             # a concurrent migrator may have applied files while we waited.
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("SET LOCAL lock_timeout = {}").format(
-                        sql.Literal(f"{int(lock_timeout_s * 1000)}ms")
-                    )
-                )
+                cur.execute(_sql()["lock_timeout"], {"timeout_ms": str(int(lock_timeout_s * 1000))})
                 if role:
-                    cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                    cur.execute(sql.SQL(_sql()["set_role"]).format(role=sql.Identifier(role)))
+                cur.execute(_sql()["advisory_lock"], {"key": MIGRATION_LOCK_KEY})
                 _ensure_tracking_table(cur)
                 applied = _applied(cur)
                 unknown = _verify_history(migrations, applied)
@@ -246,11 +233,9 @@ def apply(
                 except psycopg.Error as exc:
                     raise MigrationError(f"migration {migration.label} failed: {exc}") from exc
                 duration_ms = round((time.perf_counter() - started) * 1000, 1)
-                cur.execute(
-                    f"INSERT INTO {TRACKING_SCHEMA}.{TRACKING_TABLE} (version, name, checksum, duration_ms) "
-                    "VALUES (%s, %s, %s, %s)",
-                    (migration.version, migration.name, migration.checksum, duration_ms),
-                )
+                cur.execute(_sql()["record_applied"], {
+                    "version": migration.version, "name": migration.name, "checksum": migration.checksum,
+                    "duration_ms": duration_ms})
             report.applied.append(migration.label)
             emit(
                 {
@@ -264,21 +249,17 @@ def apply(
     return report
 
 
-def _print(event: dict) -> None:
-    print(json.dumps(event, sort_keys=False), flush=True)
+def _log_event(event: dict) -> None:
+    """An :func:`apply` event as a log line (``name``/``version`` are LogRecord attributes: prefixed)."""
+    fields = {("migration." + k if k in ("name", "version") else k): v for k, v in event.items()}
+    log.info(f"migration {event.get('name')} applied", extra=fields)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m functions.runtime.migrate", description=__doc__.split("\n")[0]
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--dsn", help="libpq DSN of the primary (role nlp_owner)")
-    source.add_argument(
-        "--dsn-secret",
-        default="migrations-dsn",
-        help="secret holding the DSN ($SECRETS_DIR/<name> or env); default migrations-dsn",
-    )
+    ops.add_dsn_arguments(parser)
     parser.add_argument(
         "--dir", type=Path, default=None, help="migrations directory (default sql/migrations)"
     )
@@ -288,16 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--lock-timeout", type=float, default=60.0, help="seconds to wait for locks")
     args = parser.parse_args(argv)
-
-    dsn = args.dsn or read_secret(args.dsn_secret)
+    dsn = ops.start("migrate", args, log, "migrations.failed")
     if not dsn:
-        _print(
-            {
-                "event": "migrations.failed",
-                "error.type": "MissingDSN",
-                "error.message": f"no DSN: pass --dsn or provide the secret {args.dsn_secret!r}",
-            }
-        )
         return 2
     try:
         report = apply(
@@ -306,12 +279,13 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run,
             role=args.role,
             lock_timeout_s=args.lock_timeout,
-            on_event=_print,
+            on_event=_log_event,
         )
     except (MigrationError, psycopg.Error) as exc:
-        _print({"event": "migrations.failed", "error.type": type(exc).__name__, "error.message": str(exc)})
+        ops.failed(log, "migrations.failed", type(exc).__name__, db.safe_message(exc))
         return 1
-    _print({"event": "migrations.dry_run" if args.dry_run else "migrations.done", **report.as_dict()})
+    event = "migrations.dry_run" if args.dry_run else "migrations.done"
+    log.info(event.replace(".", " "), extra={"event": event, **report.as_dict()})
     return 0
 
 

@@ -1,7 +1,7 @@
 """The ner-processor service: validate a request, recognise entities, persist them, build the answer.
 
-Created once per process by the handler module (:func:`get`); it owns the model worker and the
-writer pool and registers their readiness checks.
+Created once per process by the handler module (``app.create(build)``); it owns the model worker and the
+writer pool and names their readiness checks (``model``, ``database``).
 """
 
 from __future__ import annotations
@@ -10,24 +10,20 @@ import contextlib
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from functions.runtime import readiness, request_log
+from functions.runtime import app, logs, request_log
+from functions.runtime.db import make_pool
 from functions.runtime.errors import InvalidField, MethodNotAllowed, PayloadTooLarge, Timeout, Unavailable
-from functions.runtime.http import (
-    decode_body,
-    header_request_id,
-    json_response,
-    new_request_id,
-    validate_request_id,
-)
-from functions.runtime.nlp import Entity, NerEngine, load_pipeline
-from functions.runtime.persistence import DocumentRecord, EntityWriter, make_pool
+from functions.runtime.http import decode_body, request_id, validate_request_id
+from functions.runtime.nlp import NerEngine, load_pipeline
+from functions.runtime.persistence import EntityWriter
 from functions.runtime.settings import Settings
+from functions.runtime.shapes import DocumentRecord, Entity
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +45,11 @@ class NerRequest:
     batch: bool
 
 
-class NerService:
+class NerService(app.Service):
     """Owns the model worker and the writer; :meth:`process` is safe to call from many threads."""
 
     def __init__(self, settings: Settings, engine: NerEngine, writer: EntityWriter | None):
-        self.settings = settings
+        super().__init__(settings)
         self.engine = engine
         self.writer = writer
         self.model = engine.info.as_dict()
@@ -67,20 +63,17 @@ class NerService:
         kind, payload = decode_body(event, max_bytes=self.settings.max_body_bytes)
         if kind == "text":
             text = self._check_text(payload, "body")
-            request_id = header_request_id(event) or new_request_id()
-            return NerRequest(request_id, (Document(request_id, text),), batch=False)
+            rid = request_id(event.headers)
+            return NerRequest(rid, (Document(rid, text),), batch=False)
         if not isinstance(payload, dict):
             raise InvalidField("body", "the JSON body must be an object with 'text' or 'documents'")
-        if payload.get("request_id") is not None:
-            request_id = validate_request_id(payload["request_id"], "request_id")
-        else:
-            request_id = header_request_id(event) or new_request_id()
+        rid = request_id(event.headers, payload.get("request_id"))
         if "documents" in payload:
-            return self._parse_batch(payload, request_id)
+            return self._parse_batch(payload, rid)
         text = self._check_text(payload.get("text"), "text", present="text" in payload)
         source = self._optional_str(payload.get("source"), "source")
         metadata = self._optional_object(payload.get("metadata"), "metadata")
-        return NerRequest(request_id, (Document(request_id, text, source, metadata),), batch=False)
+        return NerRequest(rid, (Document(rid, text, source, metadata),), batch=False)
 
     def _parse_batch(self, payload: dict, request_id: str) -> NerRequest:
         items = payload["documents"]
@@ -140,7 +133,7 @@ class NerService:
             return None
         if not isinstance(value, dict):
             raise InvalidField(field, f"'{field}' must be a JSON object")
-        if "\\u0000" in _json_text(value):
+        if "\\u0000" in json.dumps(value):
             raise InvalidField(field, f"'{field}' must not contain NUL characters")
         return value
 
@@ -163,7 +156,7 @@ class NerService:
         except Exception as exc:
             raise _with_id(exc, request.request_id) from None
         ner_ms = (time.perf_counter() - started) * 1000.0
-        counts = Counter(label for doc_entities in entities for _, label, _, _ in doc_entities)
+        counts = Counter(entity.label for doc_entities in entities for entity in doc_entities)
         fields.update(ner_ms=round(ner_ms, 3), entity_count=sum(counts.values()),
                       entities_by_label=dict(counts), batch_size=len(texts))
 
@@ -189,7 +182,7 @@ class NerService:
     def _body(self, request: NerRequest, entities: list[list[Entity]], commit_lsn: str | None,
               duplicates: set[str]) -> dict:
         def as_dicts(doc_entities: list[Entity]) -> list[dict]:
-            return [{"text": t, "label": lab, "start_char": s, "end_char": e} for t, lab, s, e in doc_entities]
+            return [entity._asdict() for entity in doc_entities]
 
         if not request.batch:
             doc = request.documents[0]
@@ -203,13 +196,14 @@ class NerService:
             "model": self.model, "persisted": True, "commit_lsn": commit_lsn,
         }
 
-    def respond(self, request: NerRequest, body: dict) -> dict:
-        return json_response(200, body, request_id=request.request_id)
-
     # -- lifecycle --------------------------------------------------------------------------------
 
     def ready(self) -> bool:
         return self.writer is not None and self.writer.ready()
+
+    def ready_checks(self) -> Mapping[str, Callable[[], bool]]:
+        # The model is loaded before the service exists: once the handler imported, it is ready.
+        return {"model": lambda: True, "database": self.ready}
 
     def close(self) -> None:
         self.engine.close()
@@ -217,24 +211,14 @@ class NerService:
             self.writer.close()
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value)
-
-
-def _with_id(exc: BaseException, request_id: str) -> BaseException:
+def _with_id(exc: BaseException, rid: str) -> BaseException:
     with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot carry it
-        exc.request_id = request_id  # type: ignore[attr-defined]
+        exc.request_id = rid  # type: ignore[attr-defined]
     return exc
-
-
-_service: NerService | None = None
-_service_lock = threading.Lock()
 
 
 def build(settings: Settings) -> NerService:
     """Load the model (timed, logged as ``model.loaded``) and open the writer pool without waiting."""
-    from functions.runtime import logs
-
     started = time.perf_counter()
     nlp = load_pipeline(settings.spacy_model, settings.spacy_pipeline)
     engine = NerEngine(nlp, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
@@ -244,33 +228,15 @@ def build(settings: Settings) -> NerService:
     logs.set_static_fields(model_name=engine.info.name, model_version=engine.info.version)
     log.info("model loaded", extra={"event": "model.loaded", "load_ms": round(load_ms, 1),
                                     "pipeline": list(engine.info.pipeline)})
-    readiness.register("model", lambda: True)
     writer = None
     dsn = settings.secret("ner-writer-dsn")
     if dsn:
-        pool = make_pool(dsn, name="ner-writer", min_size=settings.db_pool_min_size,
-                         max_size=settings.db_pool_max_size, timeout=settings.db_pool_timeout_s,
-                         statement_timeout_ms=settings.db_statement_timeout_ms,
-                         connect_timeout=settings.db_connect_timeout_s)
+        pool = make_pool(dsn, name="ner-writer", **settings.pool_options())
         writer = EntityWriter(pool, store_text=settings.store_text, retry_after=settings.retry_after_s,
-                              write_timeout=settings.request_timeout_s)
+                              write_timeout=settings.request_timeout_s,
+                              statement_timeout_ms=settings.db_statement_timeout_ms)
         writer.open()
-        readiness.register("database", writer.ready)
     else:
         log.warning("secret ner-writer-dsn is not set: requests will get 503",
                     extra={"event": "db.not_configured"})
-        readiness.register("database", lambda: False)
-    service = NerService(settings, engine, writer)
-    from functions.runtime import lifecycle
-
-    lifecycle.on_shutdown(service.close)
-    return service
-
-
-def get() -> NerService:
-    """The process's one service, built on first use."""
-    global _service
-    with _service_lock:
-        if _service is None:
-            _service = build(Settings.from_env())
-        return _service
+    return NerService(settings, engine, writer)

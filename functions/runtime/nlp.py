@@ -18,16 +18,17 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from functions.runtime import metrics
-from functions.runtime.errors import Overloaded, Unavailable
+from functions.runtime import metrics, tokenizer_guard
+from functions.runtime.errors import Overloaded, Timeout, Unavailable
+from functions.runtime.settings import Settings
+from functions.runtime.shapes import Entity
 
 log = logging.getLogger(__name__)
 
 # A text this long takes the model tens of milliseconds: it gets a pipe call of its own.
 _LONG_TEXT_CHARS = 1000
 
-# (text, label, start_char, end_char) exactly as spaCy gives them.
-Entity = tuple[str, str, int, int]
+_DEFAULTS = Settings()  # the one place of defaults (functions/runtime/settings.py)
 
 # Short texts run outside any memory zone at start-up: tokens they put in the tokenizer cache and
 # the string store stay there for the life of the process, so the hot path inside zones hits the cache.
@@ -121,7 +122,7 @@ def _malloc_trim() -> None:
 
 
 def extract(doc) -> list[Entity]:
-    return [(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
+    return [Entity(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
 
 
 class _Job:
@@ -156,8 +157,10 @@ class NerEngine:
     heap back to the OS (glibc ``malloc_trim``): large batches otherwise leave RSS at its high-water mark.
     """
 
-    def __init__(self, nlp, *, max_batch: int = 128, max_wait_ms: float = 5.0, max_pending: int = 4096,
-                 zone_docs: int = 2048, max_batch_chars: int = 50_000, warmup: bool = True,
+    def __init__(self, nlp, *, max_batch: int = _DEFAULTS.batch_max_size,
+                 max_wait_ms: float = _DEFAULTS.batch_max_wait_ms, max_pending: int = _DEFAULTS.max_pending_docs,
+                 zone_docs: int = _DEFAULTS.zone_docs, max_batch_chars: int = _DEFAULTS.batch_max_chars,
+                 warmup: bool = True,
                  warm_docs: int = 2000, trim_every_docs: int = 5000):
         self.nlp = nlp
         self.info = model_info(nlp)
@@ -207,12 +210,9 @@ class NerEngine:
         try:
             return future.result(timeout=timeout)
         except TimeoutError:
-            future.cancel()
+            if not future.cancel():  # already running: the worker skips those of its texts not yet started
+                future.abandoned = True  # type: ignore[attr-defined]
             raise
-
-    @property
-    def pending_docs(self) -> int:
-        return self._pending_docs
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish queued work, then stop the worker."""
@@ -269,7 +269,13 @@ class NerEngine:
         offset = sum(len(job.texts) for job in jobs[:delivered])
         while delivered < len(jobs) and offset + len(jobs[delivered].texts) <= len(results):
             job = jobs[delivered]
-            job.future.set_result(results[offset:offset + len(job.texts)])
+            own = results[offset:offset + len(job.texts)]
+            # A text the tokenizer guard refused fails its own request only (413), not the batch.
+            refused = next((result for result in own if isinstance(result, Exception)), None)
+            if refused is None:
+                job.future.set_result(own)
+            else:
+                job.future.set_exception(refused)
             offset += len(job.texts)
             delivered += 1
         return delivered
@@ -306,9 +312,17 @@ class NerEngine:
                 delivered = 0
                 try:
                     results: list[list[Entity]] = []
+                    owners = [job for job in jobs for _ in job.texts]
                     # Splitting long texts out only helps other requests; one request runs as one pipe.
                     for chunk in self._chunks(texts, split_long=len(jobs) > 1):
-                        results.extend(extract(doc) for doc in self.nlp.pipe(chunk, batch_size=len(chunk)))
+                        if all(getattr(job.future, "abandoned", False)
+                               for job in owners[len(results):len(results) + len(chunk)]):
+                            # Their callers got a 504 already: a timed-out batch of long texts must not hold
+                            # the worker for the rest of its texts (issue 14).
+                            results.extend([Timeout("the request timed out before its texts ran")] * len(chunk))
+                            continue
+                        results.extend(doc if isinstance(doc, Exception) else extract(doc)
+                                       for doc in tokenizer_guard.pipe(self.nlp, chunk, batch_size=len(chunk)))
                         delivered = self._deliver(jobs, delivered, results)
                 except Exception as exc:  # one poisoned batch must not kill the worker
                     log.error("model batch failed", exc_info=True,

@@ -18,52 +18,24 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 
 import psycopg
-import psycopg.errors
-import psycopg_pool.base
-from psycopg_pool import ConnectionPool, PoolTimeout
 
-from functions.runtime import metrics, queries
+from functions.runtime import db, metrics, queries
+from functions.runtime.db import Database, Failure, ServerDown, make_pool
 from functions.runtime.errors import Conflict, FunctionError, Unavailable
-from functions.runtime.nlp import Entity
+from functions.runtime.shapes import DocumentRecord, WriteResult
+
+__all__ = ["DocumentRecord", "EntityWriter", "WriteResult", "make_pool", "normalize"]
 
 log = logging.getLogger(__name__)
 
-# psycopg_pool re-checks a second broken connection in a row, and retries a failed reconnect, only after
-# an exponential backoff that starts at 1 s. With a 1 s pool timeout that turns the connections a server
-# restart or pg_terminate_backend left in the pool into a PoolTimeout (503) although the server is up.
-# Starting the backoff at 50 ms lets the next request get a fresh connection at once.
-psycopg_pool.base.AttemptWithBackoff.INITIAL_DELAY = 0.05
-
 _MAX_GROUP_DOCS = 2048
-_DEGRADED_TIMEOUT_S = 0.25
 
 
 def normalize(text: str) -> str:
     """Grouping key of an entity: NFKC, case-folded, inner whitespace collapsed."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    request_id: str
-    source: str | None
-    model_name: str
-    model_version: str
-    text: str
-    text_sha256: str
-    entities: Sequence[Entity]
-    metadata: dict | None = None
-    ner_ms: float | None = None
-
-
-@dataclass
-class WriteResult:
-    commit_lsn: str | None
-    duplicates: set[str] = field(default_factory=set)
-    db_ms: float = 0.0
 
 
 class _WriteJob:
@@ -74,50 +46,21 @@ class _WriteJob:
         self.future: Future[WriteResult] = Future()
 
 
-def _configure_connection(statement_timeout_ms: int):
-    def configure(conn: psycopg.Connection) -> None:
-        # Explicit transaction() blocks only: a connection never goes back to the pool mid-transaction.
-        conn.autocommit = True
-        # Bounded statements: a locked or slow table gives a 503, never a request past exec_timeout.
-        conn.execute("SELECT set_config('statement_timeout', %s, false),"
-                     " set_config('lock_timeout', %s, false)",
-                     (str(statement_timeout_ms), str(statement_timeout_ms)))
-    return configure
-
-
-def make_pool(dsn: str, *, name: str, min_size: int, max_size: int, timeout: float,
-              statement_timeout_ms: int, connect_timeout: float) -> ConnectionPool:
-    """A checked pool, not yet opened. Connection errors never include the DSN (psycopg's messages
-    name host/port only)."""
-    return ConnectionPool(
-        dsn,
-        name=name,
-        min_size=min_size,
-        max_size=max_size,
-        timeout=timeout,
-        open=False,
-        check=ConnectionPool.check_connection,
-        configure=_configure_connection(statement_timeout_ms),
-        kwargs={"connect_timeout": max(1, int(round(connect_timeout))), "application_name": name},
-        # psycopg_pool backs off exponentially while reconnecting; giving up early frees the slot so the
-        # next request tries at once, so recovery after an outage of any length takes one attempt.
-        reconnect_timeout=max(5.0, 2 * timeout),
-        max_lifetime=1800,
-    )
-
-
 class EntityWriter:
     """Group-committing writer for the primary.
 
     :meth:`write` blocks until the records are committed and returns the commit LSN. It raises
-    Unavailable (503, ``database_unavailable``) when the primary cannot be reached within the pool
-    timeout or a statement times out, and Conflict (409) when a request id was stored with other
-    content. Call :meth:`open` once before use and :meth:`close` at shutdown.
+    Unavailable (503, ``database_unavailable`` / ``database_timeout`` / ``database_busy``) when the
+    primary cannot be reached within the pool timeout, a statement times out or concurrent writers keep
+    racing, and Conflict (409) when a request id was stored with other content. Call :meth:`open` once
+    before use and :meth:`close` at shutdown. ``pool`` is a :func:`functions.runtime.db.make_pool` pool
+    (or anything with its ``connection(timeout=)`` / ``open`` / ``close`` / ``timeout``).
     """
 
-    def __init__(self, pool: ConnectionPool, *, store_text: bool = True, retry_after: int = 2,
-                 write_timeout: float = 10.0):
+    def __init__(self, pool, *, store_text: bool = True, retry_after: int = 2, write_timeout: float = 10.0,
+                 statement_timeout_ms: int = 3000):
         self.pool = pool
+        self.db = Database(pool, name="primary", statement_timeout_ms=statement_timeout_ms, cooldown_s=None)
         self.store_text = store_text
         self.retry_after = retry_after
         self.write_timeout = write_timeout
@@ -125,34 +68,24 @@ class EntityWriter:
         self._queue: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="db-committer", daemon=True)
         self._closed = False
-        self._last_ok = 0.0
-        self._degraded = False
 
     def open(self) -> None:
         """Open the pool without waiting for the database (readiness tells when it answers)."""
-        self.pool.open(wait=False)
+        self.db.open()
         self._thread.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
-        self.pool.close(timeout=timeout)
+        """Commit what is queued, stop the committer, close the pool (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            if self._thread.is_alive():
+                self._thread.join(timeout)
+        self.db.close(timeout=timeout)
 
     def ready(self) -> bool:
-        """True when the primary answers a trivial query within the pool timeout (cached for 1 s
-        after a successful write or check, so probes cost nothing under load)."""
-        if time.monotonic() - self._last_ok < 1.0:
-            return True
-        try:
-            with self.pool.connection(timeout=min(1.0, self.pool.timeout)) as conn:
-                conn.execute(self._sql["ping"]).fetchone()
-        except (PoolTimeout, psycopg.Error):
-            return False
-        self._last_ok = time.monotonic()
-        return True
+        """True when the primary answers (see :meth:`functions.runtime.db.Database.ready`)."""
+        return self.db.ready()
 
     def submit(self, records: Sequence[DocumentRecord]) -> Future[WriteResult]:
         if self._closed:
@@ -213,13 +146,16 @@ class EntityWriter:
         """Write a group; returns the Unavailable error when the database could not be reached."""
         try:
             outcome = self._write_with_retry(jobs)
-        except (PoolTimeout, psycopg.OperationalError, Unavailable) as exc:
-            self._degraded = True
-            error = self._translate(exc)
+        except Unavailable as exc:
             for job in jobs:
-                job.future.set_exception(error)
-            return error if isinstance(error, Unavailable) else None
+                job.future.set_exception(exc)
+            return exc
         except Exception as exc:
+            if db.classify(exc) is not Failure.QUERY:
+                error = self._unavailable(exc)
+                for job in jobs:
+                    job.future.set_exception(error)
+                return error
             # Anything else is about the data of one request (a value PostgreSQL or the driver
             # refuses): write each request on its own so only the guilty one fails.
             if len(jobs) > 1:
@@ -227,7 +163,10 @@ class EntityWriter:
                 for job in jobs:
                     unavailable = self._commit_group([job]) or unavailable
                 return unavailable
-            outcome = {id(jobs[0]): self._translate(exc)}
+            log.error("database write failed", extra={
+                "event": "db.write_failed", "error.type": type(exc).__name__,
+                "error.message": db.safe_message(exc)})
+            outcome = {id(jobs[0]): FunctionError("the database write failed")}
         for job in jobs:
             result = outcome[id(job)]
             if isinstance(result, BaseException):
@@ -236,39 +175,35 @@ class EntityWriter:
                 job.future.set_result(result)
         return None
 
-    def _translate(self, exc: BaseException) -> FunctionError:
-        if isinstance(exc, FunctionError):
-            return exc
-        if isinstance(exc, PoolTimeout | psycopg.OperationalError):
-            kind = "database_timeout" if isinstance(exc, psycopg.errors.QueryCanceled |
-                                                    psycopg.errors.LockNotAvailable) \
-                else "database_unavailable"
-            log.warning("database write failed", extra={
-                "event": "db.write_failed", "error.type": type(exc).__name__,
-                "error.message": _safe_message(exc)})
-            return Unavailable("the database is unavailable, retry later", code=kind,
-                               retry_after=self.retry_after)
-        log.error("database write failed", extra={
-            "event": "db.write_failed", "error.type": type(exc).__name__,
-            "error.message": _safe_message(exc)})
-        return _internal("the database write failed")
+    def _unavailable(self, exc: BaseException) -> Unavailable:
+        """503 for a server that is down or a statement/lock timeout; the primary counts as down."""
+        failure = db.classify(exc)
+        self.db.failed(exc)
+        cause = exc.cause if isinstance(exc, ServerDown) and exc.cause is not None else exc
+        log.warning("database write failed", extra={
+            "event": "db.write_failed", "error.type": type(cause).__name__,
+            "error.message": db.safe_message(cause)})
+        code = "database_timeout" if failure is Failure.TIMEOUT else "database_unavailable"
+        return Unavailable("the database is unavailable, retry later", code=code, retry_after=self.retry_after)
 
     def _write_with_retry(self, jobs: list[_WriteJob]) -> dict[int, WriteResult | BaseException]:
         # A concurrent writer (another pod) may insert one of our ids between the check and the
         # insert; the second attempt then sees it in the check.
         connection_retried = False
+        degraded = self.db.is_down()  # as it was before this group: a failure below marks it down
         for attempt in range(3):
             try:
                 return self._write_once(jobs)
             except _Raced:
                 pass
-            except PoolTimeout:  # (an OperationalError too) no connection at all: no point retrying
-                raise
-            except psycopg.OperationalError:
-                # The connection died under the transaction (server restart, pg_terminate_backend).
-                # Retrying once on a fresh, checked connection is safe: the write is idempotent, so
-                # even a COMMIT whose outcome was lost is recognised as already stored.
-                if connection_retried or self._degraded:
+            except Exception as exc:
+                failure = db.classify(exc)
+                if failure is Failure.QUERY or (isinstance(exc, ServerDown) and not exc.acquired):
+                    raise  # a data problem, or no connection at all: no point retrying
+                # The connection died under the transaction (server restart, pg_terminate_backend) or a
+                # statement timed out. Retrying once on a fresh, checked connection is safe: the write is
+                # idempotent, so even a COMMIT whose outcome was lost is recognised as already stored.
+                if connection_retried or degraded:
                     raise
                 connection_retried = True
                 log.info("connection lost during a group commit, retrying once",
@@ -282,39 +217,19 @@ class EntityWriter:
     def _write_once(self, jobs: list[_WriteJob]) -> dict[int, WriteResult | BaseException]:
         started = time.perf_counter()
         all_ids = list(dict.fromkeys(r.request_id for job in jobs for r in job.records))
-        # While the database is known to be down, probe with a short wait instead of the full pool
-        # timeout, so a burst of requests during an outage gets its 503s quickly.
-        timeout = _DEGRADED_TIMEOUT_S if self._degraded else None
-        with self.pool.connection(timeout=timeout) as conn:
-            with conn.transaction():
-                existing = {row[0]: row[1:] for row in
+        # While the database is known to be down, Database probes with a short wait instead of the
+        # full pool timeout, so a burst of requests during an outage gets its 503s quickly.
+        with self.db.connection() as conn:
+            with self.db.transaction(conn):
+                existing = {row[0]: tuple(row[1:]) for row in
                             conn.execute(self._sql["existing_documents"], {"request_ids": all_ids})}
-                outcome: dict[int, WriteResult | BaseException] = {}
-                to_insert: dict[str, DocumentRecord] = {}
-                for job in jobs:
-                    conflict = None
-                    for record in job.records:
-                        fingerprint = (record.text_sha256, record.model_name, record.model_version)
-                        stored = existing.get(record.request_id) or (
-                            _fingerprint(to_insert[record.request_id])
-                            if record.request_id in to_insert else None)
-                        if stored is not None and tuple(stored) != fingerprint:
-                            conflict = record.request_id
-                            break
-                    if conflict is not None:
-                        outcome[id(job)] = Conflict(
-                            f"request id {conflict!r} was already used for a different text or model; "
-                            "use a new request id")
-                        continue
-                    for record in job.records:
-                        if record.request_id not in existing:
-                            to_insert.setdefault(record.request_id, record)
+                outcome, to_insert = self._plan(jobs, existing)
                 inserted: set[str] = set()
                 if to_insert:
                     inserted = {row[0] for row in conn.execute(
                         self._sql["insert_documents"], self._document_params(to_insert.values()))}
                     if inserted != set(to_insert):
-                        raise _Raced()  # leaving transaction() rolls the whole group back
+                        raise _Raced()  # leaving the transaction rolls the whole group back
                     with conn.cursor() as cur, cur.copy(self._sql["copy_entities"]) as copy:
                         for row in self._entity_rows(to_insert.values()):
                             copy.write_row(row)
@@ -326,8 +241,6 @@ class EntityWriter:
                 lsn = None
         db_ms = (time.perf_counter() - started) * 1000.0
         metrics.DB_WRITE_SECONDS.observe(db_ms / 1000.0)
-        self._last_ok = time.monotonic()
-        self._degraded = False
         for job in jobs:
             if id(job) in outcome:
                 continue
@@ -337,6 +250,31 @@ class EntityWriter:
                            if r.request_id in inserted and to_insert[r.request_id] is not r}
             outcome[id(job)] = WriteResult(commit_lsn=lsn, duplicates=duplicates, db_ms=db_ms)
         return outcome
+
+    @staticmethod
+    def _plan(jobs: list[_WriteJob], existing: dict[str, tuple]
+              ) -> tuple[dict[int, WriteResult | BaseException], dict[str, DocumentRecord]]:
+        """Which jobs conflict (409, nothing of theirs written) and which records to insert (first
+        record of each new id)."""
+        outcome: dict[int, WriteResult | BaseException] = {}
+        to_insert: dict[str, DocumentRecord] = {}
+        for job in jobs:
+            conflict = None
+            for record in job.records:
+                stored = existing.get(record.request_id) or (
+                    to_insert[record.request_id].fingerprint if record.request_id in to_insert else None)
+                if stored is not None and tuple(stored) != record.fingerprint:
+                    conflict = record.request_id
+                    break
+            if conflict is not None:
+                outcome[id(job)] = Conflict(
+                    f"request id {conflict!r} was already used for a different text or model; "
+                    "use a new request id")
+                continue
+            for record in job.records:
+                if record.request_id not in existing:
+                    to_insert.setdefault(record.request_id, record)
+        return outcome, to_insert
 
     def _document_params(self, records) -> dict[str, list]:
         records = list(records)
@@ -364,16 +302,3 @@ class EntityWriter:
 
 class _Raced(Exception):
     pass
-
-
-def _fingerprint(record: DocumentRecord) -> tuple[str, str, str]:
-    return (record.text_sha256, record.model_name, record.model_version)
-
-
-def _internal(message: str) -> FunctionError:
-    return FunctionError(message)
-
-
-def _safe_message(exc: BaseException) -> str:
-    # psycopg messages name host and port at most, never the password; keep them short anyway.
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

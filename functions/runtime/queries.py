@@ -7,19 +7,17 @@ the query. Files are read once per process.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from pathlib import Path
+
+from functions.runtime import settings
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
 def sql_dir() -> Path:
-    """The project's ``sql/`` folder (``SQL_DIR`` overrides it, e.g. in an image)."""
-    override = os.environ.get("SQL_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "sql"
+    """The project's ``sql/`` folder (setting ``SQL_DIR``, e.g. in an image)."""
+    return Path(settings.current().sql_dir)
 
 
 def parse(text: str) -> dict[str, str]:

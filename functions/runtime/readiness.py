@@ -1,6 +1,6 @@
 """Process-wide readiness registry.
 
-Services created by a handler module register a check here (model loaded, database reachable); the
+``app.create`` registers each service's named checks here (model loaded, database reachable); the
 server answers the watchdog's ``ready_path`` from these checks, so handlers never need a readiness API
 of their own and stay within the python3-http contract.
 """
@@ -21,11 +21,6 @@ def register(name: str, check: Callable[[], bool]) -> None:
     """Add (or replace) the check ``name``; ``check()`` must be quick and must not raise."""
     with _lock:
         _checks[name] = check
-
-
-def clear() -> None:
-    with _lock:
-        _checks.clear()
 
 
 def status() -> dict[str, bool]:

@@ -11,28 +11,23 @@ deleted set-wise before their documents (cheaper than row-by-row ON DELETE CASCA
 remains as a safety net). The cutoff is computed once, so rows that age past it during the run are left
 for the next run and the job always terminates.
 
-Output: one JSON line summarising the run; never the DSN.
+Output: one log line of the project's JSON log contract summarising the run (``retention.done`` or
+``retention.failed``); never the DSN. SQL: ``sql/queries/retention.sql``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
 
 import psycopg
 
-from functions.runtime.settings import read_secret
+from functions.runtime import db, ops, queries
 
-_PICK = """
-SELECT request_id FROM nlp.documents
-WHERE processed_at < %(cutoff)s
-ORDER BY processed_at
-LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED
-"""
+log = logging.getLogger("functions.runtime.retention")
 
 
 @dataclass
@@ -65,30 +60,21 @@ def purge(
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     started = time.perf_counter()
+    sql = queries.load("retention")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cutoff = conn.execute("SELECT now() - make_interval(secs => %s)", (days * 86400.0,)).fetchone()[0]
+        cutoff = conn.execute(sql["cutoff"], {"seconds": days * 86400.0}).fetchone()[0]
         report = RetentionReport(cutoff=cutoff.isoformat(), dry_run=dry_run)
         if dry_run:
-            docs, ents = conn.execute(
-                "SELECT (SELECT count(*) FROM nlp.documents WHERE processed_at < %(c)s),"
-                "       (SELECT count(*) FROM nlp.entities WHERE processed_at < %(c)s)",
-                {"c": cutoff},
-            ).fetchone()
+            docs, ents = conn.execute(sql["count_older"], {"cutoff": cutoff}).fetchone()
             report.documents_deleted, report.entities_deleted = docs, ents
         else:
             while max_batches is None or report.batches < max_batches:
                 with conn.transaction():
-                    ids = [
-                        r[0] for r in conn.execute(_PICK, {"cutoff": cutoff, "limit": batch_size}).fetchall()
-                    ]
+                    ids = [r[0] for r in conn.execute(sql["pick_batch"], {"cutoff": cutoff, "limit": batch_size})]
                     if not ids:
                         break
-                    ents = conn.execute(
-                        "DELETE FROM nlp.entities WHERE request_id = ANY(%s)", (ids,)
-                    ).rowcount
-                    docs = conn.execute(
-                        "DELETE FROM nlp.documents WHERE request_id = ANY(%s)", (ids,)
-                    ).rowcount
+                    ents = conn.execute(sql["delete_entities"], {"ids": ids}).rowcount
+                    docs = conn.execute(sql["delete_documents"], {"ids": ids}).rowcount
                 report.batches += 1
                 report.documents_deleted += docs
                 report.entities_deleted += ents
@@ -108,34 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--pause", type=float, default=0.0, help="seconds to sleep between batches")
     parser.add_argument("--dry-run", action="store_true", help="count what would be deleted")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--dsn", help="libpq DSN of the primary (role nlp_owner)")
-    source.add_argument(
-        "--dsn-secret", default="migrations-dsn", help="secret holding the DSN (default migrations-dsn)"
-    )
+    ops.add_dsn_arguments(parser)
     args = parser.parse_args(argv)
-    dsn = args.dsn or read_secret(args.dsn_secret)
+    dsn = ops.start("retention", args, log, "retention.failed")
     if not dsn:
-        print(
-            json.dumps(
-                {
-                    "event": "retention.failed",
-                    "error.type": "MissingDSN",
-                    "error.message": f"no DSN: pass --dsn or provide the secret {args.dsn_secret!r}",
-                }
-            )
-        )
         return 2
     try:
         report = purge(dsn, args.days, batch_size=args.batch_size, dry_run=args.dry_run, pause_s=args.pause)
     except (ValueError, psycopg.Error) as exc:
-        print(
-            json.dumps(
-                {"event": "retention.failed", "error.type": type(exc).__name__, "error.message": str(exc)}
-            )
-        )
+        ops.failed(log, "retention.failed", type(exc).__name__, db.safe_message(exc))
         return 1
-    print(json.dumps({"event": "retention.done", **asdict(report)}))
+    log.info("retention done", extra={"event": "retention.done", **asdict(report)})
     return 0
 
 

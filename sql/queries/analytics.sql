@@ -83,6 +83,3 @@ SELECT pg_current_wal_flush_lsn()::text AS lsn,
        CASE WHEN %(replay_lsn)s::pg_lsn IS NULL THEN NULL
             ELSE greatest(pg_wal_lsn_diff(pg_current_wal_flush_lsn(), %(replay_lsn)s::pg_lsn), 0)::bigint
        END AS lag_bytes;
-
--- name: ping
-SELECT 1;

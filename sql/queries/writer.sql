@@ -32,5 +32,3 @@ COPY nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char)
 -- Taken after COMMIT: a replica that has replayed this LSN has replayed the commit.
 SELECT pg_current_wal_lsn()::text;
 
--- name: ping
-SELECT 1;

@@ -1,6 +1,7 @@
 """The project's handlers run unchanged under the official python3-http template's Flask front end.
 
-The harness below follows the template's documented behaviour (../shared/CONTRACT.md): the event
+The harness below follows the template's behaviour (python-flask-template python3-http, index.py; the
+contract as functions/runtime/contract.py states it): the event
 wraps Flask's request (``get_data()`` bytes, werkzeug headers, ``args``, ``method``, ``path``), a dict
 response becomes (body, statusCode, headers) with dict bodies through ``jsonify`` and anything else
 through ``str()``; an exception would become Flask's HTML 500 page.
@@ -14,6 +15,8 @@ import time
 import uuid
 
 import pytest
+
+from functions.runtime import settings
 
 flask = pytest.importorskip("flask")
 
@@ -56,6 +59,7 @@ def template_app(handler):
 def ner_handler(pg_cluster):
     previous = os.environ.get("SECRETS_DIR")
     os.environ["SECRETS_DIR"] = str(pg_cluster.secrets_dir)
+    settings.current.cache_clear()  # the process settings are read once: re-read them with this folder
     try:
         path = os.path.join(os.path.dirname(__file__), "..", "..", "functions", "ner-processor", "handler.py")
         spec = importlib.util.spec_from_file_location("template_ner_handler", path)
@@ -67,6 +71,7 @@ def ner_handler(pg_cluster):
             os.environ.pop("SECRETS_DIR", None)
         else:
             os.environ["SECRETS_DIR"] = previous
+        settings.current.cache_clear()
         module.service.close()
         # The in-process service stamped the model on every log line of this process: undo it.
         from functions.runtime import logs

@@ -165,7 +165,7 @@ def test_cli_reads_the_dsn_secret_prints_json_lines_and_never_the_password(pg_cl
     assert result.returncode == 0, result.stdout + result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[-1]["event"] == "migrations.done"
-    assert [e["name"] for e in events if e["event"] == "migration.applied"] == [
+    assert [e["migration.name"] for e in events if e["event"] == "migration.applied"] == [
         m.name for m in migrate.discover(MIGRATIONS)
     ]
     password = json.loads((pg_cluster.base_dir / "cluster.json").read_text())["passwords"]["nlp_owner"]

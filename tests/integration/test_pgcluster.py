@@ -220,3 +220,80 @@ def test_fresh_cluster_starts_fast_survives_a_crashed_owner_and_destroy_leaves_n
     assert not data_root.exists()
     assert not pgcluster._server_processes(data_root / "primary")
     assert not (base / "cluster.json").exists()
+
+
+def _show(admin_console_dsn: str, what: str) -> list[dict]:
+    with psycopg.connect(admin_console_dsn, autocommit=True) as conn:
+        cur = conn.execute(f"SHOW {what}")
+        columns = [d.name for d in cur.description]
+        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+
+
+def test_pgbouncer_pools_transactions_on_loopback_with_scram_and_stores_no_password(
+        pg_running, pgbouncer, pgbouncer_admin_dsn, writer_pooled_dsn):
+    config = {row["key"]: row["value"] for row in _show(pgbouncer_admin_dsn, "CONFIG")}
+    assert config["pool_mode"] == "transaction"
+    assert config["auth_type"] == "scram-sha-256"
+    assert config["listen_addr"] == "127.0.0.1" and int(config["listen_port"]) == pgbouncer
+    assert config["unix_socket_dir"] == ""
+    with psycopg.connect(writer_pooled_dsn, prepare_threshold=None) as conn:
+        user, port, in_recovery = conn.execute(
+            "SELECT current_user, inet_server_port(), pg_is_in_recovery()").fetchone()
+    assert (user, port, in_recovery) == ("nlp_writer", pg_running.status()["primary"]["port"], False)
+    params = conninfo_to_dict(writer_pooled_dsn)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(make_conninfo(**{**params, "password": "wrong"}))
+    # The auth file holds SCRAM verifiers (what pg_authid holds), no password; private to the server user.
+    userlist = Path(pg_running.status()["data_root"]) / "pgbouncer" / "userlist.txt"
+    assert stat.S_IMODE(userlist.stat().st_mode) == 0o600
+    lines = userlist.read_text().splitlines()
+    assert lines and all('"SCRAM-SHA-256$' in line for line in lines)
+    state = json.loads((pg_running.base_dir / "cluster.json").read_text())
+    assert not any(password in userlist.read_text() for password in state["passwords"].values())
+
+
+@pytest.mark.slow
+def test_failover_promotes_the_replica_rebuilds_one_and_every_route_follows_the_primary():
+    from tests.fixtures.pg import private_cluster
+
+    with private_cluster(pgbouncer=True, synchronous=True) as cluster:
+        status = cluster.status()
+        ports = {s: status[s]["port"] for s in ("primary", "replica")}
+        assert status["pgbouncer"]["running"] and status["synchronous_standby_names"] == "nlp_replica"
+        writer_secret = (cluster.secrets_dir / "ner-writer-dsn").read_text().strip()
+        assert conninfo_to_dict(writer_secret)["port"] == str(status["pgbouncer"]["port"])
+        multihost = cluster.multihost_dsn("writer")
+        _insert_document(multihost, "before-failover")
+        with pytest.raises(pgcluster.PgClusterError, match="still running"):
+            cluster.promote_replica()  # never two primaries
+
+        cluster.kill_primary()
+        promote_s = cluster.promote_replica()
+        status = cluster.status()
+        assert promote_s < 10
+        # Roles swapped: the old replica's port is the primary's; it does not wait for a standby.
+        assert status["primary"]["port"] == ports["replica"] and status["primary"]["running"]
+        assert status["synchronous_standby_names"] == ""
+        for dsn in (multihost, writer_secret):  # libpq's read-write pick, and PgBouncer re-pointed
+            with psycopg.connect(dsn, prepare_threshold=None, autocommit=True) as conn:
+                port, in_recovery = conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone()
+                assert (port, in_recovery) == (ports["replica"], False)
+                assert conn.execute("SELECT 1 FROM nlp.documents WHERE request_id = 'before-failover'").fetchone()
+        _insert_document(writer_secret, "after-promotion")
+
+        cluster.rebuild_replica()
+        status = cluster.status()
+        assert status["replica"]["port"] == ports["primary"] and status["replica"]["running"]
+        assert status["synchronous_standby_names"] == "nlp_replica"
+        with psycopg.connect(cluster.dsn("admin", "primary"), autocommit=True) as conn:
+            assert conn.execute("SELECT sync_state FROM pg_stat_replication").fetchone()[0] == "sync"
+        with psycopg.connect(cluster.multihost_dsn("analyst", "prefer-standby")) as conn:
+            assert conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone() == (ports["primary"], True)
+        assert _document_exists(cluster.dsn("admin", "replica"), "after-promotion")
+
+        # And back again: the same two ports, so the same multi-host DSN still finds the primary.
+        result = cluster.failover()
+        assert result["primary"]["port"] == ports["primary"] and result["replica"]["port"] == ports["replica"]
+        assert _document_exists(multihost, "after-promotion")
+        bouncer_pid = cluster.status()["pgbouncer"]["pid"]
+    assert not pgcluster._alive(bouncer_pid), "destroy() must stop PgBouncer"

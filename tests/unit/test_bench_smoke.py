@@ -218,20 +218,6 @@ def test_profile_summary_splits_threads_and_waiting(tmp_path):
     assert summary["categories"]["http request threads"]["JSON encode/decode"] == 5.0
 
 
-@pytest.mark.slow
-def test_raw_limits_measure_on_a_tiny_sample(tmp_path):
-    from bench import limits
-
-    texts = tmp_path / "s.json"
-    texts.write_text(json.dumps(["Apple opened a store in Paris on Monday.", "I love Berlin!"] * 5))
-    out = limits.measure(
-        {"texts_path": str(texts), "rounds": 1, "full_docs": 3, "entities_out": str(tmp_path / "e.json")}
-    )
-    assert out["ner_pipes"] == ["ner"] and out["ner_pipe128"]["docs"] == 10 and out["full_loop"]["docs"] == 3
-    assert out["ner_loop"]["doc_ms_p50"] > 0
-    assert len(json.loads((tmp_path / "e.json").read_text())) == 10
-
-
 def test_engine_stats_turn_two_metric_scrapes_into_batching_figures():
     from bench.run import engine_stats
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.runtime import analytics
+from functions.runtime import analytics, settings
 from functions.runtime.analytics import AnalyticsService, parse_query_params
 from functions.runtime.contract import Context, Event, Headers, Query
 from functions.runtime.errors import InvalidField, Unavailable
@@ -148,11 +148,13 @@ def handler(monkeypatch_module):
     monkeypatch_module.setenv("SECRETS_DIR", "/nonexistent")
     for name in ("STATS_REPLICA_DSN", "STATS_PRIMARY_DSN"):
         monkeypatch_module.delenv(name, raising=False)
+    settings.current.cache_clear()  # the process settings are read once: re-read them without DSNs
     spec = importlib.util.spec_from_file_location("entity_stats_handler_under_test", HANDLER)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     yield module
+    settings.current.cache_clear()
     module.service.close()
     sys.modules.pop(spec.name, None)
 

@@ -1,0 +1,80 @@
+"""Named types for what crosses module boundaries: an entity, a stored document, a write's outcome and
+the entity-stats answer (JSON-ready TypedDicts: the handler returns them as the response body)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, TypedDict
+
+
+class Entity(NamedTuple):
+    """One entity exactly as spaCy gives it (character offsets into the text)."""
+
+    text: str
+    label: str
+    start_char: int
+    end_char: int
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A document as it is stored on the primary (``nlp.documents`` + its ``nlp.entities``)."""
+
+    request_id: str
+    source: str | None
+    model_name: str
+    model_version: str
+    text: str
+    text_sha256: str  # hex
+    entities: Sequence[Entity]
+    metadata: dict | None = None
+    ner_ms: float | None = None
+
+    @property
+    def fingerprint(self) -> tuple[str, str, str]:
+        """What makes a repeated request id a duplicate (equal) or a conflict (different)."""
+        return (self.text_sha256, self.model_name, self.model_version)
+
+
+@dataclass
+class WriteResult:
+    """The outcome of one request's write: the commit position, the ids that were already stored."""
+
+    commit_lsn: str | None
+    duplicates: set[str] = field(default_factory=set)
+    db_ms: float = 0.0
+
+
+class TopEntity(TypedDict):
+    text: str
+    label: str
+    count: int
+
+
+class LabelCount(TypedDict):
+    label: str
+    count: int
+
+
+class Freshness(TypedDict):
+    lag_seconds: float | None
+    lag_bytes: int
+    replay_lsn: str | None
+    primary_lsn: str | None
+    checked_at: str  # ISO 8601, UTC, milliseconds, Z
+
+
+class StatsAnswer(TypedDict, total=False):
+    """entity-stats' answer (README, HTTP API)."""
+
+    top_entities: list[TopEntity]
+    label_mix: list[LabelCount]
+    served_by: str  # "replica" | "primary"
+    freshness: Freshness
+    window: str
+    window_seconds: int
+    label: str | None
+    limit: int
+    consistency: str
+    min_lsn: str | None

@@ -1,0 +1,264 @@
+"""The one error edge and the request-id rules, without a database or the model: handler errors
+(``handles_errors``) and malformed HTTP (the runtime server's own refusals) give the same JSON body
+``{"error", "message", "request_id"}`` with the same request-id rules."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import types
+import uuid
+
+import pytest
+
+from functions.runtime import errors, http, server
+from functions.runtime.contract import Context, Event, Headers, Query
+from functions.runtime.settings import Settings
+
+
+def headers(**values) -> Headers:
+    return Headers((k.replace("_", "-"), v) for k, v in values.items())
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+# -- request ids ---------------------------------------------------------------------------------------
+
+def test_the_gateway_call_id_is_the_request_id():
+    assert http.request_id(headers(X_Call_Id="call-123")) == "call-123"
+
+
+def test_the_header_lookup_is_case_insensitive():
+    assert http.request_id(Headers([("x-call-id", "lower")])) == "lower"
+
+
+@pytest.mark.parametrize("bad", [" padded", "padded ", "tab\t", "", "x" * 129, "new\nline", "nul\x00"])
+def test_an_unusable_call_id_is_ignored_for_a_new_uuid(bad):
+    assert is_uuid(http.request_id(headers(X_Call_Id=bad)))
+
+
+def test_no_headers_at_all_gives_a_new_uuid():
+    assert is_uuid(http.request_id(None)) and http.request_id(None) != http.request_id(None)
+
+
+def test_the_body_request_id_wins_over_the_call_id():
+    assert http.request_id(headers(X_Call_Id="call"), "from-body") == "from-body"
+
+
+def test_a_none_body_request_id_falls_back_to_the_call_id():
+    assert http.request_id(headers(X_Call_Id="call"), None) == "call"
+
+
+@pytest.mark.parametrize("bad", [" padded", "x" * 129, "", 12, ["a"], "bell\x07"])
+def test_an_unusable_body_request_id_is_a_422_naming_the_field(bad):
+    with pytest.raises(errors.InvalidField) as info:
+        http.request_id(None, bad, "documents[2].id")
+    assert info.value.field == "documents[2].id" and info.value.status == 422
+
+
+def test_128_printable_characters_are_a_usable_id():
+    assert http.request_id(None, "é" * 128) == "é" * 128
+
+
+# -- rendering -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("exc", "status", "code", "extra_headers"), [
+    (errors.BadRequest("x", code="invalid_json"), 400, "invalid_json", {}),
+    (errors.MethodNotAllowed("x", allow="POST"), 405, "method_not_allowed", {"Allow": "POST"}),
+    (errors.Conflict("x"), 409, "request_id_conflict", {}),
+    (errors.PayloadTooLarge("x", code="text_too_long"), 413, "text_too_long", {}),
+    (errors.UnsupportedMediaType("x"), 415, "unsupported_media_type", {}),
+    (errors.InvalidField("text", "x", code="missing_field"), 422, "missing_field", {}),
+    (errors.Overloaded("x"), 429, "overloaded", {"Retry-After": "1"}),
+    (errors.Unavailable("x", code="database_unavailable", retry_after=7), 503, "database_unavailable",
+     {"Retry-After": "7"}),
+    (errors.Timeout("x"), 504, "timeout", {}),
+    (errors.FunctionError("x"), 500, "internal_error", {}),
+    (errors.FunctionError("x", code="uri_too_long", status=414), 414, "uri_too_long", {}),
+])
+def test_every_error_renders_as_json_with_status_code_message_and_request_id(exc, status, code, extra_headers):
+    response = http.error_response(exc, "rid-1")
+    assert response["statusCode"] == status
+    assert response["body"]["error"] == code and response["body"]["message"] == "x"
+    assert response["body"]["request_id"] == "rid-1"
+    assert response["headers"]["Content-Type"] == "application/json"
+    assert response["headers"]["X-Request-Id"] == "rid-1"
+    for key, value in extra_headers.items():
+        assert response["headers"][key] == value
+
+
+def test_an_invalid_field_error_names_the_field():
+    body = http.error_response(errors.InvalidField("window", "bad window"), "r")["body"]
+    assert body["field"] == "window" and body["error"] == "invalid_field"
+
+
+def event(method="POST", call_id=None) -> Event:
+    hdrs = Headers([("X-Call-Id", call_id)] if call_id else [])
+    return Event(b"", hdrs, method, Query(""), "/")
+
+
+def test_handles_errors_renders_project_errors_with_the_call_id():
+    @http.handles_errors
+    def handle(ev, context):
+        raise errors.Unavailable("down", code="database_unavailable")
+
+    response = handle(event(call_id="c-1"), Context())
+    assert response["statusCode"] == 503 and response["body"]["request_id"] == "c-1"
+    assert response["headers"]["Retry-After"] == "2"
+
+
+def test_handles_errors_prefers_the_request_id_the_service_attached():
+    @http.handles_errors
+    def handle(ev, context):
+        exc = errors.Conflict("used")
+        exc.request_id = "from-body"
+        raise exc
+
+    assert handle(event(call_id="c-1"), Context())["body"]["request_id"] == "from-body"
+
+
+def test_handles_errors_turns_a_crash_into_a_json_500_without_internals():
+    @http.handles_errors
+    def handle(ev, context):
+        raise KeyError("secret internal detail")
+
+    response = handle(event(), Context())
+    assert response["statusCode"] == 500
+    assert response["body"]["error"] == "internal_error" and "secret" not in json.dumps(response["body"])
+    assert is_uuid(response["body"]["request_id"])
+
+
+def test_handles_errors_passes_a_success_through():
+    @http.handles_errors
+    def handle(ev, context):
+        return http.json_response(200, {"ok": True}, request_id="r")
+
+    assert handle(event(), Context()) == {"statusCode": 200, "body": {"ok": True},
+                                          "headers": {"Content-Type": "application/json", "X-Request-Id": "r"}}
+
+
+# -- the runtime server's own refusals -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def running_server():
+    settings = Settings.from_env({"MAX_BODY_BYTES": "100", "PORT": "1"})
+    srv = server.FunctionServer(("127.0.0.1", 0), settings)
+    module = types.ModuleType("fake_handler")
+
+    @http.handles_errors
+    def handle(ev, context):
+        if ev.path == "/crash-outside-edge":
+            raise RuntimeError("escaped")
+        return http.json_response(200, {"echo": ev.body.decode()}, request_id=http.request_id(ev.headers))
+
+    module.handle = handle
+    srv.handler_module = module
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def raw(srv, payload: bytes) -> tuple[int, dict[str, str], dict]:
+    with socket.create_connection(srv.server_address, timeout=5) as sock:
+        sock.sendall(payload)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")]
+            if length and len(rest) >= length[0]:
+                break
+    if not data.startswith(b"HTTP/"):
+        # http.server answers a request line it cannot read as HTTP/0.9: no status line, no headers.
+        return 0, {}, json.loads(data)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return status, hdrs, json.loads(body)
+
+
+def assert_error(answer, status: int, code: str, request_id: str | None = None):
+    """``status`` 0: an HTTP/0.9 answer (body only)."""
+    got_status, hdrs, body = answer
+    assert got_status == status, body
+    assert body["error"] == code and body["message"]
+    if request_id is None:
+        assert is_uuid(body["request_id"])
+    else:
+        assert body["request_id"] == request_id
+    if status:
+        assert hdrs["content-type"] == "application/json"
+        assert hdrs["x-request-id"] == body["request_id"]
+    return hdrs
+
+
+def test_a_garbled_request_line_is_a_json_400(running_server):
+    assert_error(raw(running_server, b"THIS IS NOT HTTP\r\n\r\n"), 0, "invalid_request")
+
+
+def test_an_unsupported_http_version_is_a_json_505(running_server):
+    assert_error(raw(running_server, b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 0, "http_version_not_supported")
+
+
+def test_an_invalid_content_length_is_a_json_400_with_the_call_id(running_server):
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: call-7\r\nContent-Length: -5\r\n\r\n"
+    assert_error(raw(running_server, request), 400, "invalid_request", "call-7")
+
+
+def test_a_malformed_chunked_body_is_a_json_400(running_server):
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Call-Id: c\r\n\r\nzz\r\n"
+    assert_error(raw(running_server, request), 400, "invalid_request", "c")
+
+
+def test_a_body_over_the_limit_is_a_json_413(running_server):
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + b"x" * 101
+    assert_error(raw(running_server, request), 413, "payload_too_large")
+
+
+def test_the_server_applies_the_request_id_rules_to_the_call_id(running_server):
+    # (HTTP strips surrounding spaces of a header value; a control character is what reaches the rule)
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: bad\x07id\r\nContent-Length: -1\r\n\r\n"
+    assert_error(raw(running_server, request), 400, "invalid_request")  # a fresh UUID, not "bad\x07id"
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: " + b"x" * 129 + b"\r\nContent-Length: -1\r\n\r\n"
+    assert_error(raw(running_server, request), 400, "invalid_request")
+
+
+def test_a_handler_crash_outside_the_edge_is_still_a_json_500(running_server):
+    module = running_server.handler_module
+    original = module.handle
+    module.handle = lambda ev, ctx: (_ for _ in ()).throw(RuntimeError("escaped"))
+    try:
+        request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: boom\r\nContent-Length: 0\r\n\r\n"
+        assert_error(raw(running_server, request), 500, "internal_error", "boom")
+    finally:
+        module.handle = original
+
+
+def test_a_starting_function_answers_503_not_ready_with_retry_after(running_server):
+    module, running_server.handler_module = running_server.handler_module, None
+    try:
+        request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: early\r\nContent-Length: 0\r\n\r\n"
+        hdrs = assert_error(raw(running_server, request), 503, "not_ready", "early")
+        assert hdrs["retry-after"] == "2"
+    finally:
+        running_server.handler_module = module
+
+
+def test_a_normal_request_reaches_the_handler(running_server):
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: ok\r\nContent-Length: 2\r\n\r\nhi"
+    status, hdrs, body = raw(running_server, request)
+    assert status == 200 and body == {"echo": "hi"} and hdrs["x-request-id"] == "ok"
