@@ -7,6 +7,8 @@ function and through ``/function/ner-processor`` at 16 and 64 clients. Direction
 (direct, gateway, gateway, direct, ...) so a drift in machine load hits both sides alike; the goal is
 gateway >= 0.9x direct.
 
+``python -m bench.gateway phase --rounds 10 --quick`` runs that phase alone with more rounds.
+
 ``python -m bench.gateway load`` (JSON config on stdin, JSON result on stdout) is the load test's
 client: ``clients`` keep-alive connections opened at once (a burst the listen backlog must absorb),
 each sending its next request when the previous answer arrived, for ``duration_s``; it counts answers
@@ -235,7 +237,37 @@ async def load(cfg: dict) -> dict:
     return stats
 
 
+def standalone(argv: list[str]) -> int:
+    """``python -m bench.gateway phase [--rounds N] [--quick]``: the gateway phase alone, on its own
+    corpus and database (build/local/bench/gateway), more rounds than `make bench` gives it."""
+    import argparse
+    import shutil
+
+    from bench.run import QUICK, Bench, Plan, deployed_env
+    from devtools.processes import LOCAL_DIR
+
+    ap = argparse.ArgumentParser(prog="python -m bench.gateway phase")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--quick", action="store_true", help="4 s per side and round (default: 12 s)")
+    args = ap.parse_args(argv)
+    work = LOCAL_DIR / "bench" / "gateway"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    bench = Bench(QUICK if args.quick else Plan(), "quick" if args.quick else "full", work,
+                  deployed_env() | {"LOG_LEVEL": "INFO"}, {"gateway"}, False)
+    bench.corpus()
+    bench.start_db()
+    try:
+        phase(bench, rounds=args.rounds)
+    finally:
+        bench.stop_db()
+    print(render(bench.results))
+    return 0
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "phase":
+        raise SystemExit(standalone(sys.argv[2:]))
     cfg = json.loads(sys.stdin.read())
     command = cfg.get("command", sys.argv[1] if len(sys.argv) > 1 else "")
     if command == "closed":
