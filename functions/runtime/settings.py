@@ -36,13 +36,18 @@ def secret_env_name(name: str) -> str:
 
 def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """Return the secret ``name`` from ``$SECRETS_DIR/name``, else from env ``NAME`` (dashes to
-    underscores), else None. Trailing newlines (``faas-cli secret create --from-literal``) are stripped."""
+    underscores), else None. Trailing newlines (``faas-cli secret create --from-literal``) are stripped.
+    Raises SettingsError when the file exists but this process may not read it."""
     env = os.environ if environ is None else environ
     secrets_dir = Path(env.get("SECRETS_DIR") or DEFAULT_SECRETS_DIR)
     try:
         return (secrets_dir / name).read_text(encoding="utf-8").strip() or None
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except (FileNotFoundError, NotADirectoryError):
         pass
+    except PermissionError:
+        # Mounted but not readable by this uid (e.g. root-owned 0600): say so instead of "not set".
+        raise SettingsError(f"secret {name} is unreadable: {secrets_dir / name} exists but uid {os.geteuid()} "
+                            "may not read it (mount it readable by the function's user)") from None
     return env.get(secret_env_name(name)) or None
 
 
@@ -165,6 +170,8 @@ def _parse(spec: dataclasses.Field, raw: str) -> Any:
             return False
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
     if kind is int or kind is float:
+        if spec.default is None and raw.strip().lower() == "none":
+            return None  # optional numbers: the README and env.yml spell "not set" as `none` too
         try:
             value = kind(raw)
         except ValueError:

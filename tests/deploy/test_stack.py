@@ -111,7 +111,15 @@ def test_watchdog_runs_the_project_server_in_http_mode_without_log_prefixes(imag
     assert image_env["prefix_logs"] == "false"
     assert image_env["ready_path"] == image_env["READY_PATH"] == "/_/ready"
     assert image_env["upstream_url"] == f"http://{image_env['HOST']}:{image_env['PORT']}"
-    assert image_env["buffer_http"] == "true"
+
+
+def test_readiness_is_proxied_without_request_buffering_which_panics_of_watchdog(image_env):
+    """of-watchdog 0.11.6 panics on every GET /_/ready when buffer_http (or http_buffer_req_body) is true
+    and ready_path is set (../shared/CONTRACT.md): the probe never gets an answer. The working
+    combination is ready_path with buffering off; the upstream server reads chunked bodies itself."""
+    assert image_env["ready_path"]
+    for key in ("buffer_http", "http_buffer_req_body"):
+        assert image_env.get(key, "false").lower() == "false", f"{key} must stay false with ready_path"
 
 
 def test_timeouts_nest_function_inside_watchdog_inside_http_server(image_env, env_file):

@@ -143,9 +143,8 @@ def _record(request_id: str) -> DocumentRecord:
 def _writer_docs_per_s(dsn: str, prefix: str, clients: int, seconds: float) -> float:
     """Documents committed per second by one EntityWriter (group commit, as in the function) fed by
     ``clients`` threads that each write one document at a time."""
-    pool = make_pool(dsn, name="faults-sync-cost", min_size=1, max_size=4, timeout=5, statement_timeout_ms=10000,
-                     connect_timeout=3)
-    writer = EntityWriter(pool, write_timeout=30)
+    pool = make_pool(dsn, name="faults-sync-cost", min_size=1, max_size=4, timeout=5, connect_timeout=3)
+    writer = EntityWriter(pool, write_timeout=30, statement_timeout_ms=10000)
     writer.open()
     counts = [0] * clients
     errors: list[BaseException] = []

@@ -1,11 +1,11 @@
 """Database settings that must be safe behind a transaction-pooling PgBouncer (issue 15): no prepared
-statements unless asked for, and the write pool's timeout carried per connection class, not per session."""
+statements unless asked for, and no session state set on a pooled connection."""
 
 from __future__ import annotations
 
 import pytest
 
-from functions.runtime.persistence import make_pool
+from functions.runtime.db import make_pool
 from functions.runtime.settings import Settings, SettingsError
 
 
@@ -22,11 +22,11 @@ def test_prepare_threshold_rejects_what_psycopg_cannot_use(raw):
         Settings.from_env({"DB_PREPARE_THRESHOLD": raw})
 
 
-def test_write_pool_passes_prepare_threshold_and_bounds_transactions_without_session_setup():
-    pool = make_pool("host=127.0.0.1 dbname=x", name="t", min_size=0, max_size=1, timeout=1,
-                     statement_timeout_ms=1234, connect_timeout=1)
+def test_pools_pass_prepare_threshold_through_to_every_connection():
+    pool = make_pool("host=127.0.0.1 dbname=x", name="t", min_size=0, max_size=1, timeout=1, connect_timeout=1)
     assert pool.kwargs["prepare_threshold"] is None
-    assert pool.connection_class.statement_timeout_ms == 1234
     pooled = make_pool("host=127.0.0.1 dbname=x", name="t", min_size=0, max_size=1, timeout=1,
-                       statement_timeout_ms=1000, connect_timeout=1, prepare_threshold=5)
+                       connect_timeout=1, prepare_threshold=5)
     assert pooled.kwargs["prepare_threshold"] == 5
+    settings = Settings.from_env({"DB_PREPARE_THRESHOLD": "7"})
+    assert settings.pool_options()["prepare_threshold"] == 7

@@ -1,6 +1,6 @@
-"""Tokenizer guard (functions/runtime/tokenizer_guard.py) with the real model: normal texts keep spaCy's
-exact tokens and entities; hostile texts finish in bounded time, with exact offsets, without holding the
-GIL; a text over the token limit is refused alone."""
+"""Tokenizer guard (functions/runtime/tokenizer_guard.py) with the real model (so not in tests/unit):
+normal texts keep spaCy's exact tokens and entities; hostile texts finish in bounded time, with exact
+offsets, without holding the GIL; a text over the token limit is refused alone."""
 
 from __future__ import annotations
 
@@ -108,8 +108,9 @@ def test_slowest_hostile_texts_finish_in_bounded_time_with_exact_offsets(nlp, na
         result = _guarded(nlp, text)
     elapsed = time.perf_counter() - started
     assert elapsed < BOUND_S, f"{name}: {elapsed:.1f} s"
-    # Unguarded, these hold the GIL for 10 s to over 12 minutes; measured guarded: <= ~0.1 s.
-    assert gil.longest < 1.0, f"{name}: GIL held {gil.longest:.2f} s"
+    # Unguarded, these hold the GIL for 10 s to over 12 minutes; measured guarded: <= ~0.2 s. The bound
+    # leaves room for a loaded 2-core machine (a sleeping thread can wait ~1 s for a core there).
+    assert gil.longest < 3.0, f"{name}: GIL held {gil.longest:.2f} s"
     if isinstance(result, PayloadTooLarge):
         assert result.code == "text_too_long"
     else:
