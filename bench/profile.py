@@ -1,7 +1,7 @@
 """Profile the ner-processor under load with py-spy and say where the time goes.
 
 ``python -m bench.profile [--clients 64] [--docs-per-request 1] [--seconds 15] [--idle]`` starts a local
-cluster (``.local/bench/pg-profile``), runs the function process *under* ``py-spy record`` (attaching by
+cluster (``build/local/bench/pg-profile``), runs the function process *under* ``py-spy record`` (attaching by
 pid is not possible in every container; launching the child always works), drives it with the same
 closed-loop clients as the benchmark, then stops it and summarises the collapsed stacks: the share of
 samples per thread kind (HTTP request threads, the model worker, the DB committer) and per category
@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import clients
 from bench.common import REPO, write_json
 from bench.corpus import generate
-from devtools.processes import FPROCESS, FunctionProcess, free_port
+from devtools.processes import FPROCESS, LOCAL_DIR, FunctionProcess, free_port
 
 RESULTS = REPO / "bench" / "results"
 
@@ -219,10 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     from bench.run import deployed_env
 
     fn_env = deployed_env() | dict(item.partition("=")[::2] for item in args.fn_env)
-    work = REPO / ".local" / "bench" / "profile"
+    work = LOCAL_DIR / "bench" / "profile"
     texts_path = work / "texts.json"
     write_json(texts_path, [f"Thanks {i}!" for i in range(args.docs)] if args.tiny else generate(args.docs))
-    cluster = LocalCluster(REPO / ".local" / "bench" / "pg-profile")
+    cluster = LocalCluster(LOCAL_DIR / "bench" / "pg-profile")
     cluster.start()
     stem = (
         f"profile-{time.strftime('%Y%m%d-%H%M%S')}-c{args.clients}-d{args.docs_per_request}"

@@ -1,7 +1,7 @@
 """The benchmark suite: ``python -m bench.run [--quick]`` (``make bench`` / ``make bench-quick``).
 
 One run, one corpus, one local PostgreSQL primary + streaming replica (started under
-``.local/bench/pg``, destroyed at the end): raw spaCy limits, the function path under closed-loop
+``build/local/bench/pg``, destroyed at the end): raw spaCy limits, the function path under closed-loop
 clients and batch requests, the seed-design baseline behind the same HTTP server, open-loop latency at
 fixed loads, cold start, memory over 100k distinct comments, persistence cost and replica lag. Prints
 one markdown table (bench/report.py) and writes it to ``bench/results/<timestamp>.md`` and
@@ -23,14 +23,14 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import clients, image, limits, report, seed_design
+from bench import clients, gateway, image, limits, report, seed_design
 from bench import db as dbbench
 from bench.common import MODEL, REPO, cpu_seconds, loadavg, rss_mb, write_json
 from bench.corpus import iter_generate, long_texts
-from devtools.processes import FunctionProcess, free_port, start_function
+from devtools.processes import LOCAL_DIR, FunctionProcess, free_port, start_function
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("limits", "cold", "function", "seed", "db", "memory", "image")
+PHASES = ("limits", "cold", "function", "gateway", "seed", "db", "memory", "image")
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ class Bench:
     def start_db(self) -> None:
         from devtools.pgcluster import LocalCluster
 
-        base = REPO / ".local" / "bench" / "pg"
+        base = LOCAL_DIR / "bench" / "pg"
         self.cluster = LocalCluster(base)
         if not self.keep_db:
             self.cluster.destroy()  # a fresh database every run: same table sizes, comparable figures
@@ -490,6 +490,9 @@ class Bench:
         finally:
             fn.stop()
 
+    def phase_gateway(self) -> None:
+        gateway.phase(self)  # bench/gateway.py: local gateway vs direct at 16 and 64 clients
+
     def phase_seed(self) -> None:
         p = self.plan
         log("seed design: starting (full pipeline, nlp(text) per request, psycopg2, 1 row + commit each)")
@@ -643,7 +646,8 @@ class Bench:
                 failed = True
                 log(f"stopping the database failed:\n{traceback.format_exc()}")
         meta.update(loadavg_end=loadavg(), elapsed_s=time.perf_counter() - started)
-        text = report.render(self.results) + image.render(self.results.get("image"), self.results["errors"].get("image"))  # noqa: E501
+        text = report.render(self.results) + gateway.render(self.results)
+        text += image.render(self.results.get("image"), self.results["errors"].get("image"))
         print(text)
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if self.mode == "quick" else "")
@@ -676,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment for the ner-processor process (e.g. BATCH_MAX_WAIT_MS=10)",
     )
     ap.add_argument("--memory-docs", type=int, help="override the memory phase's document count")
-    ap.add_argument("--keep-db", action="store_true", help="reuse .local/bench/pg and leave it (stopped)")
+    ap.add_argument("--keep-db", action="store_true", help="reuse build/local/bench/pg and leave it (stopped)")
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     if args.memory_docs:
@@ -691,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.fn_env:
         key, _, value = item.partition("=")
         fn_env[key] = value
-    work = REPO / ".local" / "bench" / "work"
+    work = LOCAL_DIR / "bench" / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     bench = Bench(plan, "quick" if args.quick else "full", work, fn_env, phases, args.keep_db)

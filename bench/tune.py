@@ -17,10 +17,10 @@ import sys
 import time
 
 from bench import clients
-from bench.common import REPO, write_json
+from bench.common import write_json
 from bench.corpus import generate
 from bench.run import CpuMeter, deployed_env, engine_stats, scrape
-from devtools.processes import start_function
+from devtools.processes import LOCAL_DIR, start_function
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     configs = args.config or [""]
-    work = REPO / ".local" / "bench" / "tune"
+    work = LOCAL_DIR / "bench" / "tune"
     texts_path = work / "texts.json"
     write_json(texts_path, [f"Thanks {i}!" for i in range(args.docs)] if args.tiny else generate(args.docs))
-    cluster = LocalCluster(REPO / ".local" / "bench" / "pg-profile")
+    cluster = LocalCluster(LOCAL_DIR / "bench" / "pg-profile")
     status = cluster.start()
     pg_dirs = [status["primary"]["data_dir"], status["replica"]["data_dir"]]
     results: dict[tuple[str, str], list[dict]] = {}

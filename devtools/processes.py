@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Everything a local run leaves behind (PostgreSQL data and secrets, JSON logs, benchmark work, fault
+# reports). It lives under the repository's top-level build/, the one folder (with template/) that
+# `faas-cli build` / `--shrinkwrap` does not copy into build/<function>/ (stack.yml has `handler: .`);
+# faas-cli only replaces build/<function>/, never build/local/. NLP_LOCAL_DIR overrides it.
+LOCAL_DIR = REPO / (os.environ.get("NLP_LOCAL_DIR") or Path("build", "local"))  # relative: to REPO
 FPROCESS = [sys.executable, "-m", "functions.runtime.server"]
 
 
@@ -36,6 +41,7 @@ class FunctionProcess:
     process: subprocess.Popen
     log_path: Path
     env: dict = field(default_factory=dict, repr=False)
+    started_at: float = field(default_factory=time.time)  # epoch seconds
 
     @property
     def url(self) -> str:

@@ -9,6 +9,7 @@ replica through ``entity-stats``, and keeps serving. Ctrl-C stops everything it 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -20,34 +21,47 @@ from pathlib import Path
 
 from devtools.gateway import Gateway, read_stack
 from devtools.pgcluster import LocalCluster
-from devtools.processes import REPO, call
+from devtools.processes import LOCAL_DIR, REPO, call
 
 
 def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def feed(gateway_url: str, comments: list[dict], concurrency: int = 8) -> tuple[int, list[str], str | None]:
-    """POST every comment to ner-processor; returns (ok count, failures, highest commit LSN)."""
+def feed(gateway_url: str, comments: list[dict], concurrency: int = 8,
+         timeout: float = 60.0) -> tuple[int, list[str], str | None]:
+    """POST every comment to ner-processor through the gateway; returns (persisted count, one line per
+    failed comment, highest commit LSN or None). A failed request (connection reset, timeout, non-2xx,
+    an answer that is not the expected JSON) is counted and reported, never raised: the feed goes on."""
     from tqdm import tqdm
 
     failures: list[str] = []
     lsns: list[str] = []
 
-    def send(comment: dict):
+    def send(comment: dict) -> tuple[str, str | None, str | None]:
+        """(comment id, commit LSN when persisted, failure reason otherwise)."""
         body = {"text": comment["text"], "request_id": comment["id"], "source": comment.get("source")}
-        return comment["id"], call(gateway_url, "/function/ner-processor", body=body)
+        try:
+            status, _, answer = call(gateway_url, "/function/ner-processor", body=body, timeout=timeout)
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # reset, timeout, bad JSON
+            return comment["id"], None, f"{type(exc).__name__}: {exc}"[:200]
+        if status == 200 and isinstance(answer, dict) and answer.get("persisted"):
+            return comment["id"], answer.get("commit_lsn"), None
+        detail = answer.get("error") if isinstance(answer, dict) else bytes(answer[:80])
+        return comment["id"], None, f"HTTP {status} {detail}"
 
     ok = 0
     with ThreadPoolExecutor(concurrency) as pool, tqdm(total=len(comments), unit="comment",
                                                        desc="enriching", file=sys.stdout) as bar:
-        for comment_id, (status, _, body) in pool.map(send, comments):
+        for comment_id, lsn, failure in pool.map(send, comments):
             bar.update(1)
-            if status == 200 and body.get("persisted"):
+            if failure is None:
                 ok += 1
-                lsns.append(body["commit_lsn"])
+                if lsn:
+                    lsns.append(lsn)
             else:
-                failures.append(f"{comment_id}: HTTP {status} {body if isinstance(body, dict) else ''}")
+                failures.append(f"{comment_id}: {failure}")
+                bar.set_postfix(failed=len(failures))
     highest = max(lsns, key=_lsn_value) if lsns else None
     return ok, failures, highest
 
@@ -58,7 +72,15 @@ def _lsn_value(lsn: str) -> int:
 
 
 def summary(gateway_url: str, per_label: int = 5) -> str:
-    """Top entities per label and the replica's freshness, read through entity-stats (replica)."""
+    """Top entities per label and the replica's freshness, read through entity-stats (replica); a
+    failure is described in the text, never raised."""
+    try:
+        return _summary(gateway_url, per_label)
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError) as exc:
+        return f"entity-stats could not be read: {type(exc).__name__}: {exc}"
+
+
+def _summary(gateway_url: str, per_label: int) -> str:
     status, _, stats = call(gateway_url, "/function/entity-stats?window=24h&limit=50", method="GET",
                             body=None, content_type=None)
     if status != 200:
@@ -89,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from functions.runtime import logs
 
     parser = argparse.ArgumentParser(description="Run nlp-enrichment locally")
-    parser.add_argument("--data-dir", type=Path, default=REPO / ".local")
+    parser.add_argument("--data-dir", type=Path, default=LOCAL_DIR)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--samples", type=Path, default=REPO / "samples" / "comments.jsonl")
     parser.add_argument("--no-serve", action="store_true", help="stop after the summary (smoke runs)")
@@ -128,9 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"    {ok} persisted on the primary, {len(failures)} failed")
         for failure in failures[:5]:
             _say(f"    ! {failure}")
+        if len(failures) > 5:
+            _say(f"    ! ... and {len(failures) - 5} more (the stack keeps serving)")
         if last_lsn:
-            cluster.wait_for_replay(last_lsn, timeout=30)
-            _say(f"    replica has replayed up to {last_lsn}")
+            try:
+                cluster.wait_for_replay(last_lsn, timeout=30)
+                _say(f"    replica has replayed up to {last_lsn}")
+            except Exception as exc:  # the summary then says how fresh the replica is; keep serving
+                _say(f"    ! replica has not replayed {last_lsn}: {type(exc).__name__}: {exc}")
         _say("4/4 summary from the read replica:")
         _say(summary(gateway.url))
         _say("")

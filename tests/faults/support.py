@@ -3,7 +3,7 @@ remembers every answer, read-back of what the primary really holds, and the figu
 
 Figures: every test calls :func:`report` once; it prints one ``FIGURES <test>: k=v ...`` line (visible
 with ``-s``) and appends the same figures as one JSON object per line to ``$FAULTS_REPORT`` (default
-``.local/faults-report.jsonl``). The file is only ever appended to (several sessions may run at once);
+``build/local/faults-report.jsonl``). The file is only ever appended to (several sessions may run at once);
 every line carries the session's ``run`` id, which the terminal summary prints.
 """
 
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import psycopg
 
+from devtools.processes import LOCAL_DIR
+
 REPO = Path(__file__).resolve().parents[2]
 RUN_ID = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 COLLECTED: list[dict] = []  # this session's figures, printed again in the terminal summary
@@ -34,7 +36,7 @@ CONNECTION_ERRORS = (ConnectionError, http.client.HTTPException, socket.timeout,
 
 
 def report_path() -> Path:
-    return Path(os.environ.get("FAULTS_REPORT") or REPO / ".local" / "faults-report.jsonl")
+    return Path(os.environ.get("FAULTS_REPORT") or LOCAL_DIR / "faults-report.jsonl")
 
 
 def report(test: str, **figures) -> dict:

@@ -1,7 +1,7 @@
 """The built images, run as OpenFaaS runs them (scripts/image/container.py), against the real local
 PostgreSQL primary + replica and compared with the host's real spaCy model.
 
-Figures (image sizes, cold start, RSS) are appended to .local/image-report.jsonl; `make bench` measures
+Figures (image sizes, cold start, RSS) are appended to build/local/image-report.jsonl; `make bench` measures
 them again against a bare spacy.load() in the same run (bench/image.py).
 """
 
@@ -16,13 +16,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devtools.processes import LOCAL_DIR
 from scripts.image import build as image_build
 from scripts.image.container import APP_UID, cold_start, function_env, image_env, rss_mb, run_function
 from scripts.image.container import ROOT as REPO
 from tests.logging.fieldrefs import CONTRACT_TYPES, TIMESTAMP_RE
 
 TEXT = "Tim Cook visited Berlin on Monday to meet Siemens and Deutsche Bahn about a $2 billion deal."
-REPORT = REPO / ".local" / "image-report.jsonl"
+REPORT = LOCAL_DIR / "image-report.jsonl"
 
 
 def report(**figures) -> None:
