@@ -61,6 +61,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from devtools.processes import LOCAL_DIR
 from functions.runtime import migrate
 from functions.runtime.queries import sql_dir
 
@@ -85,7 +86,7 @@ CONNECT_TIMEOUT_S = 3
 PG_CTL_TIMEOUT_S = 60  # pg_ctl -t: start includes crash recovery, so be generous
 STATE_FILE = "cluster.json"
 STATE_VERSION = 1
-DEFAULT_BASE_DIR = Path(__file__).resolve().parents[1] / ".local" / "pg"
+DEFAULT_BASE_DIR = LOCAL_DIR / "pg"  # outside what faas-cli build copies (README: local state)
 INSTALL_HINT = (
     "PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, pg_basebackup) were not found. "
     "Install them with `apt-get install postgresql-15` (Debian/Ubuntu; on other systems the postgresql "

@@ -4,8 +4,8 @@ dashboard for the nlp-enrichment function logs.
 Kibana stores most of a visualization as JSON *inside* JSON strings (visState, searchSourceJSON,
 panelsJSON); writing that by hand is how broken imports happen, so the file is generated:
 
-    .venv/bin/python logstash/kibana/generate_saved_objects.py        # rewrite the NDJSON
-    .venv/bin/python logstash/kibana/generate_saved_objects.py --check  # exit 1 if it is stale
+    build/venv/bin/python logstash/kibana/generate_saved_objects.py        # rewrite the NDJSON
+    build/venv/bin/python logstash/kibana/generate_saved_objects.py --check  # exit 1 if it is stale
 
 The objects use the 7.17 export format (legacy aggregation-based visualizations, TSVB for ratios,
 ``migrationVersion`` 7.17.0), which Kibana 7.17 and 8.x import and migrate themselves. Every field

@@ -136,7 +136,7 @@ def test_the_trail_search_is_sorted_by_time_and_shows_request_id(objects):
 def test_the_ndjson_is_what_the_generator_writes():
     generator = fieldrefs.load_generator()
     assert fieldrefs.SAVED_OBJECTS.read_text(encoding="utf-8") == generator.render(), \
-        "saved-objects.ndjson is stale: run .venv/bin/python logstash/kibana/generate_saved_objects.py"
+        "saved-objects.ndjson is stale: run build/venv/bin/python logstash/kibana/generate_saved_objects.py"
 
 
 # --- the alert rule ------------------------------------------------------------------------------------
