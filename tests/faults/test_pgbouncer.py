@@ -206,8 +206,9 @@ def test_primary_sigkill_under_load_behind_pgbouncer_loses_no_acknowledged_write
            started_during_outage=sum(killed_at <= o.started < restarted_at for o in outcomes))
     assert result.lost == [] and result.half_written == []
     # PgBouncer queues a query for up to query_wait_timeout (2 s, devtools/pgcluster.py) before the
-    # function gets an error to turn into a 503.
-    assert max((o.elapsed for o in failures), default=0.0) < 3.0
+    # function gets an error to turn into a 503; the bound leaves 2 s for a loaded 2-core runner (3.3 s
+    # seen there) and still fails on PgBouncer's default query_wait_timeout (120 s).
+    assert max((o.elapsed for o in failures), default=0.0) < 4.0
     assert failures and all(o.status == 503 and o.error in UNAVAILABLE_CODES and o.retry_after
                             for o in failures), status_counts(failures)
     assert recovered and fn.process.poll() is None
