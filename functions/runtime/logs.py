@@ -340,3 +340,13 @@ def configure(function: str, level: str = "INFO", stream=None) -> logging.Handle
     # warnings.warn() output would otherwise reach stderr as plain text.
     logging.captureWarnings(True)
     return handler
+
+
+def configure_if_unset(function: str, level: str = "INFO") -> logging.Handler | None:
+    """:func:`configure` unless the process already has logging set up (any root handler): the handler
+    module calls it at import, so a function logs contract JSON on stdout under any front end (the
+    runtime server configures first; the official template's ``index.py`` + waitress configures
+    nothing). Returns the new handler, or None when it left the existing set-up alone."""
+    if logging.getLogger().handlers:
+        return None
+    return configure(function, level)
