@@ -141,8 +141,10 @@ class EdgeProtocol(HttpToolsProtocol):
         if "version" in lowered:
             exc = FunctionError(f"unsupported HTTP version: {reason}", code="http_version_not_supported",
                                 status=505)
-        elif "invalid method" in lowered:  # outside the parser's method table: 501, RFC 9110 15.6.2
-            exc = FunctionError(f"unknown HTTP method: {reason}", code="method_not_allowed", status=501)
+        elif "invalid method" in lowered:
+            # A token outside llhttp's method table (e.g. BREW) never reaches handle(): a caller mistake,
+            # so 400 (RFC 9110 would allow 501, but a 5xx would page someone for a client's typo).
+            exc = BadRequest(f"unknown HTTP method: {reason}", code="unknown_method")
         else:
             exc = BadRequest(f"malformed HTTP request: {reason}")
         # Headers parsed so far (the X-Call-Id may be among them); none when the request line was garbage.

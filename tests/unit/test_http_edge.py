@@ -233,8 +233,8 @@ def assert_error(answer, status: int, code: str, request_id: str | None = None):
 def test_a_garbled_request_line_is_a_json_400_with_a_request_id_header(running_server):
     hdrs = assert_error(raw(running_server, b"GET / HXTP/1.1\r\n\r\n"), 400, "invalid_request")
     assert hdrs["connection"] == "close"
-    # Not a method the parser knows (the first word of any garbage line): 501, same JSON shape.
-    assert_error(raw(running_server, b"THIS IS NOT HTTP\r\n\r\n"), 501, "method_not_allowed")
+    # Not a method the parser knows (the first word of any garbage line): 400 unknown_method.
+    assert_error(raw(running_server, b"THIS IS NOT HTTP\r\n\r\n"), 400, "unknown_method")
 
 
 def test_an_unsupported_http_version_is_a_json_4xx_or_505(running_server):
