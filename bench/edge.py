@@ -140,6 +140,15 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def render(result: dict | None, error: str | None = None) -> str:
+    """The markdown section of ``make bench``'s report (empty when the phase did not run)."""
+    if error:
+        return f"\n\n## HTTP edge vs raw nlp.pipe\n\nThe edge phase failed: {error}\n"
+    if not result:
+        return ""
+    return "\n\n## HTTP edge vs raw nlp.pipe (bench/edge.py)\n\n" + table(result) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     if os.environ.get(RAW_CHILD_ENV) == "1":
         # run_module_json child: the raw pipe measurement, config on stdin, JSON result on stdout.

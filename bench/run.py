@@ -23,14 +23,14 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import clients, image, limits, report, seed_design
+from bench import clients, edge, image, limits, report, seed_design
 from bench import db as dbbench
 from bench.common import MODEL, REPO, cpu_seconds, loadavg, rss_mb, write_json
 from bench.corpus import iter_generate, long_texts
 from devtools.processes import FunctionProcess, free_port, start_function
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("limits", "cold", "function", "seed", "db", "memory", "image")
+PHASES = ("limits", "cold", "function", "edge", "seed", "db", "memory", "image")
 
 
 @dataclass(frozen=True)
@@ -597,6 +597,9 @@ class Bench:
             "ratio": rss[-1]["rss_mb"] / rss[0]["rss_mb"] if rss else None,
         }
 
+    def phase_edge(self) -> None:  # the HTTP edge vs raw nlp.pipe on two corpora: bench/edge.py
+        self.results["edge"] = edge.measure(self.start_fn, self.work, self.mode == "quick", self.run_id)
+
     def phase_image(self) -> None:  # container images: bench/image.py
         self.results["image"] = image.phase(self, log)
 
@@ -643,7 +646,8 @@ class Bench:
                 failed = True
                 log(f"stopping the database failed:\n{traceback.format_exc()}")
         meta.update(loadavg_end=loadavg(), elapsed_s=time.perf_counter() - started)
-        text = report.render(self.results) + image.render(self.results.get("image"), self.results["errors"].get("image"))  # noqa: E501
+        text = report.render(self.results) + edge.render(self.results.get("edge"), self.results["errors"].get("edge"))
+        text += image.render(self.results.get("image"), self.results["errors"].get("image"))  # noqa: E501
         print(text)
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if self.mode == "quick" else "")
