@@ -226,7 +226,10 @@ class EdgeApp:
         size = 0
         while True:
             try:
-                message = await asyncio.wait_for(receive(), self.settings.body_read_timeout_s)
+                # asyncio.timeout, not wait_for: wait_for wraps every receive() in a new task (2.3% of
+                # the process's samples under 16 clients, bench.profile --tiny).
+                async with asyncio.timeout(self.settings.body_read_timeout_s):
+                    message = await receive()
             except TimeoutError:
                 return b"", FunctionError(f"the request body stalled for {self.settings.body_read_timeout_s} s",
                                           code="body_timeout", status=408)
