@@ -111,6 +111,9 @@ ENV PATH="/opt/venv/bin:${PATH}" \
 # - exec_timeout (30s) > REQUEST_TIMEOUT_S (20s, env.yml): the function answers its own JSON 504 before
 #   the watchdog's empty one; read/write_timeout (35s) >= exec_timeout so the answer can be written.
 #   The gateway's upstream timeout must be >= write_timeout (README.md "Deploy").
+# - healthcheck_interval (10s; default would be write_timeout): after SIGTERM the watchdog keeps
+#   proxying new requests this long; the function serves them too (SHUTDOWN_DRAIN_S, empty = this
+#   value, inherited from this ENV), then both drain. README.md "Timeouts" has the whole chain.
 # - buffer_http=false: of-watchdog 0.11.6 panics on EVERY GET /_/ready when buffer_http=true is
 #   combined with ready_path (it reads the body of its own internally built readiness request, which is
 #   nil: no answer, a Go stack trace per probe; ../shared/CONTRACT.md). The upstream server reads
@@ -120,6 +123,7 @@ ENV fprocess="python -m functions.runtime.server" \
     upstream_url=http://127.0.0.1:5000 \
     prefix_logs=false \
     ready_path=/_/ready \
+    healthcheck_interval=10s \
     exec_timeout=30s \
     read_timeout=35s \
     write_timeout=35s \

@@ -23,14 +23,14 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import clients, gateway, image, limits, report, seed_design
+from bench import clients, edge, gateway, image, limits, report, seed_design
 from bench import db as dbbench
 from bench.common import MODEL, REPO, cpu_seconds, loadavg, rss_mb, write_json
 from bench.corpus import iter_generate, long_texts
 from devtools.processes import LOCAL_DIR, FunctionProcess, free_port, start_function
 
 RESULTS = REPO / "bench" / "results"
-PHASES = ("limits", "cold", "function", "gateway", "seed", "db", "memory", "image")
+PHASES = ("limits", "cold", "function", "edge", "gateway", "seed", "db", "memory", "image")
 
 
 @dataclass(frozen=True)
@@ -600,6 +600,9 @@ class Bench:
             "ratio": rss[-1]["rss_mb"] / rss[0]["rss_mb"] if rss else None,
         }
 
+    def phase_edge(self) -> None:  # the HTTP edge vs raw nlp.pipe on two corpora: bench/edge.py
+        self.results["edge"] = edge.measure(self.start_fn, self.work, self.mode == "quick", self.run_id)
+
     def phase_image(self) -> None:  # container images: bench/image.py
         self.results["image"] = image.phase(self, log)
 
@@ -647,6 +650,7 @@ class Bench:
                 log(f"stopping the database failed:\n{traceback.format_exc()}")
         meta.update(loadavg_end=loadavg(), elapsed_s=time.perf_counter() - started)
         text = report.render(self.results) + gateway.render(self.results)
+        text += edge.render(self.results.get("edge"), self.results["errors"].get("edge"))
         text += image.render(self.results.get("image"), self.results["errors"].get("image"))
         print(text)
         RESULTS.mkdir(parents=True, exist_ok=True)

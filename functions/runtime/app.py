@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from functions.runtime import lifecycle, readiness, request_log
+from functions.runtime import lifecycle, logs, readiness, request_log
 from functions.runtime.contract import Event
 from functions.runtime.http import json_response, request_id
 from functions.runtime.settings import Settings, current
@@ -77,7 +77,10 @@ def create(factory: Callable[[Settings], S], settings: Settings | None = None) -
     """Create the process's service with ``factory(settings)`` (default: the process settings), register
     its readiness checks and its ``close`` as a shutdown hook, and return it. Call it once, at import of
     the handler module."""
-    service = factory(current() if settings is None else settings)
+    settings = current() if settings is None else settings
+    # Under the official template nothing configures logging: the contract JSON lines come from here.
+    logs.configure_if_unset(settings.function_name, settings.log_level)
+    service = factory(settings)
     for name, check in service.ready_checks().items():
         readiness.register(name, check)
     lifecycle.on_shutdown(service.close)

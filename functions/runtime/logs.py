@@ -51,6 +51,8 @@ MAX_STACK_TRACE_CHARS = 8 * 1024
 MAX_ERROR_MESSAGE_CHARS = 2 * 1024
 MAX_OTHER_STRING_CHARS = 2 * 1024
 TRUNCATION_MARK = "...[truncated]"
+_FIELD_LIMITS = {"message": MAX_MESSAGE_CHARS, "error.stack_trace": MAX_STACK_TRACE_CHARS,
+                 "error.message": MAX_ERROR_MESSAGE_CHARS}
 
 # Third-party loggers whose INFO output is noise at our volume (one line per pooled connection, ...).
 QUIET_LOGGERS = {
@@ -97,7 +99,16 @@ def _mask_key_password(match: re.Match) -> str:
     return f"{match.group('head')}{quote}***{quote}"
 
 
+_PLAIN_TYPES = (int, float, bool, type(None))
+
+
 def _redact_value(value: Any) -> Any:
+    # Exact-type checks first: this runs for every field of every line, and ABC isinstance is slow.
+    kind = type(value)
+    if kind is str:
+        return redact(value)
+    if kind in _PLAIN_TYPES:
+        return value
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
@@ -120,11 +131,12 @@ class RedactingFilter(logging.Filter):
             if redacted != message or record.args:
                 # Freeze the formatted message so %-args cannot bring the secret back.
                 record.msg, record.args = redacted, ()
-        for key, value in list(record.__dict__.items()):
-            if key in _RESERVED or key.startswith("_"):
+        fields = record.__dict__
+        for key, value in list(fields.items()):
+            if type(value) in _PLAIN_TYPES or key in _RESERVED or key.startswith("_"):
                 continue
             if isinstance(value, str | Mapping | list | tuple):
-                record.__dict__[key] = _redact_value(value)
+                fields[key] = _redact_value(value)
         return True
 
 
@@ -227,10 +239,9 @@ class ContractJsonFormatter(JsonFormatter):
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         truncated = False
         for key, value in log_data.items():
-            if not isinstance(value, str):
+            if not isinstance(value, str) or len(value) <= MAX_OTHER_STRING_CHARS:  # common case: no cut
                 continue
-            limit = {"message": MAX_MESSAGE_CHARS, "error.stack_trace": MAX_STACK_TRACE_CHARS,
-                     "error.message": MAX_ERROR_MESSAGE_CHARS}.get(key, MAX_OTHER_STRING_CHARS)
+            limit = _FIELD_LIMITS.get(key, MAX_OTHER_STRING_CHARS)
             if len(value) > limit:
                 log_data[key] = _cut(value, limit)
                 truncated = True
@@ -340,3 +351,13 @@ def configure(function: str, level: str = "INFO", stream=None) -> logging.Handle
     # warnings.warn() output would otherwise reach stderr as plain text.
     logging.captureWarnings(True)
     return handler
+
+
+def configure_if_unset(function: str, level: str = "INFO") -> logging.Handler | None:
+    """:func:`configure` unless the process already has logging set up (any root handler): the handler
+    module calls it at import, so a function logs contract JSON on stdout under any front end (the
+    runtime server configures first; the official template's ``index.py`` + waitress configures
+    nothing). Returns the new handler, or None when it left the existing set-up alone."""
+    if logging.getLogger().handlers:
+        return None
+    return configure(function, level)

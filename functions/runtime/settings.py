@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,16 @@ class Settings:
     retry_after_s: int = _setting(2, "RETRY_AFTER_S", "`Retry-After` on 503", minimum=1)
     request_timeout_s: float = _setting(20.0, "REQUEST_TIMEOUT_S", "below the watchdog's `exec_timeout`",
                                         minimum=0)
+    shutdown_drain_s: float | None = _setting(
+        None, "SHUTDOWN_DRAIN_S",
+        "after SIGTERM, keep serving this long (readiness already 503) before closing the listener; empty: "
+        "the watchdog's `healthcheck_interval` (else its `write_timeout`, else 0 without a watchdog)",
+        minimum=0, kind=float)
+    handler_threads: int = _setting(256, "HANDLER_THREADS",
+                                    "requests handled at once (each waits on the model, then the database)",
+                                    minimum=1)
+    body_read_timeout_s: float = _setting(10.0, "BODY_READ_TIMEOUT_S",
+                                          "a request body that stalls this long gets 408", minimum=0.1)
     stats_primary_fallback: bool = _setting(True, "STATS_PRIMARY_FALLBACK",
                                             "entity-stats reads the primary when the replica is down")
     stats_strong_wait_ms: int = _setting(1000, "STATS_STRONG_WAIT_MS",
@@ -139,6 +150,19 @@ class Settings:
             raise SettingsError(f"READY_PATH must start with '/', got {settings.ready_path!r}")
         return settings
 
+    def shutdown_drain(self) -> float:
+        """Seconds to keep serving after SIGTERM: ``SHUTDOWN_DRAIN_S``, else the watchdog's own
+        ``healthcheck_interval`` / ``write_timeout`` (its children inherit its environment; int seconds
+        or a Go duration such as ``10s`` or ``1m5s``), else 0. Raises SettingsError for an unreadable
+        duration."""
+        if self.shutdown_drain_s is not None:
+            return self.shutdown_drain_s
+        for name in ("healthcheck_interval", "write_timeout"):
+            raw = (self.environ.get(name) or "").strip()
+            if raw:
+                return go_duration_s(raw, name)
+        return 0.0
+
     def secret(self, name: str) -> str | None:
         return read_secret(name, {**self.environ, "SECRETS_DIR": self.secrets_dir})
 
@@ -147,6 +171,21 @@ class Settings:
         return {"min_size": self.db_pool_min_size, "max_size": self.db_pool_max_size,
                 "timeout": self.db_pool_timeout_s, "connect_timeout": self.db_connect_timeout_s,
                 "prepare_threshold": self.db_prepare_threshold}
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(h|ms|m|s|us|µs|ns)")
+_GO_UNITS_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def go_duration_s(raw: str, name: str) -> float:
+    """of-watchdog's duration rule: an integer is seconds, else a Go duration (``1m5s``, ``500ms``).
+    Raises SettingsError naming ``name``."""
+    if raw.isdigit():
+        return float(raw)
+    parts = _GO_DURATION.findall(raw)
+    if not parts or "".join(n + u for n, u in parts) != raw:
+        raise SettingsError(f"{name} must be seconds or a Go duration such as 10s, got {raw!r}")
+    return sum(float(n) * _GO_UNITS_S[u] for n, u in parts)
 
 
 def fields() -> tuple[dataclasses.Field, ...]:

@@ -109,3 +109,9 @@ def test_project_handlers_only_touch_contract_attributes():
                     assert node.attr in CONTRACT_EVENT_ATTRS, f"{path}: event.{node.attr} is not in the contract"
                 if node.value.id == "context":
                     assert node.attr in CONTRACT_CONTEXT_ATTRS, f"{path}: context.{node.attr} not in contract"
+
+
+def test_render_encodes_what_orjson_refuses_instead_of_failing():
+    status, headers, payload = render({"statusCode": 200, "body": {"big": 2**70, 3: "int key", "list": [1.5]}})
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(payload) == {"big": 2**70, "3": "int key", "list": [1.5]}

@@ -127,6 +127,10 @@ def test_timeouts_nest_function_inside_watchdog_inside_http_server(image_env, en
     assert float(env_file["REQUEST_TIMEOUT_S"]) < exec_timeout
     assert exec_timeout <= seconds(image_env["write_timeout"])
     assert exec_timeout <= seconds(image_env["read_timeout"])
+    # After SIGTERM the function serves at least as long as the watchdog proxies (SHUTDOWN_DRAIN_S empty
+    # = the inherited healthcheck_interval), and that window is shorter than the drain after it.
+    assert env_file.get("SHUTDOWN_DRAIN_S", "") == ""
+    assert 0 < seconds(image_env["healthcheck_interval"]) < seconds(image_env["write_timeout"])
 
 
 def test_env_file_and_inline_environment_never_set_the_same_key(stack, env_file):

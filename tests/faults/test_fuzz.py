@@ -352,7 +352,9 @@ def test_random_methods_paths_content_types_and_headers(fuzz):
         reply = fuzz.send("methods_headers", method=method, path=path, body=body,
                           content_type=content_type or None, headers=headers)
         if method != "POST":
-            assert reply.status == 405 and reply.headers.get("allow") == "POST", (method, reply.status)
+            # A method outside the HTTP parser's table (BREW) is refused before the handler: 400.
+            assert (reply.status == 405 and reply.headers.get("allow") == "POST") or (
+                reply.status == 400 and reply.json["error"] == "unknown_method"), (method, reply.status)
 
     run()
     fuzz.strategies_run.add("methods_headers")
@@ -475,8 +477,9 @@ FRAMING = {
 
 @pytest.fixture(scope="module")
 def framing_fn(pg_cluster, tmp_path_factory):
+    # A chunk size the body never fulfils is answered when the body stalls (408): sooner than _raw gives up.
     fn = start_function("ner-processor", tmp_path_factory.mktemp("framing"),
-                        secrets_dir=pg_cluster.secrets_dir)
+                        secrets_dir=pg_cluster.secrets_dir, BODY_READ_TIMEOUT_S="2")
     yield fn
     fn.stop()
 
@@ -490,8 +493,6 @@ def test_malformed_http_framing_gets_a_json_4xx_and_logs_stay_json(framing_fn, n
     not_json = [line for line in fn.raw_log().splitlines()[log_before:] if not line.startswith("{")]
     assert fn.process.poll() is None
     head, _, body = response.partition(b"\r\n\r\n")
-    if name == "bad-request-line":  # http.server answers an unknown protocol HTTP/0.9 style: body only
-        body = response
     assert body.startswith(b"{") and "error" in json.loads(body), f"no JSON error: {response[:300]!r}"
     if head.startswith(b"HTTP/"):
         assert b" 4" in head.split(b"\r\n")[0], head

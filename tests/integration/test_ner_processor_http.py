@@ -156,8 +156,11 @@ def test_call_id_header_becomes_request_id(ner_server):
 
 
 def test_unknown_http_method_gets_json_405_not_an_html_page(ner_server):
-    status, headers, body = call(ner_server, method="BREW", body=None, content_type=None)
+    status, headers, body = call(ner_server, method="PATCH", body=None, content_type=None)
     assert status == 405 and body["error"] == "method_not_allowed" and headers["allow"] == "POST"
+    # A method the HTTP parser does not know at all is refused before any handler: 400, JSON.
+    status, headers, body = call(ner_server, method="BREW", body=None, content_type=None)
+    assert status == 400 and body["error"] == "unknown_method" and headers["x-request-id"] == body["request_id"]
 
 
 def test_readiness_needs_model_and_database(function_factory, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import types
 import uuid
 
@@ -175,25 +176,48 @@ def test_handles_errors_passes_a_success_through():
 
 # -- the runtime server's own refusals -----------------------------------------------------------------
 
+class RunningServer:
+    """The real uvicorn server of the runtime on a free port, in a thread, with a fake handler module."""
+
+    def __init__(self, app: server.EdgeApp):
+        self.app = app
+        self.server = server.EdgeServer(server.make_config(app, app.settings, port=0), app, drain_s=0)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        self.server_address = self.server.servers[0].sockets[0].getsockname()[:2]
+
+    @property
+    def handler_module(self):
+        return self.app.handler_module
+
+    @handler_module.setter
+    def handler_module(self, module):
+        self.app.handler_module = module
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def running_server():
-    settings = Settings.from_env({"MAX_BODY_BYTES": "100", "PORT": "1"})
-    srv = server.FunctionServer(("127.0.0.1", 0), settings)
+    settings = Settings.from_env({"MAX_BODY_BYTES": "100", "PORT": "1", "BODY_READ_TIMEOUT_S": "0.5"})
     module = types.ModuleType("fake_handler")
 
     @http.handles_errors
     def handle(ev, context):
         if ev.path == "/crash-outside-edge":
             raise RuntimeError("escaped")
+        if ev.path == "/echo-id":
+            return http.json_response(200, {"ok": True}, request_id=ev.body.decode())
         return http.json_response(200, {"echo": ev.body.decode()}, request_id=http.request_id(ev.headers))
 
     module.handle = handle
-    srv.handler_module = module
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    srv = RunningServer(server.EdgeApp(settings, module))
     yield srv
-    srv.shutdown()
-    srv.server_close()
+    srv.stop()
 
 
 def raw(srv, payload: bytes) -> tuple[int, dict[str, str], dict]:
@@ -235,12 +259,17 @@ def assert_error(answer, status: int, code: str, request_id: str | None = None):
     return hdrs
 
 
-def test_a_garbled_request_line_is_a_json_400(running_server):
-    assert_error(raw(running_server, b"THIS IS NOT HTTP\r\n\r\n"), 0, "invalid_request")
+def test_a_garbled_request_line_is_a_json_400_with_a_request_id_header(running_server):
+    hdrs = assert_error(raw(running_server, b"GET / HXTP/1.1\r\n\r\n"), 400, "invalid_request")
+    assert hdrs["connection"] == "close"
+    # Not a method the parser knows (the first word of any garbage line): 400 unknown_method.
+    assert_error(raw(running_server, b"THIS IS NOT HTTP\r\n\r\n"), 400, "unknown_method")
 
 
-def test_an_unsupported_http_version_is_a_json_505(running_server):
-    assert_error(raw(running_server, b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 0, "http_version_not_supported")
+def test_an_unsupported_http_version_is_a_json_4xx_or_505(running_server):
+    status, hdrs, body = raw(running_server, b"GET / HTTP/3.0\r\nHost: x\r\n\r\n")
+    assert (status, body["error"]) in {(505, "http_version_not_supported"), (400, "invalid_request")}
+    assert hdrs["x-request-id"] == body["request_id"]
 
 
 def test_an_invalid_content_length_is_a_json_400_with_the_call_id(running_server):
@@ -256,6 +285,41 @@ def test_a_malformed_chunked_body_is_a_json_400(running_server):
 def test_a_body_over_the_limit_is_a_json_413(running_server):
     request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + b"x" * 101
     assert_error(raw(running_server, request), 413, "payload_too_large")
+
+
+def test_a_chunked_body_over_the_limit_is_a_json_413_with_the_call_id(running_server):
+    chunk = b"x" * 60
+    request = (b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: big-1\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + (b"3c\r\n" + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
+    assert_error(raw(running_server, request), 413, "payload_too_large", "big-1")
+
+
+def test_a_stalled_body_is_a_json_408_not_a_hang(running_server):
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: slow-1\r\nContent-Length: 50\r\n\r\nabc"
+    started = time.monotonic()
+    assert_error(raw(running_server, request), 408, "body_timeout", "slow-1")
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(("rid", "sent"), [
+    ("请求-1", "%E8%AF%B7%E6%B1%82-1"), ("emoji-\U0001f600", "emoji-%F0%9F%98%80"),
+    ("café-1", "café-1"), ("a\r\nSet-Cookie: x=1", "a%0D%0ASet-Cookie:%20x=1"),
+])
+def test_a_request_id_header_outside_latin_1_is_encoded_never_a_crash(running_server, rid, sent):
+    body = rid.encode("utf-8")
+    request = b"POST /echo-id HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    with socket.create_connection(running_server.server_address, timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head = data.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    assert head[0].startswith("HTTP/1.1 200")
+    assert [line for line in head if line.lower().startswith("x-request-id:")] == [f"x-request-id: {sent}"]
+    assert not any(line.lower().startswith("set-cookie") for line in head)
 
 
 def test_the_server_applies_the_request_id_rules_to_the_call_id(running_server):
