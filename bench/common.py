@@ -23,19 +23,51 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (the function's process and its model process)."""
+    tree, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = []
+        # Every thread's list: a child belongs to the thread that started it (the model process is
+        # started by the thread that imports the handler).
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children += map(int, (task / "children").read_text().split())
+            except OSError:
+                continue
+        tree += children
+        frontier += children
+    return tree
+
+
 def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MB (VmRSS: what the kernel, and a pod's memory limit, charge)."""
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident set size of ``pid`` and its descendants in MB (VmRSS summed: what the kernel, and a pod's
+    memory limit, charge; shared pages are counted once per process, so this errs high)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024.0
+                        break
+        except OSError:
+            if member == pid:
+                raise RuntimeError(f"no VmRSS for pid {pid}") from None
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds used so far by ``pid`` and its descendants (all their threads)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def loadavg() -> str:

@@ -26,7 +26,7 @@ from functions.runtime.errors import (
     Unavailable,
 )
 from functions.runtime.http import contains_nul, decode_body, request_id, validate_request_id
-from functions.runtime.nlp import NerEngine, load_pipeline
+from functions.runtime.model_process import ModelProcess
 from functions.runtime.persistence import EntityWriter
 from functions.runtime.settings import Settings
 from functions.runtime.shapes import DocumentRecord, Entity
@@ -52,9 +52,9 @@ class NerRequest:
 
 
 class NerService(app.Service):
-    """Owns the model worker and the writer; :meth:`process` is safe to call from many threads."""
+    """Owns the model process and the writer; :meth:`process` is safe to call from many threads."""
 
-    def __init__(self, settings: Settings, engine: NerEngine, writer: EntityWriter | None):
+    def __init__(self, settings: Settings, engine: ModelProcess, writer: EntityWriter | None):
         super().__init__(settings)
         self.engine = engine
         self.writer = writer
@@ -214,8 +214,8 @@ class NerService(app.Service):
         return self.writer is not None and self.writer.ready()
 
     def ready_checks(self) -> Mapping[str, Callable[[], bool]]:
-        # The model is loaded before the service exists: once the handler imported, it is ready.
-        return {"model": lambda: True, "database": self.ready}
+        # The model process is up with its model loaded (false while a crashed one restarts).
+        return {"model": self.engine.ready, "database": self.ready}
 
     def close(self) -> None:
         self.engine.close()
@@ -230,16 +230,12 @@ def _with_id(exc: BaseException, rid: str) -> BaseException:
 
 
 def build(settings: Settings) -> NerService:
-    """Load the model (timed, logged as ``model.loaded``) and open the writer pool without waiting."""
-    started = time.perf_counter()
-    nlp = load_pipeline(settings.spacy_model, settings.spacy_pipeline)
-    engine = NerEngine(nlp, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
-                       max_pending=settings.max_pending_docs, zone_docs=settings.zone_docs,
-                       max_batch_chars=settings.batch_max_chars)
-    load_ms = (time.perf_counter() - started) * 1000.0
+    """Start the model process and wait until it has loaded the model (logged as ``model.loaded``), then
+    open the writer pool without waiting. Raises ModelLoadError when the model cannot be loaded."""
+    engine = ModelProcess(settings).start()
     logs.set_static_fields(model_name=engine.info.name, model_version=engine.info.version)
-    log.info("model loaded", extra={"event": "model.loaded", "load_ms": round(load_ms, 1),
-                                    "pipeline": list(engine.info.pipeline)})
+    log.info("model loaded", extra={"event": "model.loaded", "load_ms": round(engine.load_ms, 1),
+                                    "pipeline": list(engine.info.pipeline), "model_pid": engine.pid})
     writer = None
     dsn = settings.secret("ner-writer-dsn")
     if dsn:

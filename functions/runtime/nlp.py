@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -121,6 +121,11 @@ def _malloc_trim() -> None:
         _libc_malloc_trim(0)
 
 
+def _observe_batch(documents: int, seconds: float) -> None:
+    metrics.MODEL_BATCH_DOCUMENTS.observe(documents)
+    metrics.MODEL_BATCH_SECONDS.observe(seconds)
+
+
 def extract(doc) -> list[Entity]:
     return [Entity(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
 
@@ -161,7 +166,8 @@ class NerEngine:
                  max_wait_ms: float = _DEFAULTS.batch_max_wait_ms, max_pending: int = _DEFAULTS.max_pending_docs,
                  zone_docs: int = _DEFAULTS.zone_docs, max_batch_chars: int = _DEFAULTS.batch_max_chars,
                  warmup: bool = True,
-                 warm_docs: int = 2000, trim_every_docs: int = 5000):
+                 warm_docs: int = 2000, trim_every_docs: int = 5000,
+                 on_batch: Callable[[int, float], None] | None = None):
         self.nlp = nlp
         self.info = model_info(nlp)
         self.max_batch = max_batch
@@ -172,6 +178,9 @@ class NerEngine:
         self.warm_docs = warm_docs
         self.trim_every_docs = trim_every_docs
         self.stats = BatchStats()
+        # (documents, seconds) of every model batch: the Prometheus histograms by default; the model
+        # process (functions/runtime/model_process.py) sends them to the process that serves /metrics.
+        self._on_batch = on_batch or _observe_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pending_docs = 0
         self._pending_lock = threading.Lock()
@@ -337,8 +346,7 @@ class NerEngine:
                         if docs_in_zone >= self.zone_docs:
                             zone_stack.close()
                             zone_open, docs_in_zone = False, 0
-                metrics.MODEL_BATCH_DOCUMENTS.observe(len(texts))
-                metrics.MODEL_BATCH_SECONDS.observe(time.perf_counter() - batch_started)
+                self._on_batch(len(texts), time.perf_counter() - batch_started)
                 before = self.stats.documents
                 self.stats.batches += 1
                 self.stats.documents += len(texts)

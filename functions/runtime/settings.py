@@ -232,3 +232,12 @@ def _parse(spec: dataclasses.Field, raw: str) -> Any:
 def current() -> Settings:
     """The process's settings, read from ``os.environ`` once (every module asks here)."""
     return Settings.from_env()
+
+
+def child_environment(package_root: str) -> dict[str, str]:
+    """The environment of a helper process the runtime starts (the model process): this process's
+    environment, so the child reads the same settings, with ``package_root`` first on ``PYTHONPATH``
+    so ``python -m functions.runtime...`` imports this same code whatever the working directory."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return env

@@ -47,6 +47,9 @@ class _Engine:
             out.append(entities)
         return out
 
+    def ready(self):
+        return not self.closed
+
     def close(self):
         self.closed = True
 

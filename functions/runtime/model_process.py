@@ -1,0 +1,383 @@
+"""The spaCy model in a process of its own, so that it never waits for the GIL of the HTTP edge.
+
+One Python process holds one GIL: with the model, the HTTP server, the handler threads and the database
+committer in one process, every request's edge work (parsing, JSON, psycopg) stops the model, and one
+pod cannot use more than one core however many it is given. Issue 11 measured the cost: the function
+reached 0.48-0.66x of raw ``nlp.pipe`` at 16-64 clients on short comments with everything in one
+process. Here the model runs in a child process (its own GIL, its own core) and the function's process
+keeps the HTTP edge and the writer.
+
+:class:`ModelProcess` (in the function's process) starts ``python -m functions.runtime.model_process``
+with a pair of pipes. The child loads the pipeline and runs :class:`functions.runtime.nlp.NerEngine`
+exactly as an in-process engine would (micro-batching, memory zones, the tokenizer guard, malloc_trim);
+texts go there and entity tuples come back as pickled messages on the pipes
+(``multiprocessing.connection``). The child is a plain ``python -m`` process, not a ``multiprocessing``
+spawn, so nothing re-imports the parent's ``__main__`` (the python3-http template's ``index.py``).
+
+Messages, parent -> child: ``("job", id, texts)``, ``("cancel", id)`` (the caller timed out),
+``("stop",)``. Child -> parent: ``("ready", info, load_ms)`` or ``("load_failed", type, message)`` once,
+then ``("done", id, entities, error)`` per job and ``("batch", documents, seconds)`` per model batch
+(the Prometheus histograms live in the parent, which serves ``/metrics``).
+
+The child ignores SIGTERM/SIGINT (the watchdog signals the function's process; the parent decides when
+the model stops) and exits when its pipe closes, so it never outlives the parent. If it dies (e.g. the
+kernel's OOM killer picks it for a huge batch), the requests it held get 503 ``model_unavailable`` with
+``Retry-After``, readiness reports the model as not ready, and a new child is started.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from functions.runtime import errors, metrics
+from functions.runtime.errors import FunctionError, Overloaded, Unavailable
+from functions.runtime.nlp import ModelInfo, _observe_batch
+from functions.runtime.settings import Settings, child_environment
+from functions.runtime.shapes import Entity
+
+log = logging.getLogger(__name__)
+
+# functions/runtime/model_process.py -> the directory that holds the ``functions`` package
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# Between two restarts of a child that keeps dying (seconds, doubled up to the cap).
+_RESTART_DELAY_S, _RESTART_DELAY_MAX_S = 1.0, 30.0
+
+
+class ModelLoadError(RuntimeError):
+    """The model process could not load the pipeline (the message is the child's own error)."""
+
+
+class ModelProcess:
+    """The parent's side: the same calls as :class:`functions.runtime.nlp.NerEngine` (``submit``,
+    ``recognize``, ``close``, ``info``) plus :meth:`ready`. Thread-safe.
+
+    ``max_pending`` documents may wait for or be in the model before :meth:`submit` refuses work with
+    Overloaded (429), counted here so the refusal is immediate. ``start_timeout`` (s) bounds loading the
+    model. ``command`` replaces the child's command line (tests start stand-in models with it).
+    """
+
+    def __init__(self, settings: Settings, *, start_timeout: float = 300.0,
+                 command: Sequence[str] | None = None):
+        self.settings = settings
+        self.max_pending = settings.max_pending_docs
+        self.start_timeout = start_timeout
+        self.command = list(command) if command else [sys.executable, "-m", "functions.runtime.model_process"]
+        self.info: ModelInfo | None = None
+        self.load_ms = 0.0
+        self.pid: int | None = None
+        self.restarts = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # jobs, pending, up
+        self._send_lock = threading.Lock()
+        self._jobs: dict[int, tuple[Future, int]] = {}
+        self._pending = 0
+        self._up = False
+        self._closing = False
+        self._proc: subprocess.Popen | None = None
+        self._inbox: Connection | None = None
+        self._outbox: Connection | None = None
+        self._receiver: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> ModelProcess:
+        """Start the child and block until its model is loaded. Raises ModelLoadError when the child
+        reports a load error, exits, or takes longer than ``start_timeout``."""
+        self._spawn()
+        metrics.QUEUED_DOCUMENTS.set_function(lambda: self._pending)
+        self._receiver = threading.Thread(target=self._receive, name="model-receiver", daemon=True)
+        self._receiver.start()
+        return self
+
+    def ready(self) -> bool:
+        """True while a child with a loaded model is running."""
+        return self._up and not self._closing
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Let the child finish what it was given (up to ``timeout`` s), then stop it (idempotent)."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        proc = self._proc
+        try:
+            with self._send_lock:
+                if self._outbox is not None:
+                    self._outbox.send(("stop",))
+        except OSError:
+            pass
+        if proc is not None:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("model process did not stop in time: killed", extra={
+                    "event": "model.process_killed", "pid": proc.pid})
+                proc.kill()
+                proc.wait()
+        if self._receiver is not None and self._receiver is not threading.current_thread():
+            self._receiver.join(5.0)
+        self._fail_all(Unavailable("the model worker stopped", code="shutting_down",
+                                   retry_after=self.settings.retry_after_s))
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def submit(self, texts: Sequence[str]) -> Future:
+        """Queue ``texts``; the future resolves to one entity list per text (or the text's error, e.g.
+        PayloadTooLarge 413 ``text_too_long`` from the tokenizer guard).
+
+        Raises Overloaded (429) when more than ``max_pending`` documents are queued, Unavailable (503,
+        ``model_unavailable``) while the child restarts and (``shutting_down``) after :meth:`close`.
+        """
+        n = len(texts)
+        with self._lock:
+            if self._closing:
+                raise Unavailable("the model worker is shutting down", code="shutting_down",
+                                  retry_after=self.settings.retry_after_s)
+            if not self._up:
+                raise Unavailable("the model process is restarting; retry shortly", code="model_unavailable",
+                                  retry_after=self.settings.retry_after_s)
+            if self._pending + n > self.max_pending and self._pending > 0:
+                raise Overloaded(f"{self._pending} documents are already queued for the model; retry shortly")
+            self._pending += n
+            job_id = next(self._ids)
+            future: Future = Future()
+            future.job_id = job_id  # type: ignore[attr-defined]
+            self._jobs[job_id] = (future, n)
+            outbox = self._outbox
+        try:
+            with self._send_lock:
+                outbox.send(("job", job_id, list(texts)))
+        except (OSError, ValueError):  # the child is gone: the receiver restarts it
+            self._finish(job_id)
+            raise Unavailable("the model process stopped; retry shortly", code="model_unavailable",
+                              retry_after=self.settings.retry_after_s) from None
+        return future
+
+    def recognize(self, texts: Sequence[str], timeout: float | None = None) -> list[list[Entity]]:
+        """Blocking :meth:`submit`. Raises TimeoutError after ``timeout`` seconds; the child then skips
+        the job's texts it has not started (the caller has its 504 already)."""
+        future = self.submit(texts)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            try:
+                with self._send_lock:
+                    self._outbox.send(("cancel", future.job_id))  # type: ignore[attr-defined]
+            except (OSError, ValueError, AttributeError):
+                pass
+            raise
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        env = child_environment(_PACKAGE_ROOT)
+        try:
+            proc = subprocess.Popen([*self.command, str(to_child_r), str(from_child_w)],
+                                    pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        inbox, outbox = Connection(from_child_r, writable=False), Connection(to_child_w, readable=False)
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not inbox.poll(remaining):
+                    raise ModelLoadError(f"the model process did not load the model in {self.start_timeout:.0f} s")
+                message = inbox.recv()
+                if message[0] == "ready":
+                    info, self.load_ms = message[1], message[2]
+                    break
+                if message[0] == "load_failed":
+                    raise ModelLoadError(f"{message[1]}: {message[2]}")
+        except EOFError:
+            code = proc.wait()
+            inbox.close()
+            outbox.close()
+            raise ModelLoadError(f"the model process exited with code {code} before the model loaded") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            inbox.close()
+            outbox.close()
+            raise
+        self.info = ModelInfo(info["name"], info["version"], tuple(info["pipeline"]))
+        metrics.MODEL_INFO.labels(self.info.name, self.info.version).set(1)
+        with self._lock:
+            self._proc, self._inbox, self._outbox, self.pid = proc, inbox, outbox, proc.pid
+            self._up = True
+
+    def _finish(self, job_id: int) -> tuple[Future, int] | None:
+        with self._lock:
+            entry = self._jobs.pop(job_id, None)
+            if entry is not None:
+                self._pending -= entry[1]
+        return entry
+
+    def _fail_all(self, error: FunctionError) -> None:
+        with self._lock:
+            self._up = False
+            jobs, self._jobs, self._pending = list(self._jobs.values()), {}, 0
+        for future, _ in jobs:
+            if not future.done():
+                future.set_exception(error)
+
+    def _receive(self) -> None:
+        """Resolve futures from the child's messages; restart the child when it dies."""
+        delay = _RESTART_DELAY_S
+        while True:
+            inbox = self._inbox
+            started = time.monotonic()
+            try:
+                while True:
+                    message = inbox.recv()
+                    kind = message[0]
+                    if kind == "done":
+                        entry = self._finish(message[1])
+                        if entry is None or entry[0].done():
+                            continue
+                        if message[3] is not None:
+                            entry[0].set_exception(_rebuild_error(message[3]))
+                        else:
+                            entry[0].set_result([[Entity(*entity) for entity in doc] for doc in message[2]])
+                    elif kind == "batch":
+                        _observe_batch(message[1], message[2])
+            except (EOFError, OSError):
+                pass
+            code = self._proc.wait()
+            inbox.close()
+            self._outbox.close()
+            if self._closing:
+                return
+            self._fail_all(Unavailable(f"the model process stopped (exit code {code}); retry shortly",
+                                       code="model_unavailable", retry_after=self.settings.retry_after_s))
+            log.error("model process stopped; starting a new one", extra={
+                "event": "model.process_stopped", "exit_code": code, "pid": self.pid})
+            delay = _RESTART_DELAY_S if time.monotonic() - started > 60 else delay
+            while not self._closing:
+                try:
+                    self._spawn()
+                    self.restarts += 1
+                    log.info("model process restarted", extra={
+                        "event": "model.process_restarted", "pid": self.pid, "load_ms": round(self.load_ms, 1)})
+                    break
+                except Exception as exc:
+                    log.error("model process failed to start", extra={
+                        "event": "model.process_failed", "error.type": type(exc).__name__,
+                        "error.message": str(exc)[:300]})
+                    time.sleep(delay)
+                    delay = min(delay * 2, _RESTART_DELAY_MAX_S)
+            if self._closing:
+                return
+
+
+def _error_tuple(exc: BaseException) -> tuple:
+    if isinstance(exc, FunctionError):
+        return (type(exc).__name__, exc.message, exc.code, exc.status, exc.headers)
+    return ("FunctionError", "entity recognition failed", "internal_error", 500, {})
+
+
+def _rebuild_error(fields: tuple) -> FunctionError:
+    """The child's FunctionError, rebuilt in the parent (same class, status, code, message, headers)."""
+    name, message, code, status, headers = fields
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, FunctionError)):
+        cls = FunctionError
+    exc = cls.__new__(cls)
+    FunctionError.__init__(exc, message, code=code, status=status, headers=headers)
+    if isinstance(exc, Unavailable):
+        exc.retry_after = int(headers.get("Retry-After", 2))
+    return exc
+
+
+# -- the child ----------------------------------------------------------------------------------------
+
+def _reply(send, job_id: int, future: Future) -> None:
+    """Done-callback of a job in the child: its entities as plain tuples, or its error."""
+    if future.cancelled():
+        send(("done", job_id, None, _error_tuple(errors.Timeout("the request timed out before its texts ran"))))
+        return
+    error = future.exception()
+    if error is not None:
+        if not isinstance(error, FunctionError):
+            log.error("entity recognition failed", exc_info=error,
+                      extra={"event": "ner.job_failed", "error.type": type(error).__name__})
+        send(("done", job_id, None, _error_tuple(error)))
+        return
+    send(("done", job_id, [[tuple(entity) for entity in doc] for doc in future.result()], None))
+
+
+def child_main(fd_in: int, fd_out: int, load=None) -> int:
+    """The model process: load the pipeline (``load(model, pipeline)``, default
+    :func:`functions.runtime.nlp.load_pipeline`), answer jobs until ``stop`` or the pipe closes."""
+    from functions.runtime import logs, settings
+    from functions.runtime.nlp import NerEngine, load_pipeline
+
+    load = load or load_pipeline
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops the model, after the drain window
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    s = settings.current()
+    logs.configure(s.function_name, s.log_level)
+    inbox, outbox = Connection(fd_in, writable=False), Connection(fd_out, readable=False)
+    send_lock = threading.Lock()
+
+    def send(message: tuple) -> None:
+        try:
+            with send_lock:
+                outbox.send(message)
+        except OSError:  # the parent is gone; the read loop sees EOF and ends
+            pass
+
+    started = time.perf_counter()
+    try:
+        nlp = load(s.spacy_model, s.spacy_pipeline)
+        engine = NerEngine(nlp, max_batch=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms,
+                           max_pending=sys.maxsize, zone_docs=s.zone_docs, max_batch_chars=s.batch_max_chars,
+                           on_batch=lambda documents, seconds: send(("batch", documents, seconds)))
+    except Exception as exc:
+        send(("load_failed", type(exc).__name__, str(exc)[:1000]))
+        return 1
+    send(("ready", {"name": engine.info.name, "version": engine.info.version,
+                    "pipeline": list(engine.info.pipeline)}, (time.perf_counter() - started) * 1000.0))
+    futures: dict[int, Future] = {}
+
+    def forget(job_id: int, future: Future) -> None:
+        futures.pop(job_id, None)
+        _reply(send, job_id, future)
+
+    while True:
+        try:
+            message = inbox.recv()
+        except (EOFError, OSError):
+            break
+        kind = message[0]
+        if kind == "job":
+            future = engine.submit(message[2])
+            futures[message[1]] = future
+            future.add_done_callback(functools.partial(forget, message[1]))
+        elif kind == "cancel":
+            future = futures.get(message[1])
+            if future is not None and not future.cancel():
+                future.abandoned = True  # type: ignore[attr-defined]  # NerEngine skips its unstarted texts
+        elif kind == "stop":
+            break
+    engine.close(timeout=s.request_timeout_s + 10.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(int(sys.argv[1]), int(sys.argv[2])))
