@@ -1,19 +1,26 @@
 """The HTTP edge's cost: the function process direct vs raw ``nlp.pipe`` on the same texts, same run.
 
 For two corpora (the benchmark's generated comments, and short comments: the generated ones of at most
-``SHORT_MAX_CHARS``, median about 100 characters) it measures
+``SHORT_MAX_CHARS``, median about 100 characters) and 1, 16 and 64 closed-loop clients it compares
 
-* raw ``nlp.pipe`` in a fresh process (the same NER-only pipeline the function loads) at batch sizes
-  1, 16 and 128: docs/s and docs per CPU-second;
-* the ner-processor process direct (HTTP + model + group commit on a real primary) under 1, 16 and 64
-  closed-loop clients: docs/s, p99, docs per CPU-second of the function process;
+* raw ``nlp.pipe`` (the same NER-only pipeline the function loads) at the batch size the goal names
+  (1, 16, 128), in a separate process that keeps the model loaded, with
+* the ner-processor process direct (HTTP + model process + group commit on a real primary),
 
-and prints the ratios the goals name (issue 11): 64 clients / pipe(128) >= 0.90, 16 clients /
-pipe(16) >= 0.85, 1 client / pipe(1) >= 0.60. Raw and function runs alternate per corpus so load from
-elsewhere on the machine hits both alike; the machine's load average is printed with the figures.
+in **alternating rounds**: raw for ``round_s`` seconds, then the function for as long (the order flips
+every round), and reports the median over the rounds of each side and of the per-round ratio. This
+machine's speed drifts by 10-20 % within seconds (other tenants of the host): two long runs one after
+the other measure the drift, short alternating rounds cancel it.
 
-``python -m bench.edge [--quick]`` (own PostgreSQL pair under .local/bench/edge-pg) or the ``edge``
-phase of ``python -m bench.run``. Results: stdout table + ``bench/results/edge-latest.json``.
+Printed per corpus and level: docs/s and p99 of the function, docs per CPU-second of the function's
+processes (HTTP process + model process), the CPU cores each of them used, the mean model batch
+(from the function's own ``/metrics``), raw pipe docs/s, the ratio and the goal of issue 11: 64 clients
+/ pipe(128) >= 0.90, 16 clients / pipe(16) >= 0.85, 1 client / pipe(1) >= 0.60. Closed-loop clients
+bound the batch: with N clients and the model as bottleneck, about half wait for the running batch
+while the other half form the next, so 16 clients give batches of about 8 (shown in the table).
+
+``python -m bench.edge [--quick] [--rounds N]`` (own PostgreSQL pair under build/local/bench/edge-pg)
+or the ``edge`` phase of ``python -m bench.run``. Results: stdout table + ``bench/results/edge-latest.json``.
 """
 
 from __future__ import annotations
@@ -21,13 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench import clients
-from bench.common import MODEL, REPO, cpu_seconds, loadavg, run_module_json, write_json
+from bench.common import MODEL, REPO, loadavg, process_tree, write_json
 from bench.corpus import iter_generate
+from devtools.processes import LOCAL_DIR
 
 RAW_CHILD_ENV = "BENCH_EDGE_RAW_CHILD"
 SHORT_MAX_CHARS = 180
@@ -58,85 +68,177 @@ def median_chars(texts: list[str]) -> int:
     return sorted(map(len, texts))[len(texts) // 2]
 
 
-# -- raw nlp.pipe (own process) --------------------------------------------------------------------
+# -- raw nlp.pipe (own process, model loaded once) --------------------------------------------------
 
-def raw_pipe(config: dict) -> dict:
-    """In a fresh process: {batch_size: {"docs_s", "docs_per_cpu_s"}} over config["texts_path"]."""
+def raw_worker() -> int:
+    """The raw side: load the model once, then per stdin line {"texts_path", "batch_size", "seconds"} run
+    ``nlp.pipe`` over the texts (cycling) for about ``seconds`` and print {"docs_s", "docs_per_cpu_s"}."""
     from functions.runtime.nlp import load_pipeline
 
-    nlp = load_pipeline(config["model"], "ner")
-    texts = json.loads(Path(config["texts_path"]).read_text(encoding="utf-8"))
-    list(nlp.pipe(texts[:200], batch_size=64))  # warm-up
-    out = {}
-    for size in config["batch_sizes"]:
+    nlp = load_pipeline(MODEL, "ner")
+    texts_cache: dict[str, list[str]] = {}
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cfg = json.loads(line)
+        texts = texts_cache.setdefault(cfg["texts_path"], json.loads(Path(cfg["texts_path"]).read_text("utf-8")))
+        size, budget = cfg["batch_size"], cfg["seconds"]
+        list(nlp.pipe(texts[:64], batch_size=size))  # warm-up at this batch size
+        docs, start = 0, 0
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        for doc in nlp.pipe(texts, batch_size=size):
-            _ = [(e.start_char, e.end_char, e.label_) for e in doc.ents]  # what the function extracts
+        while time.perf_counter() - wall0 < budget:
+            chunk = texts[start:start + max(size, 32)] or texts[:max(size, 32)]
+            start = (start + len(chunk)) % len(texts)
+            for doc in nlp.pipe(chunk, batch_size=size):
+                _ = [(e.start_char, e.end_char, e.label_) for e in doc.ents]  # what the function extracts
+            docs += len(chunk)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        out[str(size)] = {"docs_s": len(texts) / wall, "docs_per_cpu_s": len(texts) / cpu}
-    return out
+        print(json.dumps({"docs_s": docs / wall, "docs_per_cpu_s": docs / cpu}), flush=True)
+    return 0
+
+
+class RawPipe:
+    """The raw ``nlp.pipe`` process, started once per measurement."""
+
+    def __init__(self):
+        env = dict(os.environ, **{RAW_CHILD_ENV: "1"})
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.edge"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        if json.loads(self.proc.stdout.readline() or "{}").get("ready") is not True:
+            raise RuntimeError("the raw nlp.pipe process did not start")
+
+    def run(self, texts_path: Path, batch_size: int, seconds: float) -> dict:
+        self.proc.stdin.write(json.dumps({"texts_path": str(texts_path), "batch_size": batch_size,
+                                          "seconds": seconds}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the raw nlp.pipe process stopped")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
 
 
 # -- the function process ----------------------------------------------------------------------------
 
+def _own_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _batch_metrics(fn) -> tuple[float, float]:
+    """(documents, batches) the model has run so far, from the function's /metrics."""
+    from devtools.processes import call
+
+    _, _, body = call(fn, "/metrics", method="GET", body=None, content_type=None)
+    values = {}
+    for line in body.decode().splitlines():
+        if line.startswith(("nlp_model_batch_documents_sum", "nlp_model_batch_documents_count")):
+            name, value = line.split()
+            values[name] = float(value)
+    return values.get("nlp_model_batch_documents_sum", 0.0), values.get("nlp_model_batch_documents_count", 0.0)
+
+
 def drive(fn, texts_path: Path, n: int, warmup_s: float, duration_s: float, prefix: str) -> dict:
-    cpu0, wall0 = cpu_seconds(fn.process.pid), time.monotonic()
+    """One closed-loop run against the function; adds CPU cores of its HTTP process and of its model
+    process, docs per CPU-second of both, and the mean model batch."""
+    tree = process_tree(fn.process.pid)
+    cpu0 = {pid: _own_cpu(pid) for pid in tree}
+    docs0, batches0 = _batch_metrics(fn)
+    wall0 = time.monotonic()
     res = clients.run({"mode": "closed", "url": fn.url, "texts_path": str(texts_path), "clients": n,
                        "warmup_s": warmup_s, "duration_s": duration_s, "id_prefix": prefix,
                        "timeout_s": 60.0})
-    cpu, wall = cpu_seconds(fn.process.pid) - cpu0, time.monotonic() - wall0
+    wall = time.monotonic() - wall0
+    used = {pid: _own_cpu(pid) - cpu0[pid] for pid in tree}
+    docs1, batches1 = _batch_metrics(fn)
+    res["server_cores"] = used[fn.process.pid] / wall
+    res["model_cores"] = sum(v for pid, v in used.items() if pid != fn.process.pid) / wall
+    cpu = sum(used.values())
     # CPU over the whole drive (warm-up included) against the docs of the whole drive's rate.
     res["docs_per_cpu_s"] = res["docs_s"] * wall / cpu if cpu else None
+    res["mean_batch"] = (docs1 - docs0) / (batches1 - batches0) if batches1 > batches0 else None
     return res
 
 
-def measure(start_fn, work: Path, quick: bool, run_id: str) -> dict:
-    """Both corpora: raw pipe then the function, per corpus. ``start_fn()`` starts a ready function."""
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None = None) -> dict:
+    """Both corpora, every level, in alternating rounds. ``start_fn()`` starts a ready function."""
     n = 600 if quick else 2000
-    warmup_s, duration_s = (1.0, 4.0) if quick else (2.0, 10.0)
-    result: dict = {"loadavg_before": loadavg(), "quick": quick, "corpora": {}}
+    rounds = rounds or (3 if quick else 5)
+    round_s = 3.0 if quick else 6.0
+    warmup_s = 1.0
+    result: dict = {"loadavg_before": loadavg(), "quick": quick, "rounds": rounds, "round_s": round_s,
+                    "corpora": {}}
     fn = start_fn()
+    raw = RawPipe()
     try:
         for name, texts in corpora(n).items():
             path = work / f"edge-{name}.json"
             write_json(path, texts)
-            entry = {"docs": len(texts), "median_chars": median_chars(texts)}
-            print(f"edge: {name} corpus ({len(texts)} docs, median {entry['median_chars']} chars): raw pipe",
-                  file=sys.stderr, flush=True)
-            entry["raw"] = run_module_json("bench.edge", {"texts_path": str(path), "model": MODEL,
-                                                          "batch_sizes": sorted(set(PIPE_SIZES.values()))},
-                                           timeout=900, env={RAW_CHILD_ENV: "1"})
-            entry["function"] = {}
+            entry = {"docs": len(texts), "median_chars": median_chars(texts), "raw": {}, "function": {}}
             for level in LEVELS:
-                print(f"edge: {name} corpus, function direct, {level} client(s)", file=sys.stderr, flush=True)
-                res = drive(fn, path, level, warmup_s, duration_s, f"{run_id}-edge-{name}-{level}")
-                raw = entry["raw"][str(PIPE_SIZES[level])]
+                batch = PIPE_SIZES[level]
+                print(f"edge: {name} corpus (median {entry['median_chars']} chars), {level} client(s) vs "
+                      f"pipe({batch}), {rounds} rounds", file=sys.stderr, flush=True)
+                raws, fns = [], []
+                for r in range(rounds):
+                    sides = ["raw", "function"] if r % 2 == 0 else ["function", "raw"]
+                    for side in sides:
+                        if side == "raw":
+                            raws.append(raw.run(path, batch, round_s))
+                        else:
+                            fns.append(drive(fn, path, level, warmup_s, round_s,
+                                             f"{run_id}-edge-{name}-{level}-{r}"))
+                ratios = [f["docs_s"] / w["docs_s"] for f, w in zip(fns, raws, strict=True)]
+                ratio = _median(ratios)
+                entry["raw"][str(batch)] = {"docs_s": _median(w["docs_s"] for w in raws),
+                                            "docs_per_cpu_s": _median(w["docs_per_cpu_s"] for w in raws),
+                                            "rounds": [w["docs_s"] for w in raws]}
                 entry["function"][str(level)] = {
-                    "docs_s": res["docs_s"], "p99_ms": res["p99_ms"], "p50_ms": res["p50_ms"],
-                    "docs_per_cpu_s": res["docs_per_cpu_s"], "statuses": res["statuses"],
-                    "ratio": res["docs_s"] / raw["docs_s"], "raw_batch": PIPE_SIZES[level],
-                    "goal": GOALS[level], "met": res["docs_s"] / raw["docs_s"] >= GOALS[level]}
+                    "docs_s": _median(f["docs_s"] for f in fns), "p99_ms": _median(f["p99_ms"] for f in fns),
+                    "p50_ms": _median(f["p50_ms"] for f in fns),
+                    "docs_per_cpu_s": _median(f["docs_per_cpu_s"] for f in fns),
+                    "server_cores": _median(f["server_cores"] for f in fns),
+                    "model_cores": _median(f["model_cores"] for f in fns),
+                    "mean_batch": _median(f["mean_batch"] for f in fns),
+                    "statuses": [f["statuses"] for f in fns], "rounds": [f["docs_s"] for f in fns],
+                    "ratios": ratios, "ratio": ratio, "raw_batch": batch,
+                    "goal": GOALS[level], "met": ratio >= GOALS[level]}
             result["corpora"][name] = entry
     finally:
+        raw.close()
         fn.stop()
     result["loadavg_after"] = loadavg()
     return result
 
 
 def table(result: dict) -> str:
-    lines = [f"HTTP edge vs raw nlp.pipe (load average before {result['loadavg_before']}, after "
-             f"{result['loadavg_after']}{', quick' if result['quick'] else ''})",
-             "| corpus | clients | function docs/s | p99 ms | docs/CPU-s | raw pipe(batch) docs/s | raw docs/CPU-s "
-             "| ratio | goal |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"HTTP edge vs raw nlp.pipe: median of {result['rounds']} alternating rounds of {result['round_s']:.0f} s "
+             f"(load average before {result['loadavg_before']}, after {result['loadavg_after']}"
+             f"{', quick' if result['quick'] else ''})",
+             "| corpus | clients | function docs/s | p99 ms | docs/CPU-s | cores HTTP + model | mean model batch "
+             "| raw pipe(batch) docs/s | ratio (per round) | goal |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in result["corpora"].items():
         for level, f in entry["function"].items():
             raw = entry["raw"][str(f["raw_batch"])]
+            per_round = " ".join(f"{r:.2f}" for r in f["ratios"])
+            batch = f"{f['mean_batch']:.1f}" if f.get("mean_batch") else "-"
             lines.append(
                 f"| {name} (median {entry['median_chars']} ch) | {level} | {f['docs_s']:.0f} | {f['p99_ms']:.1f} | "
-                f"{f['docs_per_cpu_s']:.0f} | pipe({f['raw_batch']}) {raw['docs_s']:.0f} | "
-                f"{raw['docs_per_cpu_s']:.0f} | {f['ratio']:.2f}x | >= {f['goal']:.2f} "
-                f"{'met' if f['met'] else 'NOT met'} |")
+                f"{f['docs_per_cpu_s']:.0f} | {f['server_cores']:.2f} + {f['model_cores']:.2f} | {batch} | "
+                f"pipe({f['raw_batch']}) {raw['docs_s']:.0f} | **{f['ratio']:.2f}x** ({per_round}) | "
+                f">= {f['goal']:.2f} {'met' if f['met'] else 'NOT met'} |")
     return "\n".join(lines)
 
 
@@ -151,17 +253,16 @@ def render(result: dict | None, error: str | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     if os.environ.get(RAW_CHILD_ENV) == "1":
-        # run_module_json child: the raw pipe measurement, config on stdin, JSON result on stdout.
-        print(json.dumps(raw_pipe(json.loads(sys.stdin.read()))))
-        return 0
+        return raw_worker()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per level (3 quick, 5 full)")
     args = parser.parse_args(argv)
     from devtools.pgcluster import LocalCluster
     from devtools.processes import start_function
 
-    work = REPO / ".local" / "bench" / "edge"
-    cluster = LocalCluster(REPO / ".local" / "bench" / "edge-pg")
+    work = LOCAL_DIR / "bench" / "edge"
+    cluster = LocalCluster(LOCAL_DIR / "bench" / "edge-pg")
     cluster.destroy()
     cluster.start()
     try:
@@ -170,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             fn.wait_ready(timeout=120)
             return fn
 
-        result = measure(start_fn, work, args.quick, time.strftime("%Y%m%dT%H%M%S"))
+        result = measure(start_fn, work, args.quick, time.strftime("%Y%m%dT%H%M%S"), rounds=args.rounds)
     finally:
         cluster.destroy()
     write_json(REPO / "bench" / "results" / "edge-latest.json", result)

@@ -60,9 +60,13 @@ WAITING = re.compile(
 def thread_kind(stack: list[str]) -> str:
     text = ";".join(stack)
     if "NerEngine._run" in text:
-        return "ner-worker"
+        return "ner-worker (model process)"
     if "EntityWriter._run" in text:
         return "db-committer"
+    if "child_main" in text:
+        return "model process: pipe reader"
+    if "ModelProcess._receive" in text:
+        return "model results reader"
     if "process_request_thread" in text or "_dispatch" in text or "handle_one_request" in text:
         return "http request threads"
     if "serve_forever" in text:
@@ -156,7 +160,9 @@ def profile(
     raw = RESULTS / f"{stem}.txt"
     RESULTS.mkdir(parents=True, exist_ok=True)
     py_spy = str(Path(sys.executable).with_name("py-spy"))
-    cmd = [py_spy, "record", "--format", "raw", "--output", str(raw), "--rate", str(rate), "--nonblocking"]
+    # --subprocesses: the model runs in a child process (functions/runtime/model_process.py).
+    cmd = [py_spy, "record", "--format", "raw", "--output", str(raw), "--rate", str(rate), "--nonblocking",
+           "--subprocesses"]
     cmd += ["--idle"] if idle else []
     cmd += ["--gil"] if gil else []
     cmd += ["--", *FPROCESS]

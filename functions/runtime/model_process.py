@@ -27,6 +27,7 @@ kernel's OOM killer picks it for a huge batch), the requests it held get 503 ``m
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -271,6 +272,11 @@ class ModelProcess:
             while not self._closing:
                 try:
                     self._spawn()
+                    if self._closing:  # close() ran while this child loaded: stop it too
+                        with contextlib.suppress(OSError, ValueError):
+                            self._outbox.send(("stop",))
+                        self._proc.wait(self.settings.request_timeout_s + 10.0)
+                        return
                     self.restarts += 1
                     log.info("model process restarted", extra={
                         "event": "model.process_restarted", "pid": self.pid, "load_ms": round(self.load_ms, 1)})

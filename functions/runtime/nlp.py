@@ -329,9 +329,11 @@ class NerEngine:
                             # Their callers got a 504 already: a timed-out batch of long texts must not hold
                             # the worker for the rest of its texts (issue 14).
                             results.extend([Timeout("the request timed out before its texts ran")] * len(chunk))
-                            continue
-                        results.extend(doc if isinstance(doc, Exception) else extract(doc)
-                                       for doc in tokenizer_guard.pipe(self.nlp, chunk, batch_size=len(chunk)))
+                        else:
+                            results.extend(doc if isinstance(doc, Exception) else extract(doc)
+                                           for doc in tokenizer_guard.pipe(self.nlp, chunk, batch_size=len(chunk)))
+                        # Skipped chunks are answered too: every future resolves (the model process
+                        # counts capacity by answers).
                         delivered = self._deliver(jobs, delivered, results)
                 except Exception as exc:  # one poisoned batch must not kill the worker
                     log.error("model batch failed", exc_info=True,

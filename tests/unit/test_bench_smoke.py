@@ -213,7 +213,7 @@ def test_profile_summary_splits_threads_and_waiting(tmp_path):
     )
     summary = summarize(parse_collapsed(raw))
     assert summary["samples"] == 100  # start-up samples are not the request path
-    assert summary["threads"]["ner-worker"] == 80.0
+    assert summary["threads"]["ner-worker (model process)"] == 80.0
     assert summary["waiting"]["http request threads"] == 15.0
     assert summary["categories"]["http request threads"]["JSON encode/decode"] == 5.0
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from functions.runtime.errors import Overloaded, Unavailable
+from functions.runtime.errors import Overloaded, Timeout, Unavailable
 from functions.runtime.nlp import NerEngine
 
 
@@ -92,3 +92,32 @@ def test_short_request_is_answered_before_a_long_one_in_the_same_batch_runs():
     finally:
         engine.close()
     assert fake.short_done_before_long is True
+
+
+class _AbandoningPipeline(_RecordingPipeline):
+    """Marks ``victim`` abandoned (its caller timed out) while the chunk before it runs."""
+
+    victim = None
+
+    def pipe(self, texts, batch_size=128):
+        docs = super().pipe(texts, batch_size)
+        if self.victim is not None and "short" in texts:
+            self.victim.abandoned = True
+        return docs
+
+
+def test_a_skipped_chunk_of_a_timed_out_request_still_answers_it_with_504():
+    fake = _AbandoningPipeline()
+    engine = NerEngine(fake, max_batch=128, max_wait_ms=50, warmup=False, zone_docs=0)
+    try:
+        blocker = engine.submit(["warm"])  # holds the worker until the gate opens
+        short = engine.submit(["short"])
+        long_job = engine.submit(["x" * 1500])  # a chunk of its own, after the short one
+        fake.victim = long_job
+        fake.gate.set()
+        assert blocker.result(5) == [[]] and short.result(5) == [[]]
+        with pytest.raises(Timeout):
+            long_job.result(5)  # answered, never left pending (the model process counts capacity by answers)
+    finally:
+        engine.close()
+    assert ["x" * 1500] not in fake.calls, "the abandoned text must not reach the model"
