@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import common
 from scripts.image.build import ROOT, Engine
 
 APP_UID = 10001
@@ -214,16 +215,11 @@ def cold_start(container: Container, body: bytes, request_id: str, *, timeout: f
 
 
 def rss_mb(container: Container) -> float:
-    """VmRSS of the container's main process (its fprocess), read from the host's /proc."""
-    pid = int(container.state()["Pid"])
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """VmRSS of the container's fprocess and its children (the model process), read from the host's
+    /proc (bench.common.rss_mb)."""
+    return common.rss_mb(int(container.state()["Pid"]))
 
 
 def cpu_seconds(container: Container) -> float:
-    """User + system CPU seconds of the container's main process so far (host /proc)."""
-    pid = int(container.state()["Pid"])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of the container's fprocess and its children so far (host /proc)."""
+    return common.cpu_seconds(int(container.state()["Pid"]))

@@ -309,7 +309,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.1):
 
 
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    """VmRSS of ``pid`` and its children (the function's HTTP process and its model process), KiB."""
+    from bench.common import rss_mb
+
+    return int(rss_mb(pid) * 1024)
