@@ -17,7 +17,9 @@ processes (HTTP process + model process), the CPU cores each of them used, the m
 (from the function's own ``/metrics``), raw pipe docs/s, the ratio and the goal of issue 11: 64 clients
 / pipe(128) >= 0.90, 16 clients / pipe(16) >= 0.85, 1 client / pipe(1) >= 0.60. Closed-loop clients
 bound the batch: with N clients and the model as bottleneck, about half wait for the running batch
-while the other half form the next, so 16 clients give batches of about 8 (shown in the table).
+while the other half form the next, so 16 clients give batches of about 8. The last column separates
+that from the edge's own cost: the function against raw ``nlp.pipe`` at the batch size its model
+actually formed in that round (median over rounds).
 
 ``python -m bench.edge [--quick] [--rounds N]`` (own PostgreSQL pair under build/local/bench/edge-pg)
 or the ``edge`` phase of ``python -m bench.run``. Results: stdout table + ``bench/results/edge-latest.json``.
@@ -191,6 +193,7 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                 print(f"edge: {name} corpus (median {entry['median_chars']} chars), {level} client(s) vs "
                       f"pipe({batch}), {rounds} rounds", file=sys.stderr, flush=True)
                 raws, fns = [], []
+                same_batch = []  # raw pipe at the batch the function's model actually formed (level > 1)
                 for r in range(rounds):
                     sides = ["raw", "function"] if r % 2 == 0 else ["function", "raw"]
                     for side in sides:
@@ -199,6 +202,9 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                         else:
                             fns.append(drive(fn, path, level, warmup_s, round_s,
                                              f"{run_id}-edge-{name}-{level}-{r}"))
+                    if level > 1 and fns[-1]["mean_batch"]:
+                        formed = max(1, round(fns[-1]["mean_batch"]))
+                        same_batch.append(fns[-1]["docs_s"] / raw.run(path, formed, round_s)["docs_s"])
                 ratios = [f["docs_s"] / w["docs_s"] for f, w in zip(fns, raws, strict=True)]
                 ratio = _median(ratios)
                 entry["raw"][str(batch)] = {"docs_s": _median(w["docs_s"] for w in raws),
@@ -213,6 +219,7 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                     "mean_batch": _median(f["mean_batch"] for f in fns),
                     "statuses": [f["statuses"] for f in fns], "rounds": [f["docs_s"] for f in fns],
                     "ratios": ratios, "ratio": ratio, "raw_batch": batch,
+                    "ratio_same_batch": _median(same_batch),
                     "goal": GOALS[level], "met": ratio >= GOALS[level]}
             result["corpora"][name] = entry
     finally:
@@ -227,8 +234,8 @@ def table(result: dict) -> str:
              f"(load average before {result['loadavg_before']}, after {result['loadavg_after']}"
              f"{', quick' if result['quick'] else ''})",
              "| corpus | clients | function docs/s | p99 ms | docs/CPU-s | cores HTTP + model | mean model batch "
-             "| raw pipe(batch) docs/s | ratio (per round) | goal |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| raw pipe(batch) docs/s | ratio (per round) | goal | vs raw pipe at the formed batch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in result["corpora"].items():
         for level, f in entry["function"].items():
             raw = entry["raw"][str(f["raw_batch"])]
@@ -238,7 +245,8 @@ def table(result: dict) -> str:
                 f"| {name} (median {entry['median_chars']} ch) | {level} | {f['docs_s']:.0f} | {f['p99_ms']:.1f} | "
                 f"{f['docs_per_cpu_s']:.0f} | {f['server_cores']:.2f} + {f['model_cores']:.2f} | {batch} | "
                 f"pipe({f['raw_batch']}) {raw['docs_s']:.0f} | **{f['ratio']:.2f}x** ({per_round}) | "
-                f">= {f['goal']:.2f} {'met' if f['met'] else 'NOT met'} |")
+                f">= {f['goal']:.2f} {'met' if f['met'] else 'NOT met'} | "
+                f"{'-' if f.get('ratio_same_batch') is None else format(f['ratio_same_batch'], '.2f') + 'x'} |")
     return "\n".join(lines)
 
 
