@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from bench import clients
-from bench.common import MODEL, REPO, loadavg, process_tree, write_json
+from bench.common import MODEL, REPO, loadavg, own_cpu_seconds, process_tree, write_json
 from bench.corpus import iter_generate
 from devtools.processes import LOCAL_DIR
 
@@ -125,14 +125,6 @@ class RawPipe:
 
 # -- the function process ----------------------------------------------------------------------------
 
-def _own_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _batch_metrics(fn) -> tuple[float, float]:
     """(documents, batches) the model has run so far, from the function's /metrics."""
     from devtools.processes import call
@@ -150,14 +142,14 @@ def drive(fn, texts_path: Path, n: int, warmup_s: float, duration_s: float, pref
     """One closed-loop run against the function; adds CPU cores of its HTTP process and of its model
     process, docs per CPU-second of both, and the mean model batch."""
     tree = process_tree(fn.process.pid)
-    cpu0 = {pid: _own_cpu(pid) for pid in tree}
+    cpu0 = {pid: own_cpu_seconds(pid) for pid in tree}
     docs0, batches0 = _batch_metrics(fn)
     wall0 = time.monotonic()
     res = clients.run({"mode": "closed", "url": fn.url, "texts_path": str(texts_path), "clients": n,
                        "warmup_s": warmup_s, "duration_s": duration_s, "id_prefix": prefix,
                        "timeout_s": 60.0})
     wall = time.monotonic() - wall0
-    used = {pid: _own_cpu(pid) - cpu0[pid] for pid in tree}
+    used = {pid: own_cpu_seconds(pid) - cpu0[pid] for pid in tree}
     docs1, batches1 = _batch_metrics(fn)
     res["server_cores"] = used[fn.process.pid] / wall
     res["model_cores"] = sum(v for pid, v in used.items() if pid != fn.process.pid) / wall

@@ -251,10 +251,16 @@ class ModelProcess:
                         entry = self._finish(message[1])
                         if entry is None or entry[0].done():
                             continue
-                        if message[3] is not None:
-                            entry[0].set_exception(_rebuild_error(message[3]))
-                        else:
-                            entry[0].set_result([[Entity(*entity) for entity in doc] for doc in message[2]])
+                        try:
+                            if message[3] is not None:
+                                entry[0].set_exception(_rebuild_error(message[3]))
+                            else:
+                                entry[0].set_result([[Entity(*entity) for entity in doc] for doc in message[2]])
+                        except Exception as exc:  # a malformed answer fails its request, not this thread
+                            log.error("unreadable answer from the model process", exc_info=True,
+                                      extra={"event": "model.bad_answer", "error.type": type(exc).__name__})
+                            if not entry[0].done():
+                                entry[0].set_exception(FunctionError("entity recognition failed"))
                     elif kind == "batch":
                         _observe_batch(message[1], message[2])
             except (EOFError, OSError):

@@ -16,14 +16,7 @@ from functions.runtime.model_process import ModelProcess
 from functions.runtime.nlp import extract, load_pipeline
 from functions.runtime.settings import Settings
 from tests.fixtures.servers import call
-
-TEXTS = [
-    "Tim Cook visited Berlin on Monday.",
-    "I paid $45 to Amazon for a Kindle that broke after 3 days.",
-    "no entities here at all",
-    "Zoë Müller flew from São Paulo to Lisbon with TAP Air Portugal last July.",
-    "Microsoft and Google announced a partnership in London on 4 May 2025.",
-] * 6
+from tests.integration.test_ner_engine_model import TEXTS  # the same mix of entity-rich and empty texts
 
 
 def _alive(pid: int) -> bool:
