@@ -113,12 +113,15 @@ class ModelProcess:
                 return
             self._closing = True
         proc = self._proc
-        try:
-            with self._send_lock:
-                if self._outbox is not None:
-                    self._outbox.send(("stop",))
-        except OSError:
-            pass
+        # A child that stopped reading must not hold shutdown: the "stop" is best effort, the wait
+        # below is bounded and ends in a kill.
+        if self._send_lock.acquire(timeout=1.0):
+            try:
+                with contextlib.suppress(Exception):  # closed, broken or replaced: the wait below decides
+                    if self._outbox is not None:
+                        self._outbox.send(("stop",))
+            finally:
+                self._send_lock.release()
         if proc is not None:
             try:
                 proc.wait(timeout)
@@ -128,7 +131,7 @@ class ModelProcess:
                 proc.kill()
                 proc.wait()
         if self._receiver is not None and self._receiver is not threading.current_thread():
-            self._receiver.join(5.0)
+            self._receiver.join(5.0)  # a restart in progress notices the close within ~0.5 s
         self._fail_all(Unavailable("the model worker stopped", code="shutting_down",
                                    retry_after=self.settings.retry_after_s))
 
@@ -142,6 +145,10 @@ class ModelProcess:
         ``model_unavailable``) while the child restarts and (``shutting_down``) after :meth:`close`.
         """
         n = len(texts)
+        if n == 0:  # nothing for the model: the child would have nothing to answer
+            done: Future = Future()
+            done.set_result([])
+            return done
         with self._lock:
             if self._closing:
                 raise Unavailable("the model worker is shutting down", code="shutting_down",
@@ -160,7 +167,7 @@ class ModelProcess:
         try:
             with self._send_lock:
                 outbox.send(("job", job_id, list(texts)))
-        except (OSError, ValueError):  # the child is gone: the receiver restarts it
+        except Exception:  # the child is gone (or its pipe closed under us): the receiver restarts it
             self._finish(job_id)
             raise Unavailable("the model process stopped; retry shortly", code="model_unavailable",
                               retry_after=self.settings.retry_after_s) from None
@@ -173,11 +180,8 @@ class ModelProcess:
         try:
             return future.result(timeout=timeout)
         except TimeoutError:
-            try:
-                with self._send_lock:
-                    self._outbox.send(("cancel", future.job_id))  # type: ignore[attr-defined]
-            except (OSError, ValueError, AttributeError):
-                pass
+            with contextlib.suppress(Exception), self._send_lock:  # best effort: a dead child answers nothing
+                self._outbox.send(("cancel", future.job_id))  # type: ignore[attr-defined]
             raise
 
     # -- internals --------------------------------------------------------------------------------
@@ -189,6 +193,10 @@ class ModelProcess:
         try:
             proc = subprocess.Popen([*self.command, str(to_child_r), str(from_child_w)],
                                     pass_fds=(to_child_r, from_child_w), env=env, stdin=subprocess.DEVNULL)
+        except BaseException:
+            os.close(to_child_w)
+            os.close(from_child_r)
+            raise
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
@@ -197,8 +205,12 @@ class ModelProcess:
         try:
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not inbox.poll(remaining):
+                if remaining <= 0:
                     raise ModelLoadError(f"the model process did not load the model in {self.start_timeout:.0f} s")
+                if self._closing:  # close() while a replacement loads: do not wait for it
+                    raise ModelLoadError("the function is shutting down")
+                if not inbox.poll(min(remaining, 0.5)):
+                    continue
                 message = inbox.recv()
                 if message[0] == "ready":
                     info, self.load_ms = message[1], message[2]
@@ -265,9 +277,14 @@ class ModelProcess:
                         _observe_batch(message[1], message[2])
             except (EOFError, OSError):
                 pass
+            except Exception:  # an unreadable message: this child can no longer be trusted
+                log.error("unreadable message from the model process: stopping it", exc_info=True,
+                          extra={"event": "model.bad_message", "pid": self.pid})
+                self._proc.kill()
             code = self._proc.wait()
             inbox.close()
-            self._outbox.close()
+            with self._send_lock:  # no handler thread is inside send() when the pipe closes
+                self._outbox.close()
             if self._closing:
                 return
             self._fail_all(Unavailable(f"the model process stopped (exit code {code}); retry shortly",
@@ -278,10 +295,14 @@ class ModelProcess:
             while not self._closing:
                 try:
                     self._spawn()
-                    if self._closing:  # close() ran while this child loaded: stop it too
-                        with contextlib.suppress(OSError, ValueError):
+                    if self._closing:  # close() ran just as this child finished loading: stop it too
+                        with contextlib.suppress(Exception):
                             self._outbox.send(("stop",))
-                        self._proc.wait(self.settings.request_timeout_s + 10.0)
+                        try:
+                            self._proc.wait(5.0)
+                        except subprocess.TimeoutExpired:
+                            self._proc.kill()
+                            self._proc.wait()
                         return
                     self.restarts += 1
                     log.info("model process restarted", extra={
@@ -375,7 +396,9 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
         try:
             message = inbox.recv()
         except (EOFError, OSError):
-            break
+            # The parent is gone: nobody will read the answers, and a replacement may be loading.
+            # Exit now instead of running the queue (the worker is a daemon thread).
+            os._exit(0)
         kind = message[0]
         if kind == "job":
             future = engine.submit(message[2])

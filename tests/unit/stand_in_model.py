@@ -4,7 +4,8 @@
 with a pipeline that marks every capitalised word as an ORG. A few texts steer it: ``sleep:S`` holds the
 model for S seconds, ``crash`` ends the process at once with exit code 9 (as the kernel's OOM killer
 would), ``refuse`` is refused like a text over the tokenizer guard's limit (413). ``STAND_IN_LOAD_ERROR``
-in the environment makes loading fail with that message.
+in the environment makes loading fail with that message; while the file ``STAND_IN_SLOW_LOAD_FLAG`` names
+exists, loading takes 20 s.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class StandInPipeline:
 
 
 def _load(model: str, pipeline: str):
+    flag = os.environ.get("STAND_IN_SLOW_LOAD_FLAG")
+    if flag and os.path.exists(flag):
+        time.sleep(20)
     error = os.environ.get("STAND_IN_LOAD_ERROR")
     if error:
         raise OSError(error)

@@ -143,3 +143,64 @@ def test_a_child_that_exits_before_loading_fails_start_with_its_exit_code():
     process = ModelProcess(Settings(), command=[sys.executable, "-c", "import sys; sys.exit(7)"], start_timeout=30)
     with pytest.raises(ModelLoadError, match="exit.* code 7"):
         process.start()
+
+
+def test_an_empty_request_is_answered_without_asking_the_child(model):
+    assert model.recognize([], timeout=1) == [] and model._pending == 0
+
+
+def _stand_in_children() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if b"tests.unit.stand_in_model" in fh.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def test_close_during_a_restart_returns_promptly_and_leaves_no_model_process(tmp_path, monkeypatch):
+    flag = tmp_path / "slow"
+    monkeypatch.setenv("STAND_IN_SLOW_LOAD_FLAG", str(flag))
+    process = _start()
+    flag.touch()  # the replacement will take 20 s to load
+    with pytest.raises(Unavailable):
+        process.recognize(["crash"], timeout=10)
+    assert _wait_for(lambda: process.pid is not None and not process.ready())
+    time.sleep(0.5)  # the replacement is loading
+    started = time.monotonic()
+    process.close(timeout=5)
+    assert time.monotonic() - started < 4.0
+    assert _wait_for(lambda: not [pid for pid in _stand_in_children() if _running(pid)], timeout=5)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_model_process_whose_parent_died_exits_at_once_without_running_its_queue(tmp_path):
+    pid_file = tmp_path / "model.pid"
+    script = (
+        "import os, sys\n"
+        "from functions.runtime.model_process import ModelProcess\n"
+        "from functions.runtime.settings import Settings\n"
+        f"m = ModelProcess(Settings(), command={STAND_IN!r}, start_timeout=30).start()\n"
+        "for _ in range(3):\n"
+        "    m.submit(['sleep:3'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(m.pid))\n"
+        "os._exit(0)\n")
+    import subprocess
+
+    # stdout/stderr not captured: the model process inherits them, and a captured pipe would make run()
+    # wait for it too.
+    subprocess.run([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=60, cwd=os.getcwd(), check=True)
+    child = int(pid_file.read_text())
+    assert _wait_for(lambda: not _running(child), timeout=2.0), "the orphaned model process kept running its queue"
