@@ -46,6 +46,17 @@ CONTRACT_TYPES: dict[str, tuple[type, ...]] = {
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
+def assert_contract_line(line: dict, function: str = "ner-processor") -> None:
+    """One JSON line a function process wrote meets the Log contract: timestamp shape, level, service and
+    function names, and the JSON type of every contract field it carries."""
+    assert TIMESTAMP_RE.match(line["@timestamp"]), line
+    assert line["log.level"] in {"debug", "info", "warning", "error", "critical"}, line
+    assert (line["service"], line["function"]) == ("nlp-enrichment", function), line
+    for key, types in CONTRACT_TYPES.items():
+        if key in line:
+            assert isinstance(line[key], types) and not isinstance(line[key], bool), (key, line)
+
+
 # --- what the logger emits -----------------------------------------------------------------------------
 
 
