@@ -13,7 +13,8 @@ machine's speed drifts by 10-20 % within seconds (other tenants of the host): tw
 the other measure the drift, short alternating rounds cancel it.
 
 Printed per corpus and level: docs/s and p99 of the function, docs per CPU-second of the function's
-processes (HTTP process + model process), the CPU cores each of them used, the mean model batch
+processes (HTTP process + model process), the CPU cores each of them used, how busy the model was
+(wall seconds inside ``nlp.pipe`` per second: above its CPU cores, it had work but no CPU), the mean model batch
 (from the function's own ``/metrics``), raw pipe docs/s, the ratio and the goal of issue 11: 64 clients
 / pipe(128) >= 0.90, 16 clients / pipe(16) >= 0.85, 1 client / pipe(1) >= 0.60. Closed-loop clients
 bound the batch: with N clients and the model as bottleneck, about half wait for the running batch
@@ -125,17 +126,19 @@ class RawPipe:
 
 # -- the function process ----------------------------------------------------------------------------
 
-def _batch_metrics(fn) -> tuple[float, float]:
-    """(documents, batches) the model has run so far, from the function's /metrics."""
+def _batch_metrics(fn) -> tuple[float, float, float]:
+    """(documents, batches, seconds in batches) the model has run so far, from the function's /metrics."""
     from devtools.processes import call
 
     _, _, body = call(fn, "/metrics", method="GET", body=None, content_type=None)
     values = {}
     for line in body.decode().splitlines():
-        if line.startswith(("nlp_model_batch_documents_sum", "nlp_model_batch_documents_count")):
+        if line.startswith(("nlp_model_batch_documents_sum", "nlp_model_batch_documents_count",
+                            "nlp_model_batch_seconds_sum")):
             name, value = line.split()
             values[name] = float(value)
-    return values.get("nlp_model_batch_documents_sum", 0.0), values.get("nlp_model_batch_documents_count", 0.0)
+    return (values.get("nlp_model_batch_documents_sum", 0.0), values.get("nlp_model_batch_documents_count", 0.0),
+            values.get("nlp_model_batch_seconds_sum", 0.0))
 
 
 def drive(fn, texts_path: Path, n: int, warmup_s: float, duration_s: float, prefix: str) -> dict:
@@ -143,20 +146,23 @@ def drive(fn, texts_path: Path, n: int, warmup_s: float, duration_s: float, pref
     process, docs per CPU-second of both, and the mean model batch."""
     tree = process_tree(fn.process.pid)
     cpu0 = {pid: own_cpu_seconds(pid) for pid in tree}
-    docs0, batches0 = _batch_metrics(fn)
+    docs0, batches0, busy0 = _batch_metrics(fn)
     wall0 = time.monotonic()
     res = clients.run({"mode": "closed", "url": fn.url, "texts_path": str(texts_path), "clients": n,
                        "warmup_s": warmup_s, "duration_s": duration_s, "id_prefix": prefix,
                        "timeout_s": 60.0})
     wall = time.monotonic() - wall0
     used = {pid: own_cpu_seconds(pid) - cpu0[pid] for pid in tree}
-    docs1, batches1 = _batch_metrics(fn)
+    docs1, batches1, busy1 = _batch_metrics(fn)
     res["server_cores"] = used[fn.process.pid] / wall
     res["model_cores"] = sum(v for pid, v in used.items() if pid != fn.process.pid) / wall
     cpu = sum(used.values())
     # CPU over the whole drive (warm-up included) against the docs of the whole drive's rate.
     res["docs_per_cpu_s"] = res["docs_s"] * wall / cpu if cpu else None
     res["mean_batch"] = (docs1 - docs0) / (batches1 - batches0) if batches1 > batches0 else None
+    # Wall time inside nlp.pipe calls per second: model_busy - model_cores is time the model had work
+    # but its process was not on a CPU (the other processes of this 2-core machine, or the host).
+    res["model_busy"] = (busy1 - busy0) / wall
     return res
 
 
@@ -209,6 +215,7 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                     "server_cores": _median(f["server_cores"] for f in fns),
                     "model_cores": _median(f["model_cores"] for f in fns),
                     "mean_batch": _median(f["mean_batch"] for f in fns),
+                    "model_busy": _median(f.get("model_busy") for f in fns),
                     "statuses": [f["statuses"] for f in fns], "rounds": [f["docs_s"] for f in fns],
                     "ratios": ratios, "ratio": ratio, "raw_batch": batch,
                     "ratio_same_batch": _median(same_batch),
@@ -225,17 +232,19 @@ def table(result: dict) -> str:
     lines = [f"HTTP edge vs raw nlp.pipe: median of {result['rounds']} alternating rounds of {result['round_s']:.0f} s "
              f"(load average before {result['loadavg_before']}, after {result['loadavg_after']}"
              f"{', quick' if result['quick'] else ''})",
-             "| corpus | clients | function docs/s | p99 ms | docs/CPU-s | cores HTTP + model | mean model batch "
-             "| raw pipe(batch) docs/s | ratio (per round) | goal | vs raw pipe at the formed batch |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| corpus | clients | function docs/s | p99 ms | docs/CPU-s | cores HTTP + model | model busy "
+             "| mean model batch | raw pipe(batch) docs/s | ratio (per round) | goal "
+             "| vs raw pipe at the formed batch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in result["corpora"].items():
         for level, f in entry["function"].items():
             raw = entry["raw"][str(f["raw_batch"])]
             per_round = " ".join(f"{r:.2f}" for r in f["ratios"])
             batch = f"{f['mean_batch']:.1f}" if f.get("mean_batch") else "-"
+            busy = f"{f['model_busy']:.2f}" if f.get("model_busy") is not None else "-"
             lines.append(
                 f"| {name} (median {entry['median_chars']} ch) | {level} | {f['docs_s']:.0f} | {f['p99_ms']:.1f} | "
-                f"{f['docs_per_cpu_s']:.0f} | {f['server_cores']:.2f} + {f['model_cores']:.2f} | {batch} | "
+                f"{f['docs_per_cpu_s']:.0f} | {f['server_cores']:.2f} + {f['model_cores']:.2f} | {busy} | {batch} | "
                 f"pipe({f['raw_batch']}) {raw['docs_s']:.0f} | **{f['ratio']:.2f}x** ({per_round}) | "
                 f">= {f['goal']:.2f} {'met' if f['met'] else 'NOT met'} | "
                 f"{'-' if f.get('ratio_same_batch') is None else format(f['ratio_same_batch'], '.2f') + 'x'} |")

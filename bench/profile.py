@@ -39,12 +39,10 @@ CATEGORIES = [
     ("logging (JSON lines)", re.compile(r"logging/|pythonjsonlogger|runtime/logs\.py|request_log")),
     ("JSON encode/decode", re.compile(r"json/")),
     (
-        "HTTP: parse request / socket I/O",
-        re.compile(
-            r"http/server\.py|http/client\.py|email/|socket\.py|"
-            r"socketserver\.py|readline|runtime/server\.py"
-        ),
+        "HTTP: uvicorn / asyncio / socket I/O",
+        re.compile(r"uvicorn|httptools|asyncio/|selectors\.py|socket\.py|runtime/server\.py"),
     ),
+    ("model process pipe (pickle / multiprocessing.connection)", re.compile(r"multiprocessing/|model_process\.py")),
     ("hashing / validation", re.compile(r"hashlib|ner_service\.py|runtime/http\.py")),
     ("threading / queues (waiting)", re.compile(r"threading\.py|queue\.py|concurrent/futures")),
 ]
@@ -53,7 +51,9 @@ CATEGORIES = [
 # Leaf frames where a thread sleeps (lock, condition, queue, socket wait): time, but not CPU.
 WAITING = re.compile(
     r"Condition\.wait|Event\.wait|Thread\.join|SimpleQueue|Queue\.get|select|poll|"
-    r"SocketIO\.readinto|_wait_for_tstate_lock|acquire|Connection\.wait|sleep"
+    r"SocketIO\.readinto|_wait_for_tstate_lock|acquire|Connection\.wait|sleep|"
+    # an idle handler thread waits in its pool's queue; the model pipes' readers block in _recv
+    r"_worker \(concurrent/futures/thread\.py|Connection\._recv"
 )
 
 
@@ -67,10 +67,10 @@ def thread_kind(stack: list[str]) -> str:
         return "model process: pipe reader"
     if "ModelProcess._receive" in text:
         return "model results reader"
-    if "process_request_thread" in text or "_dispatch" in text or "handle_one_request" in text:
-        return "http request threads"
-    if "serve_forever" in text:
-        return "http accept loop"
+    if "_worker (concurrent/futures/thread.py" in text:
+        return "handler threads (handle(event, context))"
+    if "run_until_complete" in text or "run_forever" in text:
+        return "uvicorn event loop"
     return "other"
 
 
@@ -221,13 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gil", action="store_true", help="only sample the thread holding the GIL")
     ap.add_argument("--fn-env", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--tiny", action="store_true", help="2-word comments: profile the per-request overhead")
+    ap.add_argument("--short", action="store_true",
+                    help="bench.edge's short corpus (median ~100 characters) instead of the generated one")
     args = ap.parse_args(argv)
     from bench.run import deployed_env
 
     fn_env = deployed_env() | dict(item.partition("=")[::2] for item in args.fn_env)
     work = LOCAL_DIR / "bench" / "profile"
     texts_path = work / "texts.json"
-    write_json(texts_path, [f"Thanks {i}!" for i in range(args.docs)] if args.tiny else generate(args.docs))
+    if args.tiny:
+        texts = [f"Thanks {i}!" for i in range(args.docs)]
+    elif args.short:
+        from bench.edge import corpora
+
+        texts = corpora(args.docs)["short"]
+    else:
+        texts = generate(args.docs)
+    write_json(texts_path, texts)
     cluster = LocalCluster(LOCAL_DIR / "bench" / "pg-profile")
     cluster.start()
     stem = (
@@ -235,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("-idle" if args.idle else "")
         + ("-gil" if args.gil else "")
         + ("-tiny" if args.tiny else "")
+        + ("-short" if args.short else "")
     )
     try:
         summary = profile(

@@ -203,19 +203,24 @@ def test_report_survives_a_crashed_phase():
 
 def test_profile_summary_splits_threads_and_waiting(tmp_path):
     raw = tmp_path / "stacks.txt"
+    handler = ("_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:83);"
+               "run (concurrent/futures/thread.py:58)")
     raw.write_text(
-        "_bootstrap (threading.py:1);NerEngine._run (functions/runtime/nlp.py:1);_pipe (spacy/util.py:1) 80\n"
-        "_bootstrap (threading.py:1);process_request_thread (socketserver.py:1);_dispatch "
-        "(functions/runtime/server.py:1);Condition.wait (threading.py:331) 15\n"
-        "_bootstrap (threading.py:1);process_request_thread (socketserver.py:1);"
-        "dumps (json/__init__.py:1) 5\n"
+        "_bootstrap (threading.py:1);NerEngine._run (functions/runtime/nlp.py:1);_pipe (spacy/util.py:1) 70\n"
+        f"{handler};EdgeApp._call (functions/runtime/server.py:1);Condition.wait (threading.py:331) 15\n"
+        f"{handler};EdgeApp._call (functions/runtime/server.py:1);dumps (json/__init__.py:1) 5\n"
+        "_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:81) 4\n"
+        "<module> (server.py:1);run (asyncio/runners.py:1);run_until_complete (asyncio/base_events.py:1);"
+        "_run_once (asyncio/base_events.py:1);data_received (uvicorn/protocols/http/httptools_impl.py:1) 6\n"
         "<module> (server.py:1);load_handler (functions/runtime/server.py:48);load (spacy/util.py:1) 50\n"
     )
     summary = summarize(parse_collapsed(raw))
     assert summary["samples"] == 100  # start-up samples are not the request path
-    assert summary["threads"]["ner-worker (model process)"] == 80.0
-    assert summary["waiting"]["http request threads"] == 15.0
-    assert summary["categories"]["http request threads"]["JSON encode/decode"] == 5.0
+    assert summary["threads"]["ner-worker (model process)"] == 70.0
+    threads = "handler threads (handle(event, context))"
+    assert summary["waiting"][threads] == 19.0  # 4 of them idle in the pool's queue: waiting, not CPU
+    assert summary["categories"][threads]["JSON encode/decode"] == 5.0
+    assert summary["categories"]["uvicorn event loop"]["HTTP: uvicorn / asyncio / socket I/O"] == 6.0
 
 
 def test_engine_stats_turn_two_metric_scrapes_into_batching_figures():
@@ -239,3 +244,19 @@ def test_engine_stats_turn_two_metric_scrapes_into_batching_figures():
     assert stats["model_busy"] == 0.9 and stats["batch_docs_mean"] == 16.0
     assert stats["docs_per_commit"] == 40.0 and round(stats["commit_ms_mean"], 6) == 20.0
     assert engine_stats({}, after, 10.0) == {}
+
+
+def test_edge_table_separates_model_busy_from_the_cpu_the_model_process_got():
+    from bench.edge import table
+
+    function = {"docs_s": 230.0, "p99_ms": 100.0, "docs_per_cpu_s": 190.0, "server_cores": 0.34,
+                "model_cores": 0.87, "model_busy": 0.97, "mean_batch": 7.5, "ratios": [0.6, 0.7, 0.65],
+                "ratio": 0.65, "raw_batch": 16, "ratio_same_batch": 0.8, "goal": 0.85, "met": False}
+    result = {"rounds": 3, "round_s": 3.0, "loadavg_before": "0", "loadavg_after": "1", "quick": True,
+              "corpora": {"short": {"median_chars": 104, "raw": {"16": {"docs_s": 356.0}},
+                                    "function": {"16": function}}}}
+    row = table(result).splitlines()[-1]
+    assert "| 0.34 + 0.87 | 0.97 | 7.5 |" in row and "NOT met" in row
+    # A result file written before the column existed still renders.
+    del function["model_busy"]
+    assert "| 0.34 + 0.87 | - | 7.5 |" in table(result).splitlines()[-1]
