@@ -321,7 +321,11 @@ def serve(settings: Settings) -> int:
     started = time.perf_counter()
     app = EdgeApp(settings)
     server = EdgeServer(make_config(app, settings), app, settings.shutdown_drain())
-    return asyncio.run(_run(server, app, settings, started))
+    # uvicorn applies its ``loop`` setting only in Server.run(); this process runs its own coroutine around
+    # serve(), so it asks the config for the loop factory (uvloop) itself. asyncio.run() would give the
+    # default selector loop.
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        return runner.run(_run(server, app, settings, started))
 
 
 async def _run(server: EdgeServer, app: EdgeApp, settings: Settings, started: float) -> int:

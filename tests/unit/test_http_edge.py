@@ -357,3 +357,22 @@ def test_a_normal_request_reaches_the_handler(running_server):
     request = b"POST / HTTP/1.1\r\nHost: x\r\nX-Call-Id: ok\r\nContent-Length: 2\r\n\r\nhi"
     status, hdrs, body = raw(running_server, request)
     assert status == 200 and body == {"echo": "hi"} and hdrs["x-request-id"] == "ok"
+
+
+def test_the_server_runs_on_the_uvloop_event_loop_its_config_names(monkeypatch):
+    # uvicorn applies Config(loop=...) only inside Server.run(); serve() runs its own coroutine, so
+    # asyncio.run() there would silently give the default selector loop.
+    import asyncio
+
+    import uvloop
+
+    seen = {}
+
+    async def fake_run(srv, app, settings, started):
+        seen["loop"] = type(asyncio.get_running_loop())
+        seen["configured"] = srv.config.loop
+        return 0
+
+    monkeypatch.setattr(server, "_run", fake_run)
+    assert server.serve(Settings()) == 0
+    assert seen["configured"] == "uvloop" and seen["loop"] is uvloop.Loop
