@@ -13,8 +13,9 @@ machine's speed drifts by 10-20 % within seconds (other tenants of the host): tw
 the other measure the drift, short alternating rounds cancel it.
 
 Printed per corpus and level: docs/s and p99 of the function, docs per CPU-second of the function's
-processes (HTTP process + model process), the CPU cores each of them used, how busy the model was
-(wall seconds inside ``nlp.pipe`` per second: above its CPU cores, it had work but no CPU), the mean model batch
+processes (HTTP process + model process), the CPU cores each of them used, how busy the model worker was
+(wall seconds per second inside its batches: ``nlp.pipe`` with the tokenizer guard, extracting the entities
+and sending the answers; ``nlp_model_batch_seconds``), the mean model batch
 (from the function's own ``/metrics``), raw pipe docs/s, the ratio and the goal of issue 11: 64 clients
 / pipe(128) >= 0.90, 16 clients / pipe(16) >= 0.85, 1 client / pipe(1) >= 0.60. Closed-loop clients
 bound the batch: with N clients and the model as bottleneck, about half wait for the running batch
@@ -160,8 +161,8 @@ def drive(fn, texts_path: Path, n: int, warmup_s: float, duration_s: float, pref
     # CPU over the whole drive (warm-up included) against the docs of the whole drive's rate.
     res["docs_per_cpu_s"] = res["docs_s"] * wall / cpu if cpu else None
     res["mean_batch"] = (docs1 - docs0) / (batches1 - batches0) if batches1 > batches0 else None
-    # Wall time inside nlp.pipe calls per second: model_busy - model_cores is time the model had work
-    # but its process was not on a CPU (the other processes of this 2-core machine, or the host).
+    # Wall seconds per second the model worker spent in batches (nlp.pipe, extraction, answers). Near 1 the
+    # model always had work; clearly above model_cores, it had work but its process waited for a CPU.
     res["model_busy"] = (busy1 - busy0) / wall
     return res
 

@@ -50,11 +50,27 @@ CATEGORIES = [
 
 # Leaf frames where a thread sleeps (lock, condition, queue, socket wait): time, but not CPU.
 WAITING = re.compile(
-    r"Condition\.wait|Event\.wait|Thread\.join|SimpleQueue|Queue\.get|select|poll|"
+    r"Condition\.wait|Event\.wait|Thread\.join|SimpleQueue|Queue\.get|(^|\.)(select|poll) \(|"
     r"SocketIO\.readinto|_wait_for_tstate_lock|acquire|Connection\.wait|sleep|"
     # an idle handler thread waits in its pool's queue; the model pipes' readers block in _recv
     r"_worker \(concurrent/futures/thread\.py|Connection\._recv"
 )
+
+
+def _blocking_lines(path: str, call: str) -> frozenset[str]:
+    """Leaf frames ``(path:N)`` of the lines of ``path`` that call ``call``: a C-level blocking call
+    (``SimpleQueue.get``) has no Python frame of its own, so py-spy's leaf is the line that made it."""
+    source = (REPO / path).read_text(encoding="utf-8").splitlines()
+    return frozenset(f"({path}:{n})" for n, line in enumerate(source, 1) if call in line)
+
+
+# The model worker waiting for its next batch (NerEngine._run / _collect on its queue).
+_ENGINE_IDLE = _blocking_lines("functions/runtime/nlp.py", "self._queue.get(")
+
+
+def is_waiting(leaf: str) -> bool:
+    """True when the leaf frame is a thread sleeping rather than running."""
+    return WAITING.search(leaf) is not None or leaf[leaf.rfind(" ") + 1:] in _ENGINE_IDLE
 
 
 def thread_kind(stack: list[str]) -> str:
@@ -69,7 +85,7 @@ def thread_kind(stack: list[str]) -> str:
         return "model results reader"
     if "_worker (concurrent/futures/thread.py" in text:
         return "handler threads (handle(event, context))"
-    if "run_until_complete" in text or "run_forever" in text:
+    if "asyncio/runners.py" in text or "run_until_complete" in text or "run_forever" in text:
         return "uvicorn event loop"
     return "other"
 
@@ -92,8 +108,10 @@ def parse_collapsed(path: Path) -> list[tuple[list[str], int]]:
 
 
 def _startup(stack: list[str]) -> bool:
-    """Imports and the model load before the first request: not the request path."""
-    return any(f.startswith("load_handler ") or "<frozen importlib" in f for f in stack)
+    """Imports, the model load and its warm-up before the first request (in the function's process and in
+    the model process): not the request path."""
+    return any(f.startswith(("load_handler ", "load_pipeline ", "NerEngine.__init__ ")) or "<frozen importlib" in f
+               for f in stack)
 
 
 def summarize(stacks: list[tuple[list[str], int]]) -> dict:
@@ -108,7 +126,7 @@ def summarize(stacks: list[tuple[list[str], int]]) -> dict:
             startup += count  # model load before the first request: not the request path
             continue
         kind = thread_kind(stack)
-        if WAITING.search(stack[-1]):
+        if is_waiting(stack[-1]):
             waiting[kind] += count
             continue
         by_thread[kind] += count

@@ -202,25 +202,39 @@ def test_report_survives_a_crashed_phase():
 
 
 def test_profile_summary_splits_threads_and_waiting(tmp_path):
+    from bench.profile import _ENGINE_IDLE
+
+    engine_idle = sorted(_ENGINE_IDLE)[0]
     raw = tmp_path / "stacks.txt"
     handler = ("_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:83);"
                "run (concurrent/futures/thread.py:58)")
     raw.write_text(
-        "_bootstrap (threading.py:1);NerEngine._run (functions/runtime/nlp.py:1);_pipe (spacy/util.py:1) 70\n"
+        "_bootstrap (threading.py:1);NerEngine._run (functions/runtime/nlp.py:1);_pipe (spacy/util.py:1) 65\n"
         f"{handler};EdgeApp._call (functions/runtime/server.py:1);Condition.wait (threading.py:331) 15\n"
         f"{handler};EdgeApp._call (functions/runtime/server.py:1);dumps (json/__init__.py:1) 5\n"
         "_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:81) 4\n"
         "<module> (server.py:1);run (asyncio/runners.py:1);run_until_complete (asyncio/base_events.py:1);"
         "_run_once (asyncio/base_events.py:1);data_received (uvicorn/protocols/http/httptools_impl.py:1) 6\n"
         "<module> (server.py:1);load_handler (functions/runtime/server.py:48);load (spacy/util.py:1) 50\n"
+        # the model process loading and warming up its model: start-up too
+        "<module> (model_process.py:1);child_main (functions/runtime/model_process.py:1);"
+        "load_pipeline (functions/runtime/nlp.py:1);load (spacy/util.py:1) 30\n"
+        "<module> (model_process.py:1);child_main (functions/runtime/model_process.py:1);"
+        "NerEngine.__init__ (functions/runtime/nlp.py:1);_pipe (spacy/util.py:1) 5\n"
+        # the model worker blocked on its queue (a C call: the leaf is the line that made it)
+        f"_bootstrap (threading.py:1);NerEngine._run {engine_idle} 3\n"
+        # the event loop writing to a socket is running, although its module is selector_events
+        "<module> (server.py:1);run (asyncio/runners.py:118);"
+        "_SelectorSocketTransport.write (asyncio/selector_events.py:1) 2\n"
     )
     summary = summarize(parse_collapsed(raw))
     assert summary["samples"] == 100  # start-up samples are not the request path
-    assert summary["threads"]["ner-worker (model process)"] == 70.0
+    assert summary["threads"]["ner-worker (model process)"] == 65.0
     threads = "handler threads (handle(event, context))"
     assert summary["waiting"][threads] == 19.0  # 4 of them idle in the pool's queue: waiting, not CPU
     assert summary["categories"][threads]["JSON encode/decode"] == 5.0
-    assert summary["categories"]["uvicorn event loop"]["HTTP: uvicorn / asyncio / socket I/O"] == 6.0
+    assert summary["categories"]["uvicorn event loop"]["HTTP: uvicorn / asyncio / socket I/O"] == 8.0
+    assert summary["waiting"]["ner-worker (model process)"] == 3.0
 
 
 def test_engine_stats_turn_two_metric_scrapes_into_batching_figures():
