@@ -23,21 +23,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (empty once it has exited)."""
+    found: list[int] = []
+    # Every thread's list: a child belongs to the thread that started it (the model process is
+    # started by the thread that imports the handler).
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += map(int, (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (the function's process and its model process)."""
     tree, frontier = [pid], [pid]
     while frontier:
-        parent = frontier.pop()
-        children = []
-        # Every thread's list: a child belongs to the thread that started it (the model process is
-        # started by the thread that imports the handler).
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children += map(int, (task / "children").read_text().split())
-            except OSError:
-                continue
-        tree += children
-        frontier += children
+        below = children(frontier.pop())
+        tree += below
+        frontier += below
     return tree
 
 

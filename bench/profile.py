@@ -14,7 +14,6 @@ speedscope), an SVG flame graph and a markdown summary.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from bench import clients
-from bench.common import REPO, write_json
+from bench.common import REPO, children, write_json
 from bench.corpus import generate
 from devtools.processes import FPROCESS, LOCAL_DIR, FunctionProcess, free_port
 
@@ -143,14 +142,6 @@ def summarize(stacks: list[tuple[list[str], int]]) -> dict:
     }
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            kids += [int(x) for x in (task / "children").read_text().split()]
-    return kids
-
-
 def profile(
     secrets_dir: Path,
     work: Path,
@@ -193,7 +184,7 @@ def profile(
         fn.wait_ready(timeout=120)
         result = clients.run({"url": fn.url} | client_cfg)
     finally:
-        for child in _children(spy.pid):
+        for child in children(spy.pid):
             os.kill(child, signal.SIGTERM)
         try:
             spy.wait(60)
