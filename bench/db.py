@@ -17,13 +17,16 @@ from pathlib import Path
 import psycopg
 
 from bench.common import percentile
-from functions.runtime.persistence import DocumentRecord, EntityWriter, make_pool
+from functions.runtime.db import make_pool
+from functions.runtime.persistence import EntityWriter
+from functions.runtime.shapes import DocumentRecord
+from functions.runtime.stores.documents import PgDocumentStore
 
 
 def _records(texts: list[str], entities: list[list], id_prefix: str, model: dict) -> list[DocumentRecord]:
     return [
         DocumentRecord(
-            request_id=f"{id_prefix}-{i}",
+            document_id=f"{id_prefix}-{i}",
             source="bench",
             model_name=model["name"],
             model_version=model["version"],
@@ -50,7 +53,7 @@ def writer_throughput(
         timeout=5,
         connect_timeout=3,
     )
-    writer = EntityWriter(pool, write_timeout=60, statement_timeout_ms=30000)
+    writer = EntityWriter(PgDocumentStore.over_pool(pool, statement_timeout_ms=30000), write_timeout=60)
     writer.open()
     try:
         pool.wait(timeout=10)

@@ -1,5 +1,6 @@
-"""The read side of entity-stats: top entities and label mix from the analytics views, with routing
-between the streaming replica and the primary and an honest freshness report.
+"""The read side of entity-stats: top entities and label mix, routed between the streaming replica and
+the primary, with an honest freshness report. It depends on two :class:`functions.runtime.stores.stats.
+StatsStore` (replica, primary) only; :func:`build` makes them from the secrets.
 
 Routing (:meth:`AnalyticsService.query`):
 
@@ -27,145 +28,34 @@ short timeout until it answers again, so an outage costs one pool timeout, not o
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
 
 import psycopg
 
-from functions.runtime import app, db, queries, request_log
+from functions.runtime import app, credentials, db, request_context
 from functions.runtime.contract import Event
 from functions.runtime.db import Database, Failure, ServerDown, make_pool
-from functions.runtime.errors import InvalidField, MethodNotAllowed, Timeout, Unavailable
-from functions.runtime.http import json_response, request_id
+from functions.runtime.errors import MethodNotAllowed, Timeout, Unavailable
+from functions.runtime.http import json_response
 from functions.runtime.settings import Settings
 from functions.runtime.shapes import Freshness, StatsAnswer
+from functions.runtime.stats_params import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_WINDOW,
+    Consistency,
+    StatsRequest,
+    format_window,
+    parse_query_params,
+)
+from functions.runtime.stores.stats import PgStatsStore, StatsQuery, StatsRead, StatsStore
 
 log = logging.getLogger(__name__)
 
-Consistency = Literal["eventual", "strong"]
-
-# Request limits (the handler validates; the service re-checks what it relies on).
-MAX_WINDOW = timedelta(days=30)
-MAX_LIMIT = 100
-DEFAULT_WINDOW = "1h"
-DEFAULT_LIMIT = 20
-ONTONOTES_LABELS = frozenset({
-    "CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP", "ORDINAL",
-    "ORG", "PERCENT", "PERSON", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART",
-})
-
-_WINDOW_RE = re.compile(r"^\s*(\d{1,7})\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
-_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_LABEL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")
-_LSN_RE = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
-
-# Strong reads poll the replica's replay position this often (grows up to the maximum).
-_POLL_FIRST_S = 0.005
-_POLL_MAX_S = 0.05
-
-
-# -- request parameters ---------------------------------------------------------------------------
-
-def parse_window(raw: str | None) -> tuple[str, timedelta]:
-    """``15m`` / ``1h`` / ``24h`` / ``7d`` (s, m, h, d, w) -> (normalized text, timedelta), at most 30 days.
-    Raises InvalidField('window')."""
-    text = DEFAULT_WINDOW if raw is None or raw.strip() == "" else raw
-    match = _WINDOW_RE.match(text)
-    if not match:
-        raise InvalidField("window", "'window' must be a number and a unit s, m, h, d or w, like 15m, 1h, "
-                                     "24h or 7d")
-    amount, unit = int(match.group(1)), match.group(2).lower()
-    window = timedelta(seconds=amount * _WINDOW_UNITS[unit])
-    if amount <= 0:
-        raise InvalidField("window", "'window' must be longer than zero")
-    if window > MAX_WINDOW:
-        raise InvalidField("window", "'window' must be at most 30d")
-    return f"{amount}{unit}", window
-
-
-def parse_label(raw: str | None) -> str | None:
-    """An entity label (case-insensitive; e.g. ORG, PERSON, GPE or a custom uppercase token), or None for
-    all labels. Raises InvalidField('label')."""
-    if raw is None or raw.strip() == "":
-        return None
-    label = raw.strip().upper()
-    if not _LABEL_RE.match(label):
-        raise InvalidField("label", "'label' must be an entity label such as ORG, PERSON or GPE "
-                                    "(letters, digits and '_', at most 32)")
-    return label
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw is None or raw.strip() == "":
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw.strip())
-    except ValueError:
-        raise InvalidField("limit", f"'limit' must be an integer from 1 to {MAX_LIMIT}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidField("limit", f"'limit' must be an integer from 1 to {MAX_LIMIT}")
-    return limit
-
-
-def parse_consistency(raw: str | None) -> Consistency:
-    value = "eventual" if raw is None or raw.strip() == "" else raw.strip().lower()
-    if value not in ("eventual", "strong"):
-        raise InvalidField("consistency", "'consistency' must be 'eventual' or 'strong'")
-    return value  # type: ignore[return-value]
-
-
-def parse_lsn(raw: str | None, field: str = "min_lsn") -> str | None:
-    """A PostgreSQL LSN ``X/Y`` (hex), normalized to upper case, or None. Raises InvalidField(field)."""
-    if raw is None or raw.strip() == "":
-        return None
-    value = raw.strip().upper()
-    if not _LSN_RE.match(value):
-        raise InvalidField(field, f"'{field}' must be a PostgreSQL LSN like 0/16B3748 (hex X/Y)")
-    return value
-
-
-def parse_query_params(query: Any) -> dict[str, Any]:
-    """Validate entity-stats query parameters (``event.query``: anything with ``.get``).
-
-    Returns keyword arguments for :meth:`AnalyticsService.query` plus ``window_text``. Unknown
-    parameters are ignored (dashboards add cache busters). Raises InvalidField naming the field.
-    """
-    window_text, window = parse_window(query.get("window"))
-    return {
-        "window": window,
-        "window_text": window_text,
-        "label": parse_label(query.get("label")),
-        "limit": parse_limit(query.get("limit")),
-        "consistency": parse_consistency(query.get("consistency")),
-        "min_lsn": parse_lsn(query.get("min_lsn")),
-    }
-
-
-def format_window(window: timedelta) -> str:
-    seconds = int(window.total_seconds())
-    for unit in ("d", "h", "m"):
-        if seconds % _WINDOW_UNITS[unit] == 0:
-            return f"{seconds // _WINDOW_UNITS[unit]}{unit}"
-    return f"{seconds}s"
-
-
-# -- service --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class StatsRequest:
-    """A validated entity-stats request; ``window_text`` is the caller's spelling ("24h" stays "24h")."""
-
-    request_id: str
-    window: timedelta
-    window_text: str
-    label: str | None
-    limit: int
-    consistency: Consistency
-    min_lsn: str | None
+REPLICA_SECRET = credentials.SECRETS["stats-replica-dsn"].name
+PRIMARY_SECRET = credentials.SECRETS["stats-primary-dsn"].name
 
 
 class AnalyticsService(app.Service):
@@ -175,28 +65,29 @@ class AnalyticsService(app.Service):
     Retry-After) when no allowed server answers, Timeout (504) when a query exceeds the statement timeout.
     """
 
-    def __init__(self, settings: Settings, *, replica_dsn: str | None = None,
-                 primary_dsn: str | None = None, replica_pool=None, primary_pool=None):
+    def __init__(self, settings: Settings, replica: StatsStore, primary: StatsStore):
         super().__init__(settings)
-        self._sql = queries.load("analytics")
-        if replica_pool is None:
-            dsn = replica_dsn or settings.secret("stats-replica-dsn")
-            replica_pool = make_pool(dsn, name="entity-stats-replica", read_only=True,
-                                     **settings.pool_options()) if dsn else None
-        if primary_pool is None:
-            dsn = primary_dsn or settings.secret("stats-primary-dsn")
-            primary_pool = make_pool(dsn, name="entity-stats-primary", read_only=True,
-                                     **settings.pool_options()) if dsn else None
-        # A failed server is only probed briefly for RETRY_AFTER_S, then gets the full timeout again.
-        options = {"statement_timeout_ms": settings.db_statement_timeout_ms,
-                   "cooldown_s": float(settings.retry_after_s)}
-        self.replica = Database(replica_pool, name="replica", **options)
-        self.primary = Database(primary_pool, name="primary", **options)
-        for target, secret in ((self.replica, "stats-replica-dsn"), (self.primary, "stats-primary-dsn")):
-            if not target.configured:
-                log.warning(f"secret {secret} is not set: entity-stats cannot use the {target.name}",
-                            extra={"event": "db.not_configured", "db.server": target.name})
+        self.replica = replica
+        self.primary = primary
+        for store, secret in ((replica, REPLICA_SECRET), (primary, PRIMARY_SECRET)):
+            if not store.configured:
+                log.warning(f"secret {secret} is not set: entity-stats cannot use the {store.name}",
+                            extra={"event": "db.not_configured", "db.server": store.name})
         self._closed = False
+
+    @classmethod
+    def from_dsns(cls, settings: Settings, *, replica_dsn: str | None = None,
+                  primary_dsn: str | None = None) -> AnalyticsService:
+        """The service over read-only pools for these DSNs (default: the secrets), not yet open."""
+        def store(name: str, dsn: str | None) -> PgStatsStore:
+            pool = make_pool(dsn, name=f"entity-stats-{name}", read_only=True,
+                             **settings.pool_options()) if dsn else None
+            # A failed server is only probed briefly for RETRY_AFTER_S, then gets the full timeout again.
+            return PgStatsStore(Database(pool, name=name, statement_timeout_ms=settings.db_statement_timeout_ms,
+                                         cooldown_s=float(settings.retry_after_s)))
+
+        return cls(settings, store("replica", replica_dsn or settings.secret(REPLICA_SECRET)),
+                   store("primary", primary_dsn or settings.secret(PRIMARY_SECRET)))
 
     # -- lifecycle --
 
@@ -208,8 +99,8 @@ class AnalyticsService(app.Service):
 
     def close(self, timeout: float = 5.0) -> None:
         self._closed = True  # queries answer 503 shutting_down from now on
-        for database in (self.replica, self.primary):
-            database.close(timeout)  # idempotent
+        for store in (self.replica, self.primary):
+            store.close(timeout)  # idempotent
 
     def ready(self) -> bool:
         """True when the replica answers, or the primary does and fallback is allowed."""
@@ -224,12 +115,10 @@ class AnalyticsService(app.Service):
 
     def parse(self, event: Event) -> StatsRequest:
         """GET only (405 + Allow otherwise); query parameters as :func:`parse_query_params` checks them."""
+        ctx = request_context.for_headers(event.headers)
         if (event.method or "GET").upper() != "GET":
             raise MethodNotAllowed(f"entity-stats answers GET only, not {event.method}", allow="GET")
-        params = parse_query_params(event.query)
-        rid = request_id(event.headers)
-        request_log.fields()["request_id"] = rid
-        return StatsRequest(request_id=rid, **params)
+        return StatsRequest(request_id=ctx.request_id, **parse_query_params(event.query))
 
     def process(self, request: StatsRequest) -> StatsAnswer:
         return self.query(request.window, request.label, request.limit, request.consistency, request.min_lsn,
@@ -260,55 +149,55 @@ class AnalyticsService(app.Service):
         if self._closed:
             raise Unavailable("entity-stats is shutting down", code="shutting_down",
                               retry_after=self.settings.retry_after_s)
-        params = {"window": window, "label": label, "limit": limit}
+        stats_query = StatsQuery(window, label, limit)
         started = time.perf_counter()
         try:
             if consistency == "eventual" and min_lsn is None:
-                result = self._eventual(params)
+                result = self._eventual(stats_query)
             else:
-                result = self._read_your_writes(params, min_lsn)
+                result = self._read_your_writes(stats_query, min_lsn)
         except psycopg.Error as exc:
             if db.classify(exc) is not Failure.TIMEOUT:
                 raise
             raise Timeout("the analytics query exceeded the statement timeout; use a shorter window "
                           "or a label") from None
         db_ms = (time.perf_counter() - started) * 1000.0
-        request_log.fields().update(served_by=result["served_by"], db_ms=round(db_ms, 3),
-                                    lag_seconds=result["freshness"]["lag_seconds"],
-                                    lag_bytes=result["freshness"]["lag_bytes"])
+        request_context.log_fields().update(served_by=result["served_by"], db_ms=round(db_ms, 3),
+                                            lag_seconds=result["freshness"]["lag_seconds"],
+                                            lag_bytes=result["freshness"]["lag_bytes"])
         result.update(window=window_text or format_window(window), window_seconds=int(window.total_seconds()),
                       label=label, limit=limit, consistency=consistency, min_lsn=min_lsn)
         return result
 
-    def _eventual(self, params: dict) -> StatsAnswer:
+    def _eventual(self, query: StatsQuery) -> StatsAnswer:
         try:
-            return self._read_replica(params)
+            return self._from_replica(self.replica.read(query))
         except ServerDown:
             if not self.settings.stats_primary_fallback:
                 raise self._unavailable("the analytics replica is unavailable") from None
         try:
-            return self._read_primary(params)
+            return self._from_primary(self.primary.read(query))
         except ServerDown:
             raise self._unavailable("neither the analytics replica nor the primary is available") from None
 
-    def _read_your_writes(self, params: dict, min_lsn: str | None) -> StatsAnswer:
+    def _read_your_writes(self, query: StatsQuery, min_lsn: str | None) -> StatsAnswer:
         deadline = time.monotonic() + self.settings.stats_strong_wait_ms / 1000.0
         target_lsn = min_lsn
         if target_lsn is None:
             try:
-                target_lsn = self._primary_lsn()
+                target_lsn = self.primary.flush_position(None)[0]
             except ServerDown:
                 # Without the primary we cannot know what "everything committed" is.
                 raise self._unavailable("the primary is unavailable, so a strong read cannot be "
                                         "guaranteed; retry or pass min_lsn") from None
         try:
-            result = self._read_replica(params, wait_for=target_lsn, deadline=deadline)
+            read = self.replica.read(query, wait_for=target_lsn, deadline=deadline)
         except ServerDown:
-            result = None
-        if result is not None:
-            return result
+            read = None
+        if read is not None:
+            return self._from_replica(read)
         try:
-            return self._read_primary(params)
+            return self._from_primary(self.primary.read(query))
         except ServerDown:
             raise self._unavailable("the primary is unavailable and the replica has not replayed "
                                     f"{target_lsn}") from None
@@ -316,93 +205,42 @@ class AnalyticsService(app.Service):
     def _unavailable(self, message: str) -> Unavailable:
         return Unavailable(message, code="database_unavailable", retry_after=self.settings.retry_after_s)
 
-    def _read_replica(self, params: dict, *, wait_for: str | None = None,
-                      deadline: float | None = None) -> StatsAnswer | None:
-        """The answer from the replica, or None when it did not replay ``wait_for`` by ``deadline``."""
-        with self.replica.connection() as conn:
-            if wait_for is not None and not self._wait_replayed(conn, wait_for, deadline):
-                return None
-            fresh = conn.execute(self._sql["replica_freshness"]).fetchone()
-            in_recovery, replay_lsn, local_lag, pending_bytes, replay_age, checked_at = fresh
-            top, mix = self._read_data(self.replica, conn, params)
-        primary_lsn, lag_bytes = self._primary_lag(replay_lsn)
+    def _from_replica(self, read: StatsRead) -> StatsAnswer:
+        """The answer of a replica read, its lag measured against the primary when it answers quickly."""
+        position = read.position
+        primary_lsn, lag_bytes = self.primary.flush_position(position.replay_lsn, probe=True)
         if lag_bytes is None:
             # Primary unknown: the standby's own view (received vs replayed) is the best we have.
-            lag_bytes, lag_seconds = int(pending_bytes or 0), local_lag
+            lag_bytes, lag_seconds = int(position.pending_bytes or 0), position.local_lag_seconds
         elif lag_bytes == 0:
             lag_seconds = 0.0
         else:
             # Behind the primary: the data is at least as old as the last commit replayed. None when
             # no commit has been replayed since the standby started (age unknown).
-            lag_seconds = max(replay_age, 0.0) if replay_age is not None else None
-        return self._answer("replica" if in_recovery else "primary", top, mix, {
+            age = position.replay_age_seconds
+            lag_seconds = max(age, 0.0) if age is not None else None
+        return _answer("replica" if position.in_recovery else "primary", read, {
             "lag_seconds": None if lag_seconds is None else round(float(lag_seconds), 3),
             "lag_bytes": int(lag_bytes),
-            "replay_lsn": replay_lsn,
+            "replay_lsn": position.replay_lsn,
             "primary_lsn": primary_lsn,
-            "checked_at": _iso(checked_at),
+            "checked_at": _iso(position.checked_at),
         })
-
-    def _read_primary(self, params: dict) -> StatsAnswer:
-        with self.primary.connection() as conn:
-            fresh = conn.execute(self._sql["replica_freshness"]).fetchone()
-            lsn, checked_at = fresh[1], fresh[-1]
-            top, mix = self._read_data(self.primary, conn, params)
-        return self._answer("primary", top, mix, {
-            "lag_seconds": 0.0,
-            "lag_bytes": 0,
-            "replay_lsn": lsn,
-            "primary_lsn": lsn,
-            "checked_at": _iso(checked_at),
-        })
-
-    def _read_data(self, database: Database, conn: psycopg.Connection, params: dict) -> tuple[list, list]:
-        name = "top_entities" if params["label"] is None else "top_entities_for_label"
-        with database.transaction(conn):
-            top = conn.execute(self._sql[name], params).fetchall()
-            mix = conn.execute(self._sql["label_mix"], params).fetchall()
-        return top, mix
 
     @staticmethod
-    def _answer(served_by: str, top: list, mix: list, freshness: Freshness) -> StatsAnswer:
-        return {
-            "top_entities": [{"text": text, "label": label, "count": int(count)}
-                             for text, label, count in top],
-            "label_mix": [{"label": label, "count": int(count)} for label, count in mix],
-            "served_by": served_by,
-            "freshness": freshness,
-        }
+    def _from_primary(read: StatsRead) -> StatsAnswer:
+        lsn = read.position.replay_lsn
+        return _answer("primary", read, {"lag_seconds": 0.0, "lag_bytes": 0, "replay_lsn": lsn,
+                                         "primary_lsn": lsn, "checked_at": _iso(read.position.checked_at)})
 
-    def _wait_replayed(self, conn: psycopg.Connection, lsn: str, deadline: float | None) -> bool:
-        """Poll the replica until it has replayed ``lsn``; False at the deadline or if replay is paused."""
-        delay = _POLL_FIRST_S
-        while True:
-            replayed, paused = conn.execute(self._sql["replica_replayed"], {"lsn": lsn}).fetchone()
-            if replayed:
-                return True
-            if paused or deadline is None:
-                return False
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, _POLL_MAX_S)
 
-    def _primary_lsn(self) -> str:
-        with self.primary.connection() as conn:
-            return conn.execute(self._sql["primary_position"], {"replay_lsn": None}).fetchone()[0]
-
-    def _primary_lag(self, replay_lsn: str | None) -> tuple[str | None, int | None]:
-        """(primary flush LSN, bytes the replica is behind), or (None, None) if the primary cannot be
-        asked quickly: freshness must not make a replica read slow or fail when the primary is down."""
-        if not self.primary.configured:
-            return None, None
-        try:
-            with self.primary.connection(self.primary.acquire_timeout(cap=db.PROBE_TIMEOUT_S)) as conn:
-                lsn, lag = conn.execute(self._sql["primary_position"], {"replay_lsn": replay_lsn}).fetchone()
-        except (ServerDown, psycopg.Error):
-            return None, None
-        return lsn, (None if lag is None else int(lag))
+def _answer(served_by: str, read: StatsRead, freshness: Freshness) -> StatsAnswer:
+    return {
+        "top_entities": [{"text": text, "label": label, "count": int(count)} for text, label, count in read.top],
+        "label_mix": [{"label": label, "count": int(count)} for label, count in read.mix],
+        "served_by": served_by,
+        "freshness": freshness,
+    }
 
 
 def _iso(value: datetime | None) -> str:
@@ -411,6 +249,6 @@ def _iso(value: datetime | None) -> str:
 
 
 def build(settings: Settings) -> AnalyticsService:
-    """The process's service: pools for the replica and the primary from their secrets, connecting in
+    """The process's service: stores for the replica and the primary from their secrets, connecting in
     the background."""
-    return AnalyticsService(settings).open()
+    return AnalyticsService.from_dsns(settings).open()

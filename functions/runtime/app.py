@@ -27,9 +27,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from functions.runtime import lifecycle, logs, readiness, request_log
+from functions.runtime import lifecycle, logs, readiness, request_context
 from functions.runtime.contract import Event
-from functions.runtime.http import json_response, request_id
+from functions.runtime.http import json_response
 from functions.runtime.settings import Settings, current
 
 
@@ -50,9 +50,7 @@ class Service:
 
     def parse(self, event: Event) -> Any:
         """The event as a request; raises the 4xx errors of functions/runtime/errors.py."""
-        rid = request_id(event.headers)
-        request_log.fields()["request_id"] = rid
-        return Request(rid, event)
+        return Request(request_context.for_headers(event.headers).request_id, event)
 
     def process(self, request: Any) -> Any:
         """The work of the function; returns the response body (JSON-ready)."""

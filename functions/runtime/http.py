@@ -1,5 +1,5 @@
-"""The HTTP edge of every function: body decoding, the request-id rules, JSON responses and the ONE
-place that renders a JSON error (:func:`error_response`: handler errors through :func:`handles_errors`,
+"""The HTTP edge of every function: body decoding, JSON responses and the ONE place that renders a
+JSON error (:func:`error_response`: handler errors through :func:`handles_errors`,
 malformed HTTP through the runtime server).
 
 Everything here returns python3-http response dicts (``statusCode``, ``body``, ``headers``), so a
@@ -17,11 +17,10 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from functions.runtime import metrics, request_log, settings
+from functions.runtime import metrics, request_context, settings
 from functions.runtime.errors import (
     BadRequest,
     FunctionError,
@@ -29,11 +28,11 @@ from functions.runtime.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from functions.runtime.request_context import RequestContext, is_request_id
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
-MAX_REQUEST_ID_CHARS = 128
 
 # curl -d sends form encoding and some clients send nothing: their bodies are sniffed (JSON object or text).
 _SNIFFED_TYPES = {"", "application/x-www-form-urlencoded"}
@@ -44,8 +43,9 @@ INTERNAL_ERROR = FunctionError("internal error; the request was not processed")
 
 def json_response(status: int, body: Any, *, request_id: str | None = None,
                   headers: dict[str, str] | None = None) -> dict:
-    """A python3-http response dict; ``X-Request-Id`` only for an id that passes :func:`is_request_id`
-    (every id the parsers accept does; the guard keeps a service's own id from breaking the header)."""
+    """A python3-http response dict; ``X-Request-Id`` only for an id that passes the request-id rule
+    (:func:`functions.runtime.request_context.is_request_id`: every id the edge decides does; the guard
+    keeps a service's own id from breaking the header)."""
     out_headers = {"Content-Type": "application/json"}
     if is_request_id(request_id):
         out_headers[REQUEST_ID_HEADER] = request_id
@@ -61,49 +61,6 @@ def error_response(exc: FunctionError, request_id: str | None) -> dict:
     if isinstance(exc, InvalidField):
         body["field"] = exc.field
     return json_response(exc.status, body, request_id=request_id, headers=exc.headers)
-
-
-_UNSET = object()
-
-# The one request-id rule: 1-128 visible ASCII characters (RFC 9110 VCHAR), spaces allowed inside.
-# Every id the function uses is echoed in the X-Request-Id response header, and a header value outside
-# Latin-1 cannot be written at all (the server dropped the connection after the COMMIT: issue 14). Visible
-# ASCII is the part of Latin-1 every HTTP stack, proxy and log pipeline passes unchanged.
-_REQUEST_ID = re.compile(rf"[\x21-\x7e](?:[\x20-\x7e]{{0,{MAX_REQUEST_ID_CHARS - 2}}}[\x21-\x7e])?")
-REQUEST_ID_RULE = (f"1-{MAX_REQUEST_ID_CHARS} visible ASCII characters (spaces allowed inside, "
-                   "no control characters)")
-
-
-def is_request_id(value: Any) -> bool:
-    """True when ``value`` passes the one request-id rule (see :data:`REQUEST_ID_RULE`), so it can be
-    stored and echoed in ``X-Request-Id`` as is."""
-    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
-
-
-def request_id(headers, given: Any = _UNSET, field: str = "request_id") -> str:
-    """The request id, by the one rule of the project (:func:`is_request_id`).
-
-    ``given`` (the body's ``request_id``) when it is not None, validated (InvalidField(``field``), 422,
-    when it fails the rule: before anything is stored); else the gateway's ``X-Call-Id`` from ``headers``
-    (anything with a case-insensitive ``.get``, or None) when it passes the rule (it is kept across async
-    retries; one that fails is ignored: the caller may not control the header, and the real gateway
-    always sends a UUID); else a new UUID.
-    """
-    if given is not _UNSET and given is not None:
-        return validate_request_id(given, field)
-    value = headers.get("X-Call-Id") if headers is not None else None
-    if is_request_id(value):
-        return value
-    return str(uuid.uuid4())
-
-
-def validate_request_id(value: Any, field: str) -> str:
-    """``value`` if it passes the request-id rule; raises InvalidField(``field``) (422) otherwise."""
-    if not isinstance(value, str):
-        raise InvalidField(field, f"'{field}' must be a string")
-    if not is_request_id(value):
-        raise InvalidField(field, f"'{field}' must be {REQUEST_ID_RULE}")
-    return value
 
 
 def media_type(event) -> str:
@@ -289,36 +246,43 @@ def handles_errors(handle: Callable) -> Callable:
 
     @functools.wraps(handle)
     def wrapper(event, context):
-        token = request_log.start()
-        started = time.perf_counter()
-        error: BaseException | None = None
-        try:
-            response = handle(event, context)
-        except FunctionError as exc:
-            error = exc
-            response = error_response(exc, getattr(exc, "request_id", None) or request_id(event.headers))
-        except Exception as exc:
-            error = exc
-            rid = request_id(event.headers)
-            log.error("unhandled error in handler", exc_info=True, extra={
-                "event": "request.crashed", "request_id": rid, "error.type": type(exc).__name__})
-            response = error_response(INTERNAL_ERROR, rid)
-        fields = request_log.finish(token)
-        seconds = time.perf_counter() - started
-        status = response.get("statusCode", 200) if isinstance(response, dict) else 200
-        metrics.observe_request(settings.current().function_name, status, seconds, fields)
-        headers = response.get("headers") or {} if isinstance(response, dict) else {}
-        fields["request_id"] = headers.get(REQUEST_ID_HEADER) or fields.get("request_id")
-        fields.update(status_code=status, duration_ms=round(seconds * 1000.0, 3),
-                      method=event.method)
-        if error is None:
-            fields["event"] = "request.completed"
-            log.info("request completed", extra=fields)
-        else:
-            fields.update({"event": "request.failed", "error.type": type(error).__name__,
-                           "error.code": getattr(error, "code", "internal_error"),
-                           "error.message": getattr(error, "message", "internal error")})
-            log.log(logging.ERROR if status >= 500 else logging.WARNING, "request failed", extra=fields)
-        return response
+        # The runtime server creates the request's context before calling handle(); under the official
+        # template (flask + waitress) nothing has, so this is the edge.
+        ctx = request_context.current()
+        if ctx is not None:
+            return _handle(handle, event, context, ctx)
+        ctx = RequestContext.from_headers(event.headers)
+        with request_context.active(ctx):
+            return _handle(handle, event, context, ctx)
 
     return wrapper
+
+
+def _handle(handle: Callable, event, context, ctx: RequestContext) -> dict:
+    started = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        response = handle(event, context)
+    except FunctionError as exc:
+        error = exc
+        response = error_response(exc, ctx.request_id)
+    except Exception as exc:
+        error = exc
+        log.error("unhandled error in handler", exc_info=True, extra={
+            "event": "request.crashed", "request_id": ctx.request_id, "error.type": type(exc).__name__})
+        response = error_response(INTERNAL_ERROR, ctx.request_id)
+    fields = ctx.log
+    seconds = time.perf_counter() - started
+    status = response.get("statusCode", 200) if isinstance(response, dict) else 200
+    metrics.observe_request(settings.current().function_name, status, seconds, fields)
+    fields["request_id"] = ctx.request_id
+    fields.update(status_code=status, duration_ms=round(seconds * 1000.0, 3), method=event.method)
+    if error is None:
+        fields["event"] = "request.completed"
+        log.info("request completed", extra=fields)
+    else:
+        fields.update({"event": "request.failed", "error.type": type(error).__name__,
+                       "error.code": getattr(error, "code", "internal_error"),
+                       "error.message": getattr(error, "message", "internal error")})
+        log.log(logging.ERROR if status >= 500 else logging.WARNING, "request failed", extra=fields)
+    return response

@@ -39,5 +39,11 @@ def observe_request(function: str, status: int, seconds: float, fields: dict) ->
             ENTITIES.labels(label).inc(count)
 
 
+def observe_model_batch(documents: int, seconds: float) -> None:
+    """One model batch: its documents and wall time (seconds)."""
+    MODEL_BATCH_DOCUMENTS.observe(documents)
+    MODEL_BATCH_SECONDS.observe(seconds)
+
+
 def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

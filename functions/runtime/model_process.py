@@ -2,22 +2,18 @@
 
 One Python process holds one GIL: with the model, the HTTP server, the handler threads and the database
 committer in one process, every request's edge work (parsing, JSON, psycopg) stops the model, and one
-pod cannot use more than one core however many it is given. Issue 11 measured the cost: the function
-reached 0.48-0.66x of raw ``nlp.pipe`` at 16-64 clients on short comments with everything in one
-process. Here the model runs in a child process (its own GIL, its own core) and the function's process
-keeps the HTTP edge and the writer.
+pod cannot use more than one core however many it is given (docs/performance.md has the measurement).
+Here the model runs in a child process (its own GIL, its own core) and the function's process keeps the
+HTTP edge and the writer.
 
 :class:`ModelProcess` (in the function's process) starts ``python -m functions.runtime.model_process``
 with a pair of pipes. The child loads the pipeline and runs :class:`functions.runtime.nlp.NerEngine`
 exactly as an in-process engine would (micro-batching, memory zones, the tokenizer guard, malloc_trim);
-texts go there and entity tuples come back as pickled messages on the pipes
-(``multiprocessing.connection``). The child is a plain ``python -m`` process, not a ``multiprocessing``
-spawn, so nothing re-imports the parent's ``__main__`` (the python3-http template's ``index.py``).
-
-Messages, parent -> child: ``("job", id, texts)``, ``("cancel", id)`` (the caller timed out),
-``("stop",)``. Child -> parent: ``("ready", info, load_ms)`` or ``("load_failed", type, message)`` once,
-then ``("done", id, entities, error)`` per job and ``("batch", documents, seconds)`` per model batch
-(the Prometheus histograms live in the parent, which serves ``/metrics``).
+texts go there and entity tuples come back as the typed messages of
+:mod:`functions.runtime.model_messages`, pickled on the pipes (``multiprocessing.connection``). Each job
+carries its request id, so the child's log lines for a request join the request's trail in Kibana. The
+child is a plain ``python -m`` process, not a ``multiprocessing`` spawn, so nothing re-imports the
+parent's ``__main__`` (the python3-http template's ``index.py``).
 
 The child ignores SIGTERM/SIGINT (the watchdog signals the function's process; the parent decides when
 the model stops) and exits when its pipe closes, so it never outlives the parent. If it dies (e.g. the
@@ -44,7 +40,18 @@ from pathlib import Path
 
 from functions.runtime import errors, metrics
 from functions.runtime.errors import FunctionError, Overloaded, Unavailable
-from functions.runtime.nlp import ModelInfo, _observe_batch
+from functions.runtime.model_messages import (
+    VERSION,
+    BatchObserved,
+    Cancel,
+    Done,
+    ErrorInfo,
+    Job,
+    LoadFailed,
+    Ready,
+    Stop,
+)
+from functions.runtime.recognizer import ModelInfo
 from functions.runtime.settings import Settings, child_environment
 from functions.runtime.shapes import Entity
 
@@ -61,8 +68,8 @@ class ModelLoadError(RuntimeError):
 
 
 class ModelProcess:
-    """The parent's side: the same calls as :class:`functions.runtime.nlp.NerEngine` (``submit``,
-    ``recognize``, ``close``, ``info``) plus :meth:`ready`. Thread-safe.
+    """The parent's side, a :class:`functions.runtime.recognizer.Recognizer` like the in-process
+    :class:`functions.runtime.nlp.NerEngine` it runs in the child. Thread-safe.
 
     ``max_pending`` documents may wait for or be in the model before :meth:`submit` refuses work with
     Overloaded (429), counted here so the refusal is immediate. ``start_timeout`` (s) bounds loading the
@@ -119,7 +126,7 @@ class ModelProcess:
             try:
                 with contextlib.suppress(Exception):  # closed, broken or replaced: the wait below decides
                     if self._outbox is not None:
-                        self._outbox.send(("stop",))
+                        self._outbox.send(Stop())
             finally:
                 self._send_lock.release()
         if proc is not None:
@@ -137,7 +144,7 @@ class ModelProcess:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def submit(self, texts: Sequence[str]) -> Future:
+    def submit(self, texts: Sequence[str], request_id: str | None = None) -> Future:
         """Queue ``texts``; the future resolves to one entity list per text (or the text's error, e.g.
         PayloadTooLarge 413 ``text_too_long`` from the tokenizer guard).
 
@@ -166,22 +173,23 @@ class ModelProcess:
             outbox = self._outbox
         try:
             with self._send_lock:
-                outbox.send(("job", job_id, list(texts)))
+                outbox.send(Job(job_id, request_id, list(texts)))
         except Exception:  # the child is gone (or its pipe closed under us): the receiver restarts it
             self._finish(job_id)
             raise Unavailable("the model process stopped; retry shortly", code="model_unavailable",
                               retry_after=self.settings.retry_after_s) from None
         return future
 
-    def recognize(self, texts: Sequence[str], timeout: float | None = None) -> list[list[Entity]]:
+    def recognize(self, texts: Sequence[str], *, request_id: str | None = None,
+                  timeout: float | None = None) -> list[list[Entity]]:
         """Blocking :meth:`submit`. Raises TimeoutError after ``timeout`` seconds; the child then skips
         the job's texts it has not started (the caller has its 504 already)."""
-        future = self.submit(texts)
+        future = self.submit(texts, request_id)
         try:
             return future.result(timeout=timeout)
         except TimeoutError:
             with contextlib.suppress(Exception), self._send_lock:  # best effort: a dead child answers nothing
-                self._outbox.send(("cancel", future.job_id))  # type: ignore[attr-defined]
+                self._outbox.send(Cancel(future.job_id))  # type: ignore[attr-defined]
             raise
 
     # -- internals --------------------------------------------------------------------------------
@@ -212,11 +220,13 @@ class ModelProcess:
                 if not inbox.poll(min(remaining, 0.5)):
                     continue
                 message = inbox.recv()
-                if message[0] == "ready":
-                    info, self.load_ms = message[1], message[2]
+                if getattr(message, "v", None) != VERSION:
+                    raise ModelLoadError(f"the model process speaks another message version: {message!r:.200}")
+                if isinstance(message, Ready):
+                    ready, self.load_ms = message, message.load_ms
                     break
-                if message[0] == "load_failed":
-                    raise ModelLoadError(f"{message[1]}: {message[2]}")
+                if isinstance(message, LoadFailed):
+                    raise ModelLoadError(f"{message.error_type}: {message.message}")
         except EOFError:
             code = proc.wait()
             inbox.close()
@@ -228,7 +238,7 @@ class ModelProcess:
             inbox.close()
             outbox.close()
             raise
-        self.info = ModelInfo(info["name"], info["version"], tuple(info["pipeline"]))
+        self.info = ModelInfo(ready.name, ready.version, tuple(ready.pipeline))
         metrics.MODEL_INFO.labels(self.info.name, self.info.version).set(1)
         with self._lock:
             self._proc, self._inbox, self._outbox, self.pid = proc, inbox, outbox, proc.pid
@@ -249,6 +259,21 @@ class ModelProcess:
             if not future.done():
                 future.set_exception(error)
 
+    def _resolve(self, message: Done) -> None:
+        entry = self._finish(message.job_id)
+        if entry is None or entry[0].done():
+            return
+        try:
+            if message.error is not None:
+                entry[0].set_exception(ErrorInfo(*message.error).rebuild())
+            else:
+                entry[0].set_result([[Entity(*entity) for entity in doc] for doc in message.entities])
+        except Exception as exc:  # a malformed answer fails its request, not the reader thread
+            log.error("unreadable answer from the model process", exc_info=True,
+                      extra={"event": "model.bad_answer", "error.type": type(exc).__name__})
+            if not entry[0].done():
+                entry[0].set_exception(FunctionError("entity recognition failed"))
+
     def _receive(self) -> None:
         """Resolve futures from the child's messages; restart the child when it dies."""
         delay = _RESTART_DELAY_S
@@ -258,23 +283,12 @@ class ModelProcess:
             try:
                 while True:
                     message = inbox.recv()
-                    kind = message[0]
-                    if kind == "done":
-                        entry = self._finish(message[1])
-                        if entry is None or entry[0].done():
-                            continue
-                        try:
-                            if message[3] is not None:
-                                entry[0].set_exception(_rebuild_error(message[3]))
-                            else:
-                                entry[0].set_result([[Entity(*entity) for entity in doc] for doc in message[2]])
-                        except Exception as exc:  # a malformed answer fails its request, not this thread
-                            log.error("unreadable answer from the model process", exc_info=True,
-                                      extra={"event": "model.bad_answer", "error.type": type(exc).__name__})
-                            if not entry[0].done():
-                                entry[0].set_exception(FunctionError("entity recognition failed"))
-                    elif kind == "batch":
-                        _observe_batch(message[1], message[2])
+                    if isinstance(message, Done) and message.v == VERSION:
+                        self._resolve(message)
+                    elif isinstance(message, BatchObserved) and message.v == VERSION:
+                        metrics.observe_model_batch(message.documents, message.seconds)
+                    else:
+                        raise ValueError(f"unexpected message {type(message).__name__}")
             except (EOFError, OSError):
                 pass
             except Exception:  # an unreadable message: this child can no longer be trusted
@@ -297,7 +311,7 @@ class ModelProcess:
                     self._spawn()
                     if self._closing:  # close() ran just as this child finished loading: stop it too
                         with contextlib.suppress(Exception):
-                            self._outbox.send(("stop",))
+                            self._outbox.send(Stop())
                         try:
                             self._proc.wait(5.0)
                         except subprocess.TimeoutExpired:
@@ -318,40 +332,21 @@ class ModelProcess:
                 return
 
 
-def _error_tuple(exc: BaseException) -> tuple:
-    if isinstance(exc, FunctionError):
-        return (type(exc).__name__, exc.message, exc.code, exc.status, exc.headers)
-    return ("FunctionError", "entity recognition failed", "internal_error", 500, {})
-
-
-def _rebuild_error(fields: tuple) -> FunctionError:
-    """The child's FunctionError, rebuilt in the parent (same class, status, code, message, headers)."""
-    name, message, code, status, headers = fields
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, FunctionError)):
-        cls = FunctionError
-    exc = cls.__new__(cls)
-    FunctionError.__init__(exc, message, code=code, status=status, headers=headers)
-    if isinstance(exc, Unavailable):
-        exc.retry_after = int(headers.get("Retry-After", 2))
-    return exc
-
-
 # -- the child ----------------------------------------------------------------------------------------
 
-def _reply(send, job_id: int, future: Future) -> None:
+def _reply(send, job: Job, future: Future) -> None:
     """Done-callback of a job in the child: its entities as plain tuples, or its error."""
     if future.cancelled():
-        send(("done", job_id, None, _error_tuple(errors.Timeout("the request timed out before its texts ran"))))
+        send(Done(job.job_id, None, ErrorInfo.of(errors.Timeout("the request timed out before its texts ran"))))
         return
     error = future.exception()
     if error is not None:
         if not isinstance(error, FunctionError):
-            log.error("entity recognition failed", exc_info=error,
-                      extra={"event": "ner.job_failed", "error.type": type(error).__name__})
-        send(("done", job_id, None, _error_tuple(error)))
+            log.error("entity recognition failed", exc_info=error, extra={
+                "event": "ner.job_failed", "request_id": job.request_id, "error.type": type(error).__name__})
+        send(Done(job.job_id, None, ErrorInfo.of(error)))
         return
-    send(("done", job_id, [[tuple(entity) for entity in doc] for doc in future.result()], None))
+    send(Done(job.job_id, [[tuple(entity) for entity in doc] for doc in future.result()], None))
 
 
 def child_main(fd_in: int, fd_out: int, load=None) -> int:
@@ -380,17 +375,17 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
         nlp = load(s.spacy_model, s.spacy_pipeline)
         engine = NerEngine(nlp, max_batch=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms,
                            max_pending=sys.maxsize, zone_docs=s.zone_docs, max_batch_chars=s.batch_max_chars,
-                           on_batch=lambda documents, seconds: send(("batch", documents, seconds)))
+                           on_batch=lambda documents, seconds: send(BatchObserved(documents, seconds)))
     except Exception as exc:
-        send(("load_failed", type(exc).__name__, str(exc)[:1000]))
+        send(LoadFailed(type(exc).__name__, str(exc)[:1000]))
         return 1
-    send(("ready", {"name": engine.info.name, "version": engine.info.version,
-                    "pipeline": list(engine.info.pipeline)}, (time.perf_counter() - started) * 1000.0))
+    send(Ready(engine.info.name, engine.info.version, tuple(engine.info.pipeline),
+               (time.perf_counter() - started) * 1000.0))
     futures: dict[int, Future] = {}
 
-    def forget(job_id: int, future: Future) -> None:
-        futures.pop(job_id, None)
-        _reply(send, job_id, future)
+    def forget(job: Job, future: Future) -> None:
+        futures.pop(job.job_id, None)
+        _reply(send, job, future)
 
     while True:
         try:
@@ -399,16 +394,19 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
             # The parent is gone: nobody will read the answers, and a replacement may be loading.
             # Exit now instead of running the queue (the worker is a daemon thread).
             os._exit(0)
-        kind = message[0]
-        if kind == "job":
-            future = engine.submit(message[2])
-            futures[message[1]] = future
-            future.add_done_callback(functools.partial(forget, message[1]))
-        elif kind == "cancel":
-            future = futures.get(message[1])
+        if getattr(message, "v", None) != VERSION:
+            log.error("message of another version from the parent: stopping", extra={
+                "event": "model.bad_message", "message.type": type(message).__name__})
+            break
+        if isinstance(message, Job):
+            future = engine.submit(message.texts, message.request_id)
+            futures[message.job_id] = future
+            future.add_done_callback(functools.partial(forget, message))
+        elif isinstance(message, Cancel):
+            future = futures.get(message.job_id)
             if future is not None and not future.cancel():
                 future.abandoned = True  # type: ignore[attr-defined]  # NerEngine skips its unstarted texts
-        elif kind == "stop":
+        elif isinstance(message, Stop):
             break
     engine.close(timeout=s.request_timeout_s + 10.0)
     return 0

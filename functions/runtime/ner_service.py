@@ -6,7 +6,6 @@ writer pool and names their readiness checks (``model``, ``database``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
@@ -15,30 +14,31 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from functions.runtime import app, logs, request_log
+from functions.runtime import app, credentials, logs, request_context
 from functions.runtime.db import make_pool
-from functions.runtime.errors import (
-    FunctionError,
-    InvalidField,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    Timeout,
-    Unavailable,
-)
-from functions.runtime.http import contains_nul, decode_body, request_id, validate_request_id
+from functions.runtime.errors import InvalidField, MethodNotAllowed, PayloadTooLarge, Timeout, Unavailable
+from functions.runtime.http import contains_nul, decode_body
 from functions.runtime.model_process import ModelProcess
 from functions.runtime.persistence import EntityWriter
+from functions.runtime.recognizer import Recognizer
+from functions.runtime.request_context import RequestContext, validate_id
 from functions.runtime.settings import Settings
 from functions.runtime.shapes import DocumentRecord, Entity
+from functions.runtime.stores.documents import PgDocumentStore
 
 log = logging.getLogger(__name__)
 
 ALLOWED_METHODS = "POST"
 
 
+WRITER_SECRET = credentials.SECRETS["ner-writer-dsn"].name
+
+
 @dataclass(frozen=True)
 class Document:
-    id: str
+    """One comment to recognise and store; ``document_id`` is its idempotency key."""
+
+    document_id: str
     text: str
     source: str | None = None
     metadata: dict | None = None
@@ -52,9 +52,10 @@ class NerRequest:
 
 
 class NerService(app.Service):
-    """Owns the model process and the writer; :meth:`process` is safe to call from many threads."""
+    """Owns the recogniser (the model process) and the writer; :meth:`process` is safe to call from many
+    threads."""
 
-    def __init__(self, settings: Settings, engine: ModelProcess, writer: EntityWriter | None):
+    def __init__(self, settings: Settings, engine: Recognizer, writer: EntityWriter | None):
         super().__init__(settings)
         self.engine = engine
         self.writer = writer
@@ -63,31 +64,26 @@ class NerService(app.Service):
     # -- parse ------------------------------------------------------------------------------------
 
     def parse(self, event) -> NerRequest:
-        """Turn an HTTP event into a request. Raises the 4xx project errors documented in the README."""
+        """Turn an HTTP event into a request. Raises the 4xx project errors documented in
+        docs/operations.md; the request's context holds the request id from here on."""
+        ctx = request_context.for_headers(event.headers)
         if event.method != "POST":
             raise MethodNotAllowed(f"method {event.method} is not allowed; use POST", allow=ALLOWED_METHODS)
         kind, payload = decode_body(event, max_bytes=self.settings.max_body_bytes)
         if kind == "text":
-            rid = request_id(event.headers)
-            try:
-                text = self._check_text(payload, "body")
-            except FunctionError as exc:
-                raise _with_id(exc, rid) from None
-            return NerRequest(rid, (Document(rid, text),), batch=False)
+            text = self._check_text(payload, "body")
+            return NerRequest(ctx.request_id, (Document(ctx.request_id, text),), batch=False)
         if not isinstance(payload, dict):
             raise InvalidField("body", "the JSON body must be an object with 'text' or 'documents'")
-        rid = request_id(event.headers, payload.get("request_id"))
-        try:
-            if "documents" in payload:
-                return self._parse_batch(payload, rid)
-            text = self._check_text(payload.get("text"), "text", present="text" in payload)
-            source = self._optional_str(payload.get("source"), "source")
-            metadata = self._optional_object(payload.get("metadata"), "metadata")
-        except FunctionError as exc:  # the caller's own id in the error, once it passed the rule
-            raise _with_id(exc, rid) from None
+        rid = ctx.adopt(payload.get("request_id"))
+        if "documents" in payload:
+            return self._parse_batch(payload, ctx)
+        text = self._check_text(payload.get("text"), "text", present="text" in payload)
+        source = self._optional_str(payload.get("source"), "source")
+        metadata = self._optional_object(payload.get("metadata"), "metadata")
         return NerRequest(rid, (Document(rid, text, source, metadata),), batch=False)
 
-    def _parse_batch(self, payload: dict, request_id: str) -> NerRequest:
+    def _parse_batch(self, payload: dict, ctx: RequestContext) -> NerRequest:
         items = payload["documents"]
         if not isinstance(items, list) or not items:
             raise InvalidField("documents", "'documents' must be a non-empty array of objects")
@@ -101,17 +97,17 @@ class NerService(app.Service):
             where = f"documents[{index}]"
             if not isinstance(item, dict):
                 raise InvalidField(where, f"'{where}' must be an object with 'text'")
-            doc_id = f"{request_id}:{index}"
+            document_id = f"{ctx.request_id}:{index}"
             if item.get("id") is not None:
-                doc_id = validate_request_id(item["id"], f"{where}.id")
-            if doc_id in seen:
-                raise InvalidField(f"{where}.id", f"'{where}.id' repeats the id {doc_id!r}")
-            seen.add(doc_id)
+                document_id = validate_id(item["id"], f"{where}.id")
+            if document_id in seen:
+                raise InvalidField(f"{where}.id", f"'{where}.id' repeats the id {document_id!r}")
+            seen.add(document_id)
             text = self._check_text(item.get("text"), f"{where}.text", present="text" in item)
             source = self._optional_str(item.get("source"), f"{where}.source") or default_source
             metadata = self._optional_object(item.get("metadata"), f"{where}.metadata")
-            documents.append(Document(doc_id, text, source, metadata))
-        return NerRequest(request_id, tuple(documents), batch=True)
+            documents.append(Document(document_id, text, source, metadata))
+        return NerRequest(ctx.request_id, tuple(documents), batch=True)
 
     def _check_text(self, value: Any, field: str, present: bool = True) -> str:
         if not present or value is None:
@@ -156,40 +152,34 @@ class NerService(app.Service):
 
         Raises Overloaded (429), Timeout (504), Unavailable (503), Conflict (409).
         """
-        fields = request_log.fields()
-        fields["request_id"] = request.request_id
+        fields = request_context.log_fields()
         texts = [doc.text for doc in request.documents]
         fields.update(document_count=len(texts), text_length=sum(map(len, texts)))
         started = time.perf_counter()
         try:
-            entities = self.engine.recognize(texts, timeout=self.settings.request_timeout_s)
+            entities = self.engine.recognize(texts, request_id=request.request_id,
+                                             timeout=self.settings.request_timeout_s)
         except TimeoutError:
-            raise _with_id(Timeout("entity recognition did not finish in time"), request.request_id) from None
-        except Exception as exc:
-            raise _with_id(exc, request.request_id) from None
+            raise Timeout("entity recognition did not finish in time") from None
         ner_ms = (time.perf_counter() - started) * 1000.0
         counts = Counter(entity.label for doc_entities in entities for entity in doc_entities)
         fields.update(ner_ms=round(ner_ms, 3), entity_count=sum(counts.values()),
                       entities_by_label=dict(counts), batch_size=len(texts))
 
         if self.writer is None:
-            raise _with_id(Unavailable("no database is configured", code="database_unavailable",
-                                       retry_after=self.settings.retry_after_s), request.request_id)
+            raise Unavailable("no database is configured", code="database_unavailable",
+                              retry_after=self.settings.retry_after_s)
         records = [DocumentRecord(
-            request_id=doc.id, source=doc.source, model_name=self.model["name"],
+            document_id=doc.document_id, source=doc.source, model_name=self.model["name"],
             model_version=self.model["version"], text=doc.text,
             text_sha256=hashlib.sha256(doc.text.encode("utf-8")).hexdigest(),
             entities=doc_entities, metadata=doc.metadata, ner_ms=ner_ms / len(texts))
             for doc, doc_entities in zip(request.documents, entities, strict=True)]
-        try:
-            result = self.writer.write(records)
-        except Exception as exc:
-            raise _with_id(exc, request.request_id) from None
-        commit_lsn, duplicates = result.commit_lsn, result.duplicates
+        result = self.writer.write(records)
         fields["db_ms"] = round(result.db_ms, 3)
-        if duplicates:
-            fields["duplicate_count"] = len(duplicates)
-        return self._body(request, entities, commit_lsn, duplicates)
+        if result.duplicates:
+            fields["duplicate_count"] = len(result.duplicates)
+        return self._body(request, entities, result.commit_lsn, result.duplicates)
 
     def _body(self, request: NerRequest, entities: list[list[Entity]], commit_lsn: str | None,
               duplicates: set[str]) -> dict:
@@ -199,11 +189,11 @@ class NerService(app.Service):
         if not request.batch:
             doc = request.documents[0]
             return {"request_id": request.request_id, "entities": as_dicts(entities[0]), "model": self.model,
-                    "persisted": True, "duplicate": doc.id in duplicates, "commit_lsn": commit_lsn}
+                    "persisted": True, "duplicate": doc.document_id in duplicates, "commit_lsn": commit_lsn}
         return {
             "request_id": request.request_id,
-            "documents": [{"id": doc.id, "entities": as_dicts(doc_entities), "persisted": True,
-                           "duplicate": doc.id in duplicates}
+            "documents": [{"id": doc.document_id, "entities": as_dicts(doc_entities), "persisted": True,
+                           "duplicate": doc.document_id in duplicates}
                           for doc, doc_entities in zip(request.documents, entities, strict=True)],
             "model": self.model, "persisted": True, "commit_lsn": commit_lsn,
         }
@@ -214,19 +204,13 @@ class NerService(app.Service):
         return self.writer is not None and self.writer.ready()
 
     def ready_checks(self) -> Mapping[str, Callable[[], bool]]:
-        # The model process is up with its model loaded (false while a crashed one restarts).
+        # The model is loaded and accepting work (false while a crashed model process restarts).
         return {"model": self.engine.ready, "database": self.ready}
 
     def close(self) -> None:
         self.engine.close()
         if self.writer is not None:
             self.writer.close()
-
-
-def _with_id(exc: BaseException, rid: str) -> BaseException:
-    with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot carry it
-        exc.request_id = rid  # type: ignore[attr-defined]
-    return exc
 
 
 def build(settings: Settings) -> NerService:
@@ -237,14 +221,14 @@ def build(settings: Settings) -> NerService:
     log.info("model loaded", extra={"event": "model.loaded", "load_ms": round(engine.load_ms, 1),
                                     "pipeline": list(engine.info.pipeline), "model_pid": engine.pid})
     writer = None
-    dsn = settings.secret("ner-writer-dsn")
+    dsn = settings.secret(WRITER_SECRET)
     if dsn:
-        pool = make_pool(dsn, name="ner-writer", **settings.pool_options())
-        writer = EntityWriter(pool, store_text=settings.store_text, retry_after=settings.retry_after_s,
-                              write_timeout=settings.request_timeout_s,
-                              statement_timeout_ms=settings.db_statement_timeout_ms)
+        store = PgDocumentStore.over_pool(make_pool(dsn, name="ner-writer", **settings.pool_options()),
+                                          statement_timeout_ms=settings.db_statement_timeout_ms,
+                                          store_text=settings.store_text)
+        writer = EntityWriter(store, retry_after=settings.retry_after_s, write_timeout=settings.request_timeout_s)
         writer.open()
     else:
-        log.warning("secret ner-writer-dsn is not set: requests will get 503",
+        log.warning(f"secret {WRITER_SECRET} is not set: requests will get 503",
                     extra={"event": "db.not_configured"})
     return NerService(settings, engine, writer)

@@ -19,7 +19,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from functions.runtime import metrics, tokenizer_guard
-from functions.runtime.errors import Overloaded, Timeout, Unavailable
+from functions.runtime.errors import FunctionError, Overloaded, Timeout, Unavailable
+from functions.runtime.recognizer import ModelInfo
 from functions.runtime.settings import Settings
 from functions.runtime.shapes import Entity
 
@@ -40,16 +41,6 @@ _WARMUP_TEXTS = (
     "Microsoft, Google and Tesla stocks fell 3% on Wednesday, according to Reuters.",
     "we stayed at the Hilton in Paris last weekend. the staff were lovely, thanks Marie!",
 )
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    pipeline: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version}
 
 
 def load_pipeline(model: str, pipeline: str = "ner"):
@@ -121,20 +112,16 @@ def _malloc_trim() -> None:
         _libc_malloc_trim(0)
 
 
-def _observe_batch(documents: int, seconds: float) -> None:
-    metrics.MODEL_BATCH_DOCUMENTS.observe(documents)
-    metrics.MODEL_BATCH_SECONDS.observe(seconds)
-
-
 def extract(doc) -> list[Entity]:
     return [Entity(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
 
 
 class _Job:
-    __slots__ = ("texts", "chars", "future")
+    __slots__ = ("texts", "chars", "future", "request_id")
 
-    def __init__(self, texts: Sequence[str]):
+    def __init__(self, texts: Sequence[str], request_id: str | None):
         self.texts = texts
+        self.request_id = request_id
         self.chars = sum(map(len, texts))
         self.future: Future[list[list[Entity]]] = Future()
 
@@ -180,7 +167,7 @@ class NerEngine:
         self.stats = BatchStats()
         # (documents, seconds) of every model batch: the Prometheus histograms by default; the model
         # process (functions/runtime/model_process.py) sends them to the process that serves /metrics.
-        self._on_batch = on_batch or _observe_batch
+        self._on_batch = on_batch or metrics.observe_model_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pending_docs = 0
         self._pending_lock = threading.Lock()
@@ -195,8 +182,9 @@ class NerEngine:
 
     # -- public API -------------------------------------------------------------------------------
 
-    def submit(self, texts: Sequence[str]) -> Future[list[list[Entity]]]:
-        """Queue ``texts``; the future resolves to one entity list per text.
+    def submit(self, texts: Sequence[str], request_id: str | None = None) -> Future[list[list[Entity]]]:
+        """Queue ``texts``; the future resolves to one entity list per text (the :class:`~functions.
+        runtime.recognizer.Recognizer` seam). ``request_id`` goes into this engine's log lines for them.
 
         Raises Overloaded (429) when more than ``max_pending`` documents are queued and Unavailable
         (503) after :meth:`close`.
@@ -208,20 +196,25 @@ class NerEngine:
                 raise Overloaded(f"{self._pending_docs} documents are already queued for the model; "
                                  "retry shortly")
             self._pending_docs += len(texts)
-        job = _Job(texts)
+        job = _Job(texts, request_id)
         self._queue.put(job)
         return job.future
 
-    def recognize(self, texts: Sequence[str], timeout: float | None = None) -> list[list[Entity]]:
+    def recognize(self, texts: Sequence[str], *, request_id: str | None = None,
+                  timeout: float | None = None) -> list[list[Entity]]:
         """Blocking :meth:`submit`. Raises TimeoutError after ``timeout`` seconds (the job is
         cancelled if it has not started)."""
-        future = self.submit(texts)
+        future = self.submit(texts, request_id)
         try:
             return future.result(timeout=timeout)
         except TimeoutError:
             if not future.cancel():  # already running: the worker skips those of its texts not yet started
                 future.abandoned = True  # type: ignore[attr-defined]
             raise
+
+    def ready(self) -> bool:
+        """True while the worker thread runs and accepts work."""
+        return not self._closed and self._thread.is_alive()
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish queued work, then stop the worker."""
@@ -284,6 +277,9 @@ class NerEngine:
             if refused is None:
                 job.future.set_result(own)
             else:
+                if isinstance(refused, FunctionError) and refused.status == 413:
+                    log.warning("text refused by the tokenizer guard", extra={
+                        "event": "ner.text_refused", "request_id": job.request_id, "error.code": refused.code})
                 job.future.set_exception(refused)
             offset += len(job.texts)
             delivered += 1
@@ -327,7 +323,7 @@ class NerEngine:
                         if all(getattr(job.future, "abandoned", False)
                                for job in owners[len(results):len(results) + len(chunk)]):
                             # Their callers got a 504 already: a timed-out batch of long texts must not hold
-                            # the worker for the rest of its texts (issue 14).
+                            # the worker for the rest of its texts.
                             results.extend([Timeout("the request timed out before its texts ran")] * len(chunk))
                         else:
                             results.extend(doc if isinstance(doc, Exception) else extract(doc)

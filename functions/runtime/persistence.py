@@ -1,101 +1,107 @@
-"""Persistence of documents and entities on the PostgreSQL primary, with group commit.
+"""Persistence of documents and entities on the PostgreSQL primary: the write policy over a
+:class:`functions.runtime.stores.documents.DocumentStore`, run by group commit.
 
-Requests hand their documents to :class:`EntityWriter`; one committer thread writes everything that
-is waiting in a single transaction (an array-``INSERT ... ON CONFLICT`` for documents, ``COPY`` for their
-entities) and resolves each request's future only after ``COMMIT``. Writes are idempotent on
-``request_id``: a document already stored with the same text hash and model is reported as a duplicate
-and adds no rows; the same id with other content is a conflict (409) and nothing of that request is
-written.
+Requests hand their documents to :class:`EntityWriter`; its committer (:mod:`functions.runtime.
+group_commit`) writes everything waiting in one transaction and resolves each request's future only after
+``COMMIT``. Writes are idempotent on the document id: a document already stored with the same fingerprint
+(text hash and model) is reported as a duplicate and adds no rows; the same id with other content is a
+conflict (409) and nothing of that request is written.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
-import threading
 import time
-import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-import psycopg
-
-from functions.runtime import db, metrics, queries
-from functions.runtime.db import Database, Failure, ServerDown, make_pool
+from functions.runtime import db, metrics
+from functions.runtime.db import Failure, ServerDown
 from functions.runtime.errors import Conflict, FunctionError, Unavailable
-from functions.runtime.shapes import DocumentRecord, WriteResult
-
-__all__ = ["DocumentRecord", "EntityWriter", "WriteResult", "make_pool", "normalize"]
+from functions.runtime.group_commit import GroupCommitter, Pending
+from functions.runtime.shapes import DocumentRecord, Fingerprint, WriteResult
+from functions.runtime.stores.documents import DocumentStore
 
 log = logging.getLogger(__name__)
 
-_MAX_GROUP_DOCS = 2048
+MAX_GROUP_DOCS = 2048
+# Attempts of one group when another writer (another pod) inserts one of its ids between the check and
+# the insert: the next attempt sees the id in the check.
+RACE_ATTEMPTS = 3
+
+Group = list[Pending[Sequence[DocumentRecord]]]
+Outcome = dict[int, WriteResult | BaseException]
 
 
-def normalize(text: str) -> str:
-    """Grouping key of an entity: NFKC, case-folded, inner whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+class Raced(Exception):
+    """Another writer committed one of the group's ids first: the group rolls back and is tried again."""
 
 
-class _WriteJob:
-    __slots__ = ("records", "future")
-
-    def __init__(self, records: Sequence[DocumentRecord]):
-        self.records = records
-        self.future: Future[WriteResult] = Future()
+def plan(group: Group, existing: dict[str, Fingerprint]) -> tuple[Outcome, dict[str, DocumentRecord]]:
+    """Which requests of ``group`` conflict (409; nothing of theirs is written), and which records to
+    insert: the first record of each id that is not stored yet. ``existing``: stored fingerprints."""
+    outcome: Outcome = {}
+    to_insert: dict[str, DocumentRecord] = {}
+    for pending in group:
+        conflict = None
+        for record in pending.work:
+            first = to_insert.get(record.document_id)
+            stored = existing.get(record.document_id) or (first.fingerprint if first is not None else None)
+            if stored is not None and tuple(stored) != record.fingerprint:
+                conflict = record.document_id
+                break
+        if conflict is not None:
+            outcome[id(pending)] = Conflict(f"request id {conflict!r} was already used for a different text "
+                                            "or model; use a new request id")
+            continue
+        for record in pending.work:
+            if record.document_id not in existing:
+                to_insert.setdefault(record.document_id, record)
+    return outcome, to_insert
 
 
 class EntityWriter:
     """Group-committing writer for the primary.
 
-    :meth:`write` blocks until the records are committed and returns the commit LSN. It raises
-    Unavailable (503, ``database_unavailable`` / ``database_timeout`` / ``database_busy``) when the
-    primary cannot be reached within the pool timeout, a statement times out or concurrent writers keep
-    racing, and Conflict (409) when a request id was stored with other content. Call :meth:`open` once
-    before use and :meth:`close` at shutdown. ``pool`` is a :func:`functions.runtime.db.make_pool` pool
-    (or anything with its ``connection(timeout=)`` / ``open`` / ``close`` / ``timeout``).
+    :meth:`write` blocks until the records are committed and returns a WriteResult (commit LSN, the ids
+    that were duplicates). It raises Unavailable (503, ``database_unavailable`` / ``database_timeout`` /
+    ``database_busy`` / ``shutting_down``) when the primary cannot be reached within the pool timeout, a
+    statement times out, concurrent writers keep racing or the writer is closed, and Conflict (409) when a
+    document id was stored with other content. Call :meth:`open` once before use, :meth:`close` at
+    shutdown.
     """
 
-    def __init__(self, pool, *, store_text: bool = True, retry_after: int = 2, write_timeout: float = 10.0,
-                 statement_timeout_ms: int = 3000):
-        self.pool = pool
-        self.db = Database(pool, name="primary", statement_timeout_ms=statement_timeout_ms, cooldown_s=None)
-        self.store_text = store_text
+    def __init__(self, store: DocumentStore, *, retry_after: int = 2, write_timeout: float = 10.0):
+        self.store = store
         self.retry_after = retry_after
         self.write_timeout = write_timeout
-        self._sql = queries.load("writer")
-        self._queue: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="db-committer", daemon=True)
-        self._closed = False
+        self._committer: GroupCommitter[Sequence[DocumentRecord]] = GroupCommitter(
+            self._commit_group, name="db-committer", max_items=MAX_GROUP_DOCS, again=self._again)
 
     def open(self) -> None:
-        """Open the pool without waiting for the database (readiness tells when it answers)."""
-        self.db.open()
-        self._thread.start()
+        """Open the store without waiting for the database (readiness tells when it answers)."""
+        self.store.open()
+        self._committer.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, stop the committer, close the pool (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            if self._thread.is_alive():
-                self._thread.join(timeout)
-        self.db.close(timeout=timeout)
+        """Commit what is queued, stop the committer, close the store (idempotent)."""
+        self._committer.close(timeout)
+        self.store.close(timeout=timeout)
 
     def ready(self) -> bool:
-        """True when the primary answers (see :meth:`functions.runtime.db.Database.ready`)."""
-        return self.db.ready()
+        """True when the primary answers."""
+        return self.store.ready()
 
     def submit(self, records: Sequence[DocumentRecord]) -> Future[WriteResult]:
-        if self._closed:
+        """Queue ``records`` for the next group; raises Unavailable (503 ``shutting_down``) after close."""
+        try:
+            return self._committer.submit(records, size=len(records))
+        except RuntimeError:
             raise Unavailable("the database writer is shutting down", code="shutting_down",
-                              retry_after=self.retry_after)
-        job = _WriteJob(records)
-        self._queue.put(job)
-        return job.future
+                              retry_after=self.retry_after) from None
 
     def write(self, records: Sequence[DocumentRecord]) -> WriteResult:
+        """Blocking :meth:`submit`: the result once committed (errors as in the class doc)."""
         future = self.submit(records)
         try:
             return future.result(timeout=self.write_timeout)
@@ -103,102 +109,67 @@ class EntityWriter:
             raise Unavailable("the database did not confirm the write in time",
                               code="database_timeout", retry_after=self.retry_after) from None
 
-    # -- committer --------------------------------------------------------------------------------
+    # -- the committer's side ---------------------------------------------------------------------------
 
-    def _take_group(self, first: _WriteJob) -> tuple[list[_WriteJob], bool]:
-        jobs = [first]
-        docs = len(first.records)
-        while docs < _MAX_GROUP_DOCS:
-            try:
-                more = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                return jobs, True
-            jobs.append(more)
-            docs += len(more.records)
-        return jobs, False
+    def _again(self, error: BaseException) -> BaseException:
+        if isinstance(error, Unavailable):
+            return Unavailable(error.message, code=error.code, retry_after=self.retry_after)
+        return error
 
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            jobs, stop = self._take_group(job)
-            unavailable = self._commit_group(jobs)
-            if unavailable is not None and not stop:
-                # Everything that queued while this group waited for the database would wait as long
-                # again: answer it now with the same 503 so no request waits for two pool timeouts.
-                while True:
-                    try:
-                        queued = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if queued is None:
-                        stop = True
-                        break
-                    queued.future.set_exception(Unavailable(unavailable.message, code=unavailable.code,
-                                                            retry_after=self.retry_after))
-            if stop:
-                return
-
-    def _commit_group(self, jobs: list[_WriteJob]) -> Unavailable | None:
-        """Write a group; returns the Unavailable error when the database could not be reached."""
+    def _commit_group(self, group: Group) -> Unavailable | None:
+        """Write a group and resolve its futures; returns the Unavailable error when the database could
+        not be reached (the committer then answers what queued meanwhile with it)."""
         try:
-            outcome = self._write_with_retry(jobs)
+            outcome = self._write_with_retry(group)
         except Unavailable as exc:
-            for job in jobs:
-                job.future.set_exception(exc)
+            for pending in group:
+                pending.future.set_exception(exc)
             return exc
         except Exception as exc:
             if db.classify(exc) is not Failure.QUERY:
                 error = self._unavailable(exc)
-                for job in jobs:
-                    job.future.set_exception(error)
+                for pending in group:
+                    pending.future.set_exception(error)
                 return error
-            # Anything else is about the data of one request (a value PostgreSQL or the driver
-            # refuses): write each request on its own so only the guilty one fails.
-            if len(jobs) > 1:
+            # A value PostgreSQL or the driver refuses is about one request's data: write each request
+            # on its own so only the guilty one fails.
+            if len(group) > 1:
                 unavailable = None
-                for job in jobs:
-                    unavailable = self._commit_group([job]) or unavailable
+                for pending in group:
+                    unavailable = self._commit_group([pending]) or unavailable
                 return unavailable
             log.error("database write failed", extra={
-                "event": "db.write_failed", "error.type": type(exc).__name__,
-                "error.message": db.safe_message(exc)})
-            outcome = {id(jobs[0]): FunctionError("the database write failed")}
-        for job in jobs:
-            result = outcome[id(job)]
+                "event": "db.write_failed", "error.type": type(exc).__name__, "error.message": db.safe_message(exc)})
+            outcome = {id(group[0]): FunctionError("the database write failed")}
+        for pending in group:
+            result = outcome[id(pending)]
             if isinstance(result, BaseException):
-                job.future.set_exception(result)
+                pending.future.set_exception(result)
             else:
-                job.future.set_result(result)
+                pending.future.set_result(result)
         return None
 
     def _unavailable(self, exc: BaseException) -> Unavailable:
         """503 for a server that is down or a statement/lock timeout; the primary counts as down."""
         failure = db.classify(exc)
-        self.db.failed(exc)
+        self.store.mark_failed(exc)
         cause = exc.cause if isinstance(exc, ServerDown) and exc.cause is not None else exc
         log.warning("database write failed", extra={
-            "event": "db.write_failed", "error.type": type(cause).__name__,
-            "error.message": db.safe_message(cause)})
+            "event": "db.write_failed", "error.type": type(cause).__name__, "error.message": db.safe_message(cause)})
         code = "database_timeout" if failure is Failure.TIMEOUT else "database_unavailable"
         return Unavailable("the database is unavailable, retry later", code=code, retry_after=self.retry_after)
 
-    def _write_with_retry(self, jobs: list[_WriteJob]) -> dict[int, WriteResult | BaseException]:
-        # A concurrent writer (another pod) may insert one of our ids between the check and the
-        # insert; the second attempt then sees it in the check.
+    def _write_with_retry(self, group: Group) -> Outcome:
         connection_retried = False
-        degraded = self.db.is_down()  # as it was before this group: a failure below marks it down
-        for attempt in range(3):
+        degraded = self.store.is_down()  # as it was before this group: a failure below marks it down
+        for attempt in range(RACE_ATTEMPTS):
             try:
-                return self._write_once(jobs)
-            except _Raced:
-                pass
+                return self._write_once(group)
+            except Raced:
+                log.info("request id raced with another writer, retrying group",
+                         extra={"event": "db.write_raced", "attempt": attempt + 1})
             except Exception as exc:
-                failure = db.classify(exc)
-                if failure is not Failure.SERVER_DOWN or (isinstance(exc, ServerDown) and not exc.acquired):
+                if db.classify(exc) is not Failure.SERVER_DOWN or (isinstance(exc, ServerDown) and not exc.acquired):
                     # A data problem, no connection at all, or a statement/lock timeout: a retry would
                     # meet the same lock and double the caller's wait past DB_STATEMENT_TIMEOUT_MS.
                     raise
@@ -208,99 +179,30 @@ class EntityWriter:
                 if connection_retried or degraded:
                     raise
                 connection_retried = True
-                log.info("connection lost during a group commit, retrying once",
-                         extra={"event": "db.write_retried"})
-                continue
-            log.info("request id raced with another writer, retrying group",
-                     extra={"event": "db.write_raced", "attempt": attempt + 1})
+                log.info("connection lost during a group commit, retrying once", extra={"event": "db.write_retried"})
         raise Unavailable("concurrent writes kept racing on the same request ids", code="database_busy",
                           retry_after=self.retry_after)
 
-    def _write_once(self, jobs: list[_WriteJob]) -> dict[int, WriteResult | BaseException]:
+    def _write_once(self, group: Group) -> Outcome:
         started = time.perf_counter()
-        all_ids = list(dict.fromkeys(r.request_id for job in jobs for r in job.records))
-        # While the database is known to be down, Database probes with a short wait instead of the
-        # full pool timeout, so a burst of requests during an outage gets its 503s quickly.
-        with self.db.connection() as conn:
-            with self.db.transaction(conn):
-                existing = {row[0]: tuple(row[1:]) for row in
-                            conn.execute(self._sql["existing_documents"], {"request_ids": all_ids})}
-                outcome, to_insert = self._plan(jobs, existing)
-                inserted: set[str] = set()
-                if to_insert:
-                    inserted = {row[0] for row in conn.execute(
-                        self._sql["insert_documents"], self._document_params(to_insert.values()))}
-                    if inserted != set(to_insert):
-                        raise _Raced()  # leaving the transaction rolls the whole group back
-                    with conn.cursor() as cur, cur.copy(self._sql["copy_entities"]) as copy:
-                        for row in self._entity_rows(to_insert.values()):
-                            copy.write_row(row)
-            try:
-                lsn = conn.execute(self._sql["current_lsn"]).fetchone()[0]
-            except psycopg.OperationalError:
-                # COMMIT went through; only the position is unknown. The write is acknowledged
-                # (read-your-writes callers fall back to consistency=strong).
-                lsn = None
+        all_ids = list(dict.fromkeys(r.document_id for pending in group for r in pending.work))
+        with self.store.transaction() as tx:
+            existing = tx.existing_documents(all_ids)
+            outcome, to_insert = plan(group, existing)
+            inserted: set[str] = set()
+            if to_insert:
+                inserted = tx.insert_documents(list(to_insert.values()))
+                if inserted != set(to_insert):
+                    raise Raced()  # leaving the transaction rolls the whole group back
+                tx.insert_entities(list(to_insert.values()))
         db_ms = (time.perf_counter() - started) * 1000.0
         metrics.DB_WRITE_SECONDS.observe(db_ms / 1000.0)
-        for job in jobs:
-            if id(job) in outcome:
+        for pending in group:
+            if id(pending) in outcome:
                 continue
-            duplicates = {r.request_id for r in job.records if r.request_id in existing}
-            # A request id that two queued requests share is written once; the later one is a duplicate.
-            duplicates |= {r.request_id for r in job.records
-                           if r.request_id in inserted and to_insert[r.request_id] is not r}
-            outcome[id(job)] = WriteResult(commit_lsn=lsn, duplicates=duplicates, db_ms=db_ms)
+            duplicates = {r.document_id for r in pending.work if r.document_id in existing}
+            # A document id that two queued requests share is written once; the later one is a duplicate.
+            duplicates |= {r.document_id for r in pending.work
+                           if r.document_id in inserted and to_insert[r.document_id] is not r}
+            outcome[id(pending)] = WriteResult(commit_lsn=tx.commit_lsn, duplicates=duplicates, db_ms=db_ms)
         return outcome
-
-    @staticmethod
-    def _plan(jobs: list[_WriteJob], existing: dict[str, tuple]
-              ) -> tuple[dict[int, WriteResult | BaseException], dict[str, DocumentRecord]]:
-        """Which jobs conflict (409, nothing of theirs written) and which records to insert (first
-        record of each new id)."""
-        outcome: dict[int, WriteResult | BaseException] = {}
-        to_insert: dict[str, DocumentRecord] = {}
-        for job in jobs:
-            conflict = None
-            for record in job.records:
-                stored = existing.get(record.request_id) or (
-                    to_insert[record.request_id].fingerprint if record.request_id in to_insert else None)
-                if stored is not None and tuple(stored) != record.fingerprint:
-                    conflict = record.request_id
-                    break
-            if conflict is not None:
-                outcome[id(job)] = Conflict(
-                    f"request id {conflict!r} was already used for a different text or model; "
-                    "use a new request id")
-                continue
-            for record in job.records:
-                if record.request_id not in existing:
-                    to_insert.setdefault(record.request_id, record)
-        return outcome, to_insert
-
-    def _document_params(self, records) -> dict[str, list]:
-        records = list(records)
-        return {
-            "request_ids": [r.request_id for r in records],
-            "sources": [r.source for r in records],
-            "model_names": [r.model_name for r in records],
-            "model_versions": [r.model_version for r in records],
-            "text_lengths": [len(r.text) for r in records],
-            "text_sha256s": [r.text_sha256 for r in records],
-            "bodies": [r.text if self.store_text else None for r in records],
-            "metadata": [None if r.metadata is None else json.dumps(r.metadata, ensure_ascii=False)
-                         for r in records],
-            "entity_counts": [len(r.entities) for r in records],
-            "ner_ms": [r.ner_ms for r in records],
-        }
-
-    @staticmethod
-    def _entity_rows(records):
-        for record in records:
-            request_id = record.request_id
-            for ordinal, (text, label, start, end) in enumerate(record.entities):
-                yield (request_id, ordinal, label, text, normalize(text), start, end)
-
-
-class _Raced(Exception):
-    pass

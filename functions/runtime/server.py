@@ -40,10 +40,11 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from functions.runtime import lifecycle, logs, metrics, readiness, settings
+from functions.runtime import lifecycle, logs, metrics, readiness, request_context, settings
 from functions.runtime.contract import Context, Event, Headers, Query
 from functions.runtime.errors import BadRequest, FunctionError, PayloadTooLarge, Unavailable
-from functions.runtime.http import INTERNAL_ERROR, error_response, request_id
+from functions.runtime.http import INTERNAL_ERROR, error_response
+from functions.runtime.request_context import RequestContext
 from functions.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def _raw_headers(status: int, headers: dict[str, str], length: int, close: bool)
 
 def _error_parts(exc: FunctionError, headers) -> tuple[int, dict[str, str], bytes]:
     """Every JSON error the server itself answers, rendered by the one error edge (http.py)."""
-    return render(error_response(exc, request_id(headers)))
+    return render(error_response(exc, RequestContext.from_headers(headers).request_id))
 
 
 class EdgeProtocol(HttpToolsProtocol):
@@ -219,13 +220,16 @@ class EdgeApp:
         await self._send(send, status, out_headers, payload, head=method == "HEAD")
 
     def _call(self, module: ModuleType, event: Event) -> tuple[int, dict[str, str], bytes]:
-        """handle() and the rendering of its answer, on a handler thread."""
-        try:
-            return render(module.handle(event, self.context))
-        except Exception as exc:  # the handler let something escape: still JSON, never HTML
-            log.error("handler raised", exc_info=True,
-                      extra={"event": "request.crashed", "error.type": type(exc).__name__})
-            return _error_parts(INTERNAL_ERROR, event.headers)
+        """handle() and the rendering of its answer, on a handler thread, under the request's context
+        (created here, once: ``handles_errors`` and the services use it)."""
+        ctx = RequestContext.from_headers(event.headers)
+        with request_context.active(ctx):
+            try:
+                return render(module.handle(event, self.context))
+            except Exception as exc:  # the handler let something escape: still JSON, never HTML
+                log.error("handler raised", exc_info=True, extra={
+                    "event": "request.crashed", "request_id": ctx.request_id, "error.type": type(exc).__name__})
+                return render(error_response(INTERNAL_ERROR, ctx.request_id))
 
     async def _read_body(self, headers: Headers, receive) -> tuple[bytes, FunctionError | None]:
         """The request body, or the refusal: 413 over ``max_body_bytes`` (declared or received; the

@@ -7,6 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypedDict
 
+# What makes a repeated document id a duplicate (equal) or a conflict (different):
+# (text_sha256 hex, model name, model version).
+Fingerprint = tuple[str, str, str]
+
 
 class Entity(NamedTuple):
     """One entity exactly as spaCy gives it (character offsets into the text)."""
@@ -19,9 +23,12 @@ class Entity(NamedTuple):
 
 @dataclass(frozen=True)
 class DocumentRecord:
-    """A document as it is stored on the primary (``nlp.documents`` + its ``nlp.entities``)."""
+    """A document as it is stored on the primary (``nlp.documents`` + its ``nlp.entities``).
 
-    request_id: str
+    ``document_id`` is the idempotency key (column ``nlp.documents.request_id``, docs/data-model.md): a
+    single comment's document id is its request id; batch documents have their own."""
+
+    document_id: str
     source: str | None
     model_name: str
     model_version: str
@@ -32,14 +39,14 @@ class DocumentRecord:
     ner_ms: float | None = None
 
     @property
-    def fingerprint(self) -> tuple[str, str, str]:
-        """What makes a repeated request id a duplicate (equal) or a conflict (different)."""
+    def fingerprint(self) -> Fingerprint:
+        """What makes a repeated document id a duplicate (equal) or a conflict (different)."""
         return (self.text_sha256, self.model_name, self.model_version)
 
 
 @dataclass
 class WriteResult:
-    """The outcome of one request's write: the commit position, the ids that were already stored."""
+    """The outcome of one request's write: the commit position, the document ids that were already stored."""
 
     commit_lsn: str | None
     duplicates: set[str] = field(default_factory=set)

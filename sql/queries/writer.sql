@@ -5,7 +5,7 @@
 -- The stored fingerprint of request ids that are already persisted (idempotency check).
 SELECT request_id, text_sha256, model_name, model_version
 FROM nlp.documents
-WHERE request_id = ANY(%(request_ids)s::text[]);
+WHERE request_id = ANY(%(document_ids)s::text[]);
 
 -- name: insert_documents
 -- One row per document; a concurrent writer may have inserted the same id: those are skipped and
@@ -15,7 +15,7 @@ INSERT INTO nlp.documents
      entity_count, ner_ms)
 SELECT d.request_id, d.source, d.model_name, d.model_version, d.text_length, d.text_sha256, d.body,
        d.metadata::jsonb, d.entity_count, d.ner_ms
-FROM unnest(%(request_ids)s::text[], %(sources)s::text[], %(model_names)s::text[],
+FROM unnest(%(document_ids)s::text[], %(sources)s::text[], %(model_names)s::text[],
             %(model_versions)s::text[], %(text_lengths)s::int[], %(text_sha256s)s::text[],
             %(bodies)s::text[], %(metadata)s::text[], %(entity_counts)s::int[], %(ner_ms)s::real[])
      AS d(request_id, source, model_name, model_version, text_length, text_sha256, body, metadata,

@@ -25,7 +25,10 @@ import psycopg
 import pytest
 
 from devtools.pgcluster import PgBinariesNotFound, find_pg_bin
-from functions.runtime.persistence import DocumentRecord, EntityWriter, make_pool
+from functions.runtime.db import make_pool
+from functions.runtime.persistence import EntityWriter
+from functions.runtime.shapes import DocumentRecord
+from functions.runtime.stores.documents import PgDocumentStore
 from tests.faults.support import Load, audit, report, status_counts
 from tests.fixtures.pg import private_cluster
 
@@ -144,7 +147,7 @@ def _writer_docs_per_s(dsn: str, prefix: str, clients: int, seconds: float) -> f
     """Documents committed per second by one EntityWriter (group commit, as in the function) fed by
     ``clients`` threads that each write one document at a time."""
     pool = make_pool(dsn, name="faults-sync-cost", min_size=1, max_size=4, timeout=5, connect_timeout=3)
-    writer = EntityWriter(pool, write_timeout=30, statement_timeout_ms=10000)
+    writer = EntityWriter(PgDocumentStore.over_pool(pool, statement_timeout_ms=10000), write_timeout=30)
     writer.open()
     counts = [0] * clients
     errors: list[BaseException] = []

@@ -112,7 +112,7 @@ def settings(**env) -> Settings:
 
 @contextlib.contextmanager
 def make_service(replica_dsn: str, primary_dsn: str, **env):
-    service = AnalyticsService(settings(**env), replica_dsn=replica_dsn, primary_dsn=primary_dsn).open()
+    service = AnalyticsService.from_dsns(settings(**env), replica_dsn=replica_dsn, primary_dsn=primary_dsn).open()
     try:
         yield service
     finally:
@@ -293,7 +293,7 @@ def test_min_lsn_the_replica_never_reaches_is_read_from_the_primary_after_the_wa
 
 def test_service_connects_as_the_analyst_on_both_servers(service):
     for target, in_recovery in ((service.replica, True), (service.primary, False)):
-        with target.pool.connection() as conn:
+        with target.database.pool.connection() as conn:
             row = conn.execute("SELECT current_user, pg_is_in_recovery(),"
                                " current_setting('default_transaction_read_only')").fetchone()
         assert row == ("nlp_analyst", in_recovery, "on")
@@ -336,7 +336,7 @@ def test_writer_cannot_read_the_analytics_views(writer_dsn):
 def test_service_reads_its_dsns_from_the_secret_files(pg_cluster, writer_dsn):
     label = new_label()
     pg_cluster.wait_for_replay(insert(writer_dsn, [[(label, "Secret")]]))
-    service = AnalyticsService(Settings.from_env({"SECRETS_DIR": str(pg_cluster.secrets_dir)})).open()
+    service = AnalyticsService.from_dsns(Settings.from_env({"SECRETS_DIR": str(pg_cluster.secrets_dir)})).open()
     try:
         assert wait_until(service.ready, 10)
         answer = service.query(HOUR, label, 10)

@@ -21,11 +21,10 @@ import pytest
 import yaml
 from pygrok import Grok
 
-from functions.runtime import logs, request_log
+from functions.runtime import logs, request_context
 from functions.runtime.contract import Event, Headers, Query
 from functions.runtime.errors import InvalidField
 from functions.runtime.http import handles_errors, json_response
-from functions.runtime.http import request_id as resolve_request_id
 from tests.logging import fieldrefs, pipeline_sim
 
 FIXTURE = Path(__file__).with_name("fixtures") / "watchdog-lines.txt"
@@ -251,8 +250,7 @@ def _function_lines(calls: list[tuple[str, int]]) -> list[dict]:
 
     @handles_errors
     def handle(event, context):
-        request_id = resolve_request_id(event.headers)
-        request_log.fields()["request_id"] = request_id
+        request_id = request_context.current().request_id
         if event.body == b"invalid":
             raise InvalidField("text", "'text' must be a string")
         return json_response(200, {"request_id": request_id}, request_id=request_id)

@@ -242,3 +242,26 @@ def test_only_db_py_creates_pools_or_touches_psycopg_pool_internals():
         text = path.read_text(encoding="utf-8")
         assert "ConnectionPool(" not in text, path
         assert "psycopg_pool.base" not in text, path
+
+
+def test_every_transaction_starts_by_setting_its_own_timeouts():
+    pool = InMemoryPool()
+    database = Database(pool, name="primary", statement_timeout_ms=1234)
+    for _ in range(2):
+        with database.connection() as conn, database.transaction(conn):
+            pass
+    assert pool.database.transactions == [["begin_timeouts"]] * 2
+    assert [p for n, p in pool.database.statements if n == "begin_timeouts"] == [{"timeout_ms": "1234"}] * 2
+
+
+def test_no_connection_costs_one_full_pool_timeout_then_short_probes_until_it_answers():
+    pool = InMemoryPool(timeout=1.0)
+    database = Database(pool, name="primary", statement_timeout_ms=100, cooldown_s=None)
+    pool.database.pool_timeouts = 1
+    with pytest.raises(ServerDown), database.connection():
+        pass
+    with database.connection():
+        pass
+    with database.connection():
+        pass
+    assert pool.requested_timeouts == [1.0, db.PROBE_TIMEOUT_S, 1.0]

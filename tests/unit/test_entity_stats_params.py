@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from functions.runtime import analytics, settings
-from functions.runtime.analytics import AnalyticsService, parse_query_params
+from functions.runtime import settings, stats_params
+from functions.runtime.analytics import AnalyticsService
 from functions.runtime.contract import Context, Event, Headers, Query
 from functions.runtime.errors import InvalidField, Unavailable
 from functions.runtime.settings import Settings
+from functions.runtime.stats_params import parse_query_params
 
 HANDLER = Path(__file__).resolve().parents[2] / "functions" / "entity-stats" / "handler.py"
 
@@ -60,7 +61,7 @@ def test_label_rejects_non_label_tokens(raw):
 
 
 def test_every_ontonotes_label_is_accepted():
-    for label in analytics.ONTONOTES_LABELS:
+    for label in stats_params.ONTONOTES_LABELS:
         assert params(f"label={label}")["label"] == label
 
 
@@ -96,15 +97,15 @@ def test_first_value_wins_and_unknown_parameters_are_ignored():
 
 
 def test_format_window_uses_the_largest_whole_unit():
-    assert analytics.format_window(timedelta(hours=24)) == "1d"
-    assert analytics.format_window(timedelta(minutes=90)) == "90m"
-    assert analytics.format_window(timedelta(seconds=61)) == "61s"
+    assert stats_params.format_window(timedelta(hours=24)) == "1d"
+    assert stats_params.format_window(timedelta(minutes=90)) == "90m"
+    assert stats_params.format_window(timedelta(seconds=61)) == "61s"
 
 
 # -- service without databases ---------------------------------------------------------------------
 
 def test_service_without_dsns_is_not_ready_and_answers_503_at_once():
-    service = AnalyticsService(Settings.from_env({"SECRETS_DIR": "/nonexistent"})).open()
+    service = AnalyticsService.from_dsns(Settings.from_env({"SECRETS_DIR": "/nonexistent"})).open()
     try:
         assert service.ready() is False
         started = time.monotonic()
@@ -124,7 +125,7 @@ def test_unreachable_replica_without_fallback_fails_within_the_pool_timeout():
     settings = Settings.from_env({"SECRETS_DIR": "/nonexistent", "DB_POOL_TIMEOUT_S": "0.5",
                                   "STATS_PRIMARY_FALLBACK": "false"})
     # Port 1 on localhost refuses connections at once.
-    service = AnalyticsService(settings, replica_dsn="host=127.0.0.1 port=1 user=x dbname=x").open()
+    service = AnalyticsService.from_dsns(settings, replica_dsn="host=127.0.0.1 port=1 user=x dbname=x").open()
     try:
         started = time.monotonic()
         with pytest.raises(Unavailable) as info:

@@ -15,13 +15,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.runtime import errors, http, server
+from functions.runtime import errors, http, request_context, server
 from functions.runtime.contract import Context, Event, Headers, Query
+from functions.runtime.request_context import RequestContext, is_request_id
 from functions.runtime.settings import Settings
 
 
 def headers(**values) -> Headers:
     return Headers((k.replace("_", "-"), v) for k, v in values.items())
+
+
+def request_id(hdrs, body_id=None, field: str = "request_id") -> str:
+    """The id one request context decides for these headers and body ``request_id``."""
+    return RequestContext.from_headers(hdrs).adopt(body_id, field)
 
 
 def is_uuid(value: str) -> bool:
@@ -35,11 +41,11 @@ def is_uuid(value: str) -> bool:
 # -- request ids ---------------------------------------------------------------------------------------
 
 def test_the_gateway_call_id_is_the_request_id():
-    assert http.request_id(headers(X_Call_Id="call-123")) == "call-123"
+    assert request_id(headers(X_Call_Id="call-123")) == "call-123"
 
 
 def test_the_header_lookup_is_case_insensitive():
-    assert http.request_id(Headers([("x-call-id", "lower")])) == "lower"
+    assert request_id(Headers([("x-call-id", "lower")])) == "lower"
 
 
 # Ids that cannot be echoed in a header as they are: outside Latin-1 (the issue's reproducers), Latin-1
@@ -51,34 +57,34 @@ UNECHOABLE_IDS = ["请求-1", "\U0001F600", "id-\U0001F600", "é" * 10, "caf\u00
 
 @pytest.mark.parametrize("bad", UNECHOABLE_IDS)
 def test_an_unusable_call_id_is_ignored_for_a_new_uuid(bad):
-    assert is_uuid(http.request_id(headers(X_Call_Id=bad)))
+    assert is_uuid(request_id(headers(X_Call_Id=bad)))
 
 
 def test_no_headers_at_all_gives_a_new_uuid():
-    assert is_uuid(http.request_id(None)) and http.request_id(None) != http.request_id(None)
+    assert is_uuid(request_id(None)) and request_id(None) != request_id(None)
 
 
 def test_the_body_request_id_wins_over_the_call_id():
-    assert http.request_id(headers(X_Call_Id="call"), "from-body") == "from-body"
+    assert request_id(headers(X_Call_Id="call"), "from-body") == "from-body"
 
 
 def test_a_none_body_request_id_falls_back_to_the_call_id():
-    assert http.request_id(headers(X_Call_Id="call"), None) == "call"
+    assert request_id(headers(X_Call_Id="call"), None) == "call"
 
 
 @pytest.mark.parametrize("bad", [*UNECHOABLE_IDS, 12, ["a"], {"a": 1}, True])
 def test_an_unusable_body_request_id_is_a_422_naming_the_field(bad):
     with pytest.raises(errors.InvalidField) as info:
-        http.request_id(None, bad, "documents[2].id")
+        request_id(None, bad, "documents[2].id")
     assert info.value.field == "documents[2].id" and info.value.status == 422
 
 
 @pytest.mark.parametrize("good", ["x" * 128, "a", "order 42 / line 7", "c-1001:3", "~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./",
                                   str(uuid.UUID(int=7))])
 def test_visible_ascii_ids_up_to_128_characters_are_usable_from_body_and_header(good):
-    assert http.request_id(None, good) == good
-    assert http.request_id(headers(X_Call_Id=good)) == good
-    assert http.is_request_id(good)
+    assert request_id(None, good) == good
+    assert request_id(headers(X_Call_Id=good)) == good
+    assert is_request_id(good)
 
 
 @given(st.text(st.characters(max_codepoint=0x7f), max_size=140) | st.text(max_size=140))
@@ -86,7 +92,7 @@ def test_visible_ascii_ids_up_to_128_characters_are_usable_from_body_and_header(
 def test_an_id_passes_the_rule_exactly_when_it_is_visible_ascii_without_surrounding_spaces(value):
     # The rule exists so that the X-Request-Id header can always be written (issue 14, item 1).
     expected = (0 < len(value) <= 128 and all(" " <= c <= "~" for c in value) and value.strip(" ") == value)
-    assert http.is_request_id(value) is expected
+    assert is_request_id(value) is expected
     if expected:
         value.encode("latin-1")  # what an HTTP/1.1 server must do with a header value
 
@@ -144,14 +150,32 @@ def test_handles_errors_renders_project_errors_with_the_call_id():
     assert response["headers"]["Retry-After"] == "2"
 
 
-def test_handles_errors_prefers_the_request_id_the_service_attached():
+def test_handles_errors_answers_with_the_request_id_the_service_adopted_from_the_body():
     @http.handles_errors
     def handle(ev, context):
-        exc = errors.Conflict("used")
-        exc.request_id = "from-body"
-        raise exc
+        request_context.current().adopt("from-body")
+        raise errors.Conflict("used")
 
     assert handle(event(call_id="c-1"), Context())["body"]["request_id"] == "from-body"
+
+
+def test_a_handler_crash_after_the_body_was_parsed_is_a_500_carrying_the_body_request_id():
+    @http.handles_errors
+    def handle(ev, context):
+        request_context.current().adopt("from-body")
+        raise KeyError("boom")
+
+    response = handle(event(call_id="c-1"), Context())
+    assert response["statusCode"] == 500 and response["body"]["error"] == "internal_error"
+    assert response["body"]["request_id"] == "from-body" and response["headers"]["X-Request-Id"] == "from-body"
+
+
+def test_the_request_id_is_decided_once_and_never_recomputed():
+    ctx = RequestContext.from_headers(None)
+    first = ctx.request_id
+    assert is_uuid(first) and ctx.request_id == first and ctx.adopt(None) == first
+    with pytest.raises(RuntimeError):
+        ctx.adopt("another")
 
 
 def test_handles_errors_turns_a_crash_into_a_json_500_without_internals():
@@ -214,7 +238,7 @@ def running_server():
             # Sets the header itself: http.json_response would leave out an id that fails the request-id
             # rule, and the server's own encoding is what this route checks.
             return {"statusCode": 200, "body": {"ok": True}, "headers": {"X-Request-Id": ev.body.decode()}}
-        return http.json_response(200, {"echo": ev.body.decode()}, request_id=http.request_id(ev.headers))
+        return http.json_response(200, {"echo": ev.body.decode()}, request_id=request_context.current().request_id)
 
     module.handle = handle
     srv = RunningServer(server.EdgeApp(settings, module))

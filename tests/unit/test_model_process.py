@@ -5,6 +5,7 @@ tests/integration/test_model_process_model.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -78,6 +79,39 @@ def test_a_text_the_child_refuses_fails_its_own_request_with_its_status_and_code
         model.recognize(["refuse"], timeout=10)
     assert info.value.status == 413 and info.value.code == "text_too_long"
     assert other.result(10) == [[Entity("Fine", "ORG", 0, 4)]]
+
+
+def test_the_model_process_logs_a_refused_text_under_the_request_id_it_was_sent_with(capfd):
+    model = _start()  # started inside the test: the child writes to the captured stdout
+    try:
+        with pytest.raises(PayloadTooLarge):
+            model.recognize(["refuse"], request_id="req-joined-42", timeout=10)
+        lines: list[dict] = []
+
+        def refused_line_seen() -> bool:
+            out = capfd.readouterr().out
+            lines.extend(json.loads(line) for line in out.splitlines() if line.startswith("{"))
+            return any(line.get("event") == "ner.text_refused" for line in lines)
+
+        assert _wait_for(refused_line_seen, timeout=5)
+    finally:
+        model.close(timeout=10)
+    [refused] = [line for line in lines if line.get("event") == "ner.text_refused"]
+    assert refused["request_id"] == "req-joined-42" and refused["error.code"] == "text_too_long"
+
+
+_OTHER_VERSION_CHILD = (
+    "import sys, time\n"
+    "from multiprocessing.connection import Connection\n"
+    "from functions.runtime.model_messages import Ready\n"
+    "Connection(int(sys.argv[2]), readable=False).send(Ready('xx_other', '9', ('ner',), 1.0, v=99))\n"
+    "time.sleep(30)\n")
+
+
+def test_a_model_process_that_speaks_another_message_version_fails_start():
+    model = ModelProcess(Settings(), command=[sys.executable, "-c", _OTHER_VERSION_CHILD], start_timeout=30)
+    with pytest.raises(ModelLoadError, match="another message version"):
+        model.start()
 
 
 def test_a_crashed_child_answers_its_requests_with_503_and_is_replaced(model):

@@ -1,5 +1,5 @@
 """NerService.process and the one-service-per-process pattern (app.create), without PostgreSQL or the
-model: a stand-in engine and the real EntityWriter over the in-memory database."""
+model: a stand-in recogniser and the real EntityWriter over the in-memory document store."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ import json
 
 import pytest
 
-from functions.runtime import app, lifecycle, readiness, request_log
+from functions.runtime import app, lifecycle, readiness, request_context
 from functions.runtime.contract import Event, Headers, Query
 from functions.runtime.errors import FunctionError, Timeout, Unavailable
+from functions.runtime.http import handles_errors
 from functions.runtime.ner_service import NerService
 from functions.runtime.persistence import EntityWriter
+from functions.runtime.recognizer import Recognizer
+from functions.runtime.request_context import RequestContext
 from functions.runtime.settings import Settings
 from functions.runtime.shapes import Entity
-from tests.unit.inmemory import InMemoryPool
+from functions.runtime.stores.memory import InMemoryDocumentStore
 
 
 class _Info:
@@ -32,8 +35,13 @@ class _Engine:
     def __init__(self, fail: BaseException | None = None):
         self.fail = fail
         self.closed = False
+        self.request_ids: list[str | None] = []
 
-    def recognize(self, texts, timeout=None):
+    def submit(self, texts, request_id=None):
+        raise NotImplementedError
+
+    def recognize(self, texts, *, request_id=None, timeout=None):
+        self.request_ids.append(request_id)
         if self.fail is not None:
             raise self.fail
         out = []
@@ -50,18 +58,22 @@ class _Engine:
     def ready(self):
         return not self.closed
 
-    def close(self):
+    def close(self, timeout=30.0):
         self.closed = True
 
 
-@pytest.fixture
-def pool():
-    return InMemoryPool()
+def test_the_stand_in_recogniser_fits_the_seam():
+    assert isinstance(_Engine(), Recognizer)
 
 
 @pytest.fixture
-def service(pool):
-    writer = EntityWriter(pool, write_timeout=5)
+def store():
+    return InMemoryDocumentStore()
+
+
+@pytest.fixture
+def service(store):
+    writer = EntityWriter(store, write_timeout=5)
     writer.open()
     svc = NerService(Settings(), _Engine(), writer)
     yield svc
@@ -76,17 +88,23 @@ def post(body, content_type="application/json", call_id=None) -> Event:
     return Event(raw, Headers(headers.items()), "POST", Query(""), "/")
 
 
-def run(service, event):
-    token = request_log.start()
-    try:
+def run(service, event, ctx: RequestContext | None = None):
+    """parse, process, respond under one request context; returns (response, the context's log fields)."""
+    ctx = ctx or RequestContext.from_headers(event.headers)
+    with request_context.active(ctx):
         request = service.parse(event)
-        return service.respond(request, service.process(request)), request_log.finish(token)
-    except BaseException:
-        request_log.finish(token)
-        raise
+        return service.respond(request, service.process(request)), ctx.log
 
 
-def test_one_comment_is_recognised_persisted_and_answered(service, pool):
+def failing(service, event, error: type[BaseException]) -> tuple[BaseException, RequestContext]:
+    """The error ``service`` raises for ``event`` and the request context it ran under."""
+    ctx = RequestContext.from_headers(event.headers)
+    with pytest.raises(error) as info:
+        run(service, event, ctx)
+    return info.value, ctx
+
+
+def test_one_comment_is_recognised_persisted_and_answered(service, store):
     response, fields = run(service, post({"text": "we love Acme and Globex", "request_id": "c-1"}))
     body = response["body"]
     assert response["statusCode"] == 200 and response["headers"]["X-Request-Id"] == "c-1"
@@ -94,7 +112,8 @@ def test_one_comment_is_recognised_persisted_and_answered(service, pool):
                                 {"text": "Globex", "label": "ORG", "start_char": 17, "end_char": 23}]
     assert body["model"] == {"name": "en_test", "version": "1.0"}
     assert body["persisted"] is True and body["duplicate"] is False and body["commit_lsn"] == "0/1"
-    assert pool.database.documents["c-1"]["entity_count"] == 2
+    assert store.documents["c-1"]["entity_count"] == 2
+    assert service.engine.request_ids == ["c-1"]  # the recogniser gets the request's id
     assert fields["entity_count"] == 2 and fields["entities_by_label"] == {"ORG": 2}
 
 
@@ -104,35 +123,45 @@ def test_a_repeated_comment_is_a_duplicate(service):
     assert response["body"]["duplicate"] is True and fields["duplicate_count"] == 1
 
 
-def test_a_batch_answers_per_document_with_default_ids(service, pool):
+def test_a_batch_answers_per_document_with_default_ids(service, store):
     response, _ = run(service, post({"request_id": "b", "documents": [{"text": "Acme rocks"},
                                                                        {"id": "x", "text": "no names"}]}))
     docs = response["body"]["documents"]
     assert [d["id"] for d in docs] == ["b:0", "x"]
     assert [len(d["entities"]) for d in docs] == [1, 0]
-    assert set(pool.database.documents) == {"b:0", "x"}
+    assert set(store.documents) == {"b:0", "x"}
 
 
 def test_without_a_database_the_answer_is_503_carrying_the_request_id():
     service = NerService(Settings(), _Engine(), None)
-    with pytest.raises(Unavailable) as info:
-        run(service, post({"text": "Acme", "request_id": "r-9"}))
-    assert info.value.code == "database_unavailable" and info.value.request_id == "r-9"
+    error, ctx = failing(service, post({"text": "Acme", "request_id": "r-9"}), Unavailable)
+    assert error.code == "database_unavailable" and ctx.request_id == "r-9"
     assert service.ready() is False
 
 
-def test_a_model_that_does_not_finish_in_time_is_504_with_the_request_id(pool):
-    service = NerService(Settings(), _Engine(fail=TimeoutError()), EntityWriter(pool))
-    with pytest.raises(Timeout) as info:
-        run(service, post({"text": "Acme", "request_id": "slow"}))
-    assert info.value.status == 504 and info.value.request_id == "slow"
+def test_a_model_that_does_not_finish_in_time_is_504_with_the_request_id(store):
+    service = NerService(Settings(), _Engine(fail=TimeoutError()), EntityWriter(store))
+    error, ctx = failing(service, post({"text": "Acme", "request_id": "slow"}), Timeout)
+    assert error.status == 504 and ctx.request_id == "slow"
 
 
-def test_an_engine_error_keeps_its_status(pool):
-    service = NerService(Settings(), _Engine(fail=FunctionError("boom", code="x", status=429)), EntityWriter(pool))
-    with pytest.raises(FunctionError) as info:
-        run(service, post({"text": "Acme", "request_id": "busy"}))
-    assert info.value.status == 429 and info.value.request_id == "busy"
+def test_an_engine_error_keeps_its_status(store):
+    service = NerService(Settings(), _Engine(fail=FunctionError("boom", code="x", status=429)), EntityWriter(store))
+    error, ctx = failing(service, post({"text": "Acme", "request_id": "busy"}), FunctionError)
+    assert error.status == 429 and ctx.request_id == "busy"
+
+
+def test_an_unexpected_engine_crash_is_a_json_500_carrying_the_body_request_id(store):
+    service = NerService(Settings(), _Engine(fail=RuntimeError("bug")), EntityWriter(store))
+
+    @handles_errors
+    def handle(event, context):
+        request = service.parse(event)
+        return service.respond(request, service.process(request))
+
+    response = handle(post({"text": "Acme", "request_id": "body-id-7"}, call_id="call-7"), None)
+    assert response["statusCode"] == 500 and response["body"]["error"] == "internal_error"
+    assert response["body"]["request_id"] == "body-id-7" and response["headers"]["X-Request-Id"] == "body-id-7"
 
 
 def test_ready_checks_name_the_model_and_the_database(service):

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.runtime import http
+from functions.runtime import http, request_context
 from functions.runtime.contract import Event, Headers, Query
 from functions.runtime.errors import FunctionError
 from functions.runtime.http import error_response
 from functions.runtime.ner_service import NerService
+from functions.runtime.request_context import RequestContext
 from functions.runtime.settings import Settings
 
 
@@ -100,7 +101,7 @@ def test_plain_text_body_is_one_comment_with_call_id_as_request_id(service):
 
 def test_body_request_id_wins_over_call_id(service):
     request = service.parse(event({"text": "hi", "request_id": "mine"}, headers={"X-Call-Id": "call-1"}))
-    assert request.request_id == "mine" and request.documents[0].id == "mine"
+    assert request.request_id == "mine" and request.documents[0].document_id == "mine"
 
 
 def test_curl_default_form_content_type_is_sniffed(service):
@@ -113,7 +114,7 @@ def test_curl_default_form_content_type_is_sniffed(service):
 def test_batch_ids_default_to_request_id_and_index(service):
     request = service.parse(event({"documents": [{"text": "a"}, {"id": "x", "text": "b"}]},
                                   headers={"X-Call-Id": "c"}))
-    assert [d.id for d in request.documents] == ["c:0", "x"] and request.batch
+    assert [d.document_id for d in request.documents] == ["c:0", "x"] and request.batch
 
 
 def test_new_uuid_when_no_id_given(service):
@@ -316,9 +317,10 @@ def test_deep_metadata_is_checked_without_recursion_limits(service):
     (event(b"", "text/plain", headers={"X-Call-Id": "mine-1"}), "body"),
 ])
 def test_an_error_after_the_id_passed_the_rule_carries_the_callers_id(service, ev, field):
-    with pytest.raises(FunctionError) as info:
+    ctx = RequestContext.from_headers(ev.headers)
+    with request_context.active(ctx), pytest.raises(FunctionError) as info:
         service.parse(ev)
-    assert info.value.request_id == "mine-1" and info.value.field == field
+    assert ctx.request_id == "mine-1" and info.value.field == field
 
 
 # -- decoding as a property: the text the client encoded is the text analysed ---------------------------

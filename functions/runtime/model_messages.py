@@ -1,0 +1,106 @@
+"""The messages between a function's process and its model process (``functions.runtime.model_process``).
+
+Each message is a named tuple whose last field ``v`` is the protocol version; both sides refuse a
+version they do not speak (an image always ships both sides, so a mismatch means a broken install).
+They travel pickled over ``multiprocessing.connection`` pipes. Entities travel as plain tuples
+(``(text, label, start_char, end_char)``): the cheapest shape to pickle.
+
+Parent -> child: :class:`Job`, :class:`Cancel`, :class:`Stop`.
+Child -> parent: :class:`Ready` or :class:`LoadFailed` once, then :class:`Done` per job and
+:class:`BatchObserved` per model batch (the parent serves ``/metrics``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from functions.runtime import errors
+from functions.runtime.errors import FunctionError, Unavailable
+
+VERSION = 1
+
+
+class Job(NamedTuple):
+    """Recognise ``texts`` for request ``request_id`` (None outside a request); answered by one Done."""
+
+    job_id: int
+    request_id: str | None
+    texts: list[str]
+    v: int = VERSION
+
+
+class Cancel(NamedTuple):
+    """The caller of ``job_id`` timed out: skip its texts not yet started."""
+
+    job_id: int
+    v: int = VERSION
+
+
+class Stop(NamedTuple):
+    """Finish the queued jobs, then exit."""
+
+    v: int = VERSION
+
+
+class Ready(NamedTuple):
+    """The model is loaded (``load_ms`` milliseconds)."""
+
+    name: str
+    version: str
+    pipeline: tuple[str, ...]
+    load_ms: float
+    v: int = VERSION
+
+
+class LoadFailed(NamedTuple):
+    """The model could not be loaded: the exception's type name and message."""
+
+    error_type: str
+    message: str
+    v: int = VERSION
+
+
+class ErrorInfo(NamedTuple):
+    """A FunctionError as data: class name, message, code, HTTP status, headers."""
+
+    name: str
+    message: str
+    code: str
+    status: int
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        """``exc`` as data; anything that is not a FunctionError becomes a plain 500 (its text stays in
+        the child's log line)."""
+        if isinstance(exc, FunctionError):
+            return cls(type(exc).__name__, exc.message, exc.code, exc.status, exc.headers)
+        return cls("FunctionError", "entity recognition failed", "internal_error", 500, {})
+
+    def rebuild(self) -> FunctionError:
+        """The FunctionError again (same class, status, code, message, headers)."""
+        cls = getattr(errors, self.name, None)
+        if not (isinstance(cls, type) and issubclass(cls, FunctionError)):
+            cls = FunctionError
+        exc = cls.__new__(cls)
+        FunctionError.__init__(exc, self.message, code=self.code, status=self.status, headers=self.headers)
+        if isinstance(exc, Unavailable):
+            exc.retry_after = int(self.headers.get("Retry-After", 2))
+        return exc
+
+
+class Done(NamedTuple):
+    """The answer to ``job_id``: one list of entity tuples per text, or the error of the whole job."""
+
+    job_id: int
+    entities: list[list[tuple]] | None
+    error: ErrorInfo | None
+    v: int = VERSION
+
+
+class BatchObserved(NamedTuple):
+    """One model batch: its documents and its wall time (seconds)."""
+
+    documents: int
+    seconds: float
+    v: int = VERSION

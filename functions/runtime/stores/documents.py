@@ -1,0 +1,161 @@
+"""The writer's store: documents and their entities on the PostgreSQL primary (``sql/queries/writer.sql``).
+
+Shapes::
+
+    store = PgDocumentStore(database, store_text=True)
+    with store.transaction() as tx:                     # BEGIN + this transaction's timeouts
+        stored = tx.existing_documents(["id1", "id2"])  # {document_id: (text_sha256, model, version)}
+        inserted = tx.insert_documents(records)         # ids this statement inserted (others raced)
+        tx.insert_entities([r for r in records if r.document_id in inserted])
+    tx.commit_lsn                                       # after COMMIT: its WAL position, or None
+
+Errors: :class:`functions.runtime.db.ServerDown` when no working connection can be had or it broke in use
+(``acquired`` says which), psycopg's ``QueryCanceled``/``LockNotAvailable`` for a statement or lock
+timeout, other ``psycopg.Error`` for a value the server refuses. Leaving the ``with`` block by an
+exception rolls the transaction back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import unicodedata
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import psycopg
+
+from functions.runtime import queries
+from functions.runtime.db import Database
+from functions.runtime.shapes import DocumentRecord, Fingerprint
+
+
+def normalize(text: str) -> str:
+    """Grouping key of an entity (``nlp.entities.norm``): NFKC, case-folded, inner whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+class DocumentTransaction(Protocol):
+    """One open write transaction; ``commit_lsn`` is set once it committed (None if unknown)."""
+
+    commit_lsn: str | None
+
+    def existing_documents(self, document_ids: Sequence[str]) -> dict[str, Fingerprint]:
+        """The stored fingerprint of those ids that are already persisted (the idempotency check)."""
+        ...
+
+    def insert_documents(self, records: Sequence[DocumentRecord]) -> set[str]:
+        """Insert the documents; an id another writer inserted first is skipped. Returns the ids inserted."""
+        ...
+
+    def insert_entities(self, records: Sequence[DocumentRecord]) -> None:
+        """Insert every entity of ``records`` (documents inserted in this transaction)."""
+        ...
+
+
+class DocumentStore(Protocol):
+    """Where the writer's transactions run; health is tracked per store (one server)."""
+
+    def open(self) -> None:
+        """Start connecting in the background; never blocks on the database."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> None: ...
+
+    def ready(self) -> bool:
+        """True when the server answers (cached briefly after a success)."""
+        ...
+
+    def is_down(self) -> bool:
+        """True while the last attempt failed for want of a server (short probes until it answers)."""
+        ...
+
+    def mark_failed(self, exc: BaseException) -> None:
+        """Record that the server failed ``exc`` (counts as down until the next success)."""
+        ...
+
+    def transaction(self) -> contextlib.AbstractContextManager[DocumentTransaction]: ...
+
+
+class _PgTransaction:
+    __slots__ = ("conn", "sql", "store_text", "commit_lsn")
+
+    def __init__(self, conn: psycopg.Connection, sql: dict[str, str], store_text: bool):
+        self.conn = conn
+        self.sql = sql
+        self.store_text = store_text
+        self.commit_lsn: str | None = None
+
+    def existing_documents(self, document_ids: Sequence[str]) -> dict[str, Fingerprint]:
+        rows = self.conn.execute(self.sql["existing_documents"], {"document_ids": list(document_ids)})
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    def insert_documents(self, records: Sequence[DocumentRecord]) -> set[str]:
+        return {row[0] for row in self.conn.execute(self.sql["insert_documents"], self._params(records))}
+
+    def insert_entities(self, records: Sequence[DocumentRecord]) -> None:
+        with self.conn.cursor() as cur, cur.copy(self.sql["copy_entities"]) as copy:
+            for record in records:
+                document_id = record.document_id
+                for ordinal, (text, label, start, end) in enumerate(record.entities):
+                    copy.write_row((document_id, ordinal, label, text, normalize(text), start, end))
+
+    def _params(self, records: Sequence[DocumentRecord]) -> dict[str, list]:
+        return {
+            "document_ids": [r.document_id for r in records],
+            "sources": [r.source for r in records],
+            "model_names": [r.model_name for r in records],
+            "model_versions": [r.model_version for r in records],
+            "text_lengths": [len(r.text) for r in records],
+            "text_sha256s": [r.text_sha256 for r in records],
+            "bodies": [r.text if self.store_text else None for r in records],
+            "metadata": [None if r.metadata is None else json.dumps(r.metadata, ensure_ascii=False)
+                         for r in records],
+            "entity_counts": [len(r.entities) for r in records],
+            "ner_ms": [r.ner_ms for r in records],
+        }
+
+
+class PgDocumentStore:
+    """:class:`DocumentStore` on PostgreSQL through ``database`` (role nlp_writer on the primary).
+    ``store_text=False`` keeps only each text's length and SHA-256 (setting ``STORE_TEXT``)."""
+
+    def __init__(self, database: Database, *, store_text: bool = True):
+        self.database = database
+        self.store_text = store_text
+        self._sql = queries.load("writer")
+
+    @classmethod
+    def over_pool(cls, pool, *, statement_timeout_ms: int = 3000, store_text: bool = True) -> PgDocumentStore:
+        """A store over a :func:`functions.runtime.db.make_pool` pool; the primary counts as down from a
+        failure until its next success (writes probe it briefly meanwhile)."""
+        return cls(Database(pool, name="primary", statement_timeout_ms=statement_timeout_ms, cooldown_s=None),
+                   store_text=store_text)
+
+    def open(self) -> None:
+        self.database.open()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.database.close(timeout=timeout)
+
+    def ready(self) -> bool:
+        return self.database.ready()
+
+    def is_down(self) -> bool:
+        return self.database.is_down()
+
+    def mark_failed(self, exc: BaseException) -> None:
+        self.database.failed(exc)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_PgTransaction]:
+        with self.database.connection() as conn:
+            tx = _PgTransaction(conn, self._sql, self.store_text)
+            with self.database.transaction(conn):
+                yield tx
+            try:
+                tx.commit_lsn = conn.execute(self._sql["current_lsn"]).fetchone()[0]
+            except psycopg.OperationalError:
+                # COMMIT went through; only the position is unknown. The write is acknowledged (callers
+                # that need to read their writes fall back to consistency=strong).
+                tx.commit_lsn = None

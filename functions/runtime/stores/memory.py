@@ -1,0 +1,147 @@
+"""In-memory stores for unit tests: the store protocols implemented on Python dicts, with transactions
+(a snapshot at BEGIN, restored on ROLLBACK) and hooks to inject what a real server does to a writer.
+
+Modelled on procrastinate's in-memory connector, one level up: the fake sits at the store seam, so the
+code under test (the group-commit loop, the write policy) is exactly what runs against PostgreSQL, and the
+fake never parses SQL. tests/integration runs the PostgreSQL stores against real servers.
+
+Hooks of :class:`InMemoryDocumentStore`:
+
+* ``fail_on[method]``: exceptions to raise, one per call, before the method runs (``existing_documents``,
+  ``insert_documents``, ``insert_entities``, ``commit``, ``commit_lsn``);
+* ``unreachable``: the next N transactions find no connection (ServerDown, not acquired);
+* ``before_insert(ids)``: runs before an insert (another writer committing first: :meth:`commit_elsewhere`);
+* ``check_insert(records)``: may raise for a value the server would refuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from functions.runtime.db import ServerDown
+from functions.runtime.shapes import DocumentRecord, Fingerprint
+from functions.runtime.stores.documents import normalize
+
+
+class _Transaction:
+    def __init__(self, store: InMemoryDocumentStore):
+        self.store = store
+        self.commit_lsn: str | None = None
+
+    def existing_documents(self, document_ids: Sequence[str]) -> dict[str, Fingerprint]:
+        self.store.hook("existing_documents")
+        docs = self.store.documents
+        return {i: (docs[i]["text_sha256"], docs[i]["model_name"], docs[i]["model_version"])
+                for i in document_ids if i in docs}
+
+    def insert_documents(self, records: Sequence[DocumentRecord]) -> set[str]:
+        store = self.store
+        store.hook("insert_documents")
+        if store.before_insert is not None:
+            store.before_insert([r.document_id for r in records])
+        if store.check_insert is not None:
+            store.check_insert(records)
+        inserted = set()
+        for r in records:
+            if r.document_id in store.documents:
+                continue  # ON CONFLICT DO NOTHING
+            store.documents[r.document_id] = {
+                "request_id": r.document_id, "source": r.source, "model_name": r.model_name,
+                "model_version": r.model_version, "text_length": len(r.text), "text_sha256": r.text_sha256,
+                "body": r.text if store.store_text else None, "metadata": copy.deepcopy(r.metadata),
+                "entity_count": len(r.entities), "ner_ms": r.ner_ms}
+            inserted.add(r.document_id)
+        return inserted
+
+    def insert_entities(self, records: Sequence[DocumentRecord]) -> None:
+        self.store.hook("insert_entities")
+        for r in records:
+            for ordinal, (text, label, start, end) in enumerate(r.entities):
+                self.store.entities.append((r.document_id, ordinal, label, text, normalize(text), start, end))
+
+
+class InMemoryDocumentStore:
+    """:class:`functions.runtime.stores.documents.DocumentStore` on dicts. ``documents`` maps a document id
+    to its row (column names as in ``nlp.documents``), ``entities`` lists entity rows
+    ``(document_id, ordinal, label, text, norm, start_char, end_char)``."""
+
+    def __init__(self, *, store_text: bool = True):
+        self.store_text = store_text
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.entities: list[tuple] = []
+        self.commits = 0
+        self.rollbacks = 0
+        self.transactions = 0  # attempts, including those that found no connection
+        self.opened = self.closed = False
+        self.down = False
+        self.fail_on: dict[str, list[BaseException]] = {}
+        self.unreachable = 0
+        self.before_insert: Callable[[list[str]], None] | None = None
+        self.check_insert: Callable[[Sequence[DocumentRecord]], None] | None = None
+        self._lsn = itertools.count(1)
+        self._snapshots: list[tuple[dict, list]] = []
+
+    # -- the DocumentStore protocol -------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.opened = True
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.closed = True
+
+    def ready(self) -> bool:
+        return self.opened and not self.closed and not self.down and not self.unreachable
+
+    def is_down(self) -> bool:
+        return self.down
+
+    def mark_failed(self, exc: BaseException) -> None:
+        self.down = True
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_Transaction]:
+        self.transactions += 1
+        if self.unreachable:
+            self.unreachable -= 1
+            self.down = True
+            raise ServerDown("primary", TimeoutError("no connection"), acquired=False)
+        self._snapshots.append((copy.deepcopy(self.documents), list(self.entities)))
+        tx = _Transaction(self)
+        try:
+            yield tx
+            self.hook("commit")
+        except BaseException:
+            self.documents, self.entities = self._snapshots.pop()
+            self.rollbacks += 1
+            raise
+        self._snapshots.pop()
+        self.commits += 1
+        self.down = False
+        with contextlib.suppress(Exception):
+            self.hook("commit_lsn")
+            tx.commit_lsn = f"0/{next(self._lsn):X}"
+
+    # -- for tests ------------------------------------------------------------------------------------
+
+    def hook(self, name: str) -> None:
+        """Raise the next exception queued for ``name`` (``fail_on``), if any."""
+        queued = self.fail_on.get(name)
+        if queued:
+            raise queued.pop(0)
+
+    def commit_elsewhere(self, document_id: str, fingerprint: Fingerprint) -> None:
+        """Another writer commits ``document_id`` now: it stays even when our transaction rolls back."""
+        row = {"request_id": document_id, "text_sha256": fingerprint[0], "model_name": fingerprint[1],
+               "model_version": fingerprint[2], "committed_at": time.time()}
+        self.documents.setdefault(document_id, row)
+        for saved_documents, _ in self._snapshots:
+            saved_documents.setdefault(document_id, dict(row))
+
+    def stored(self, document_id: str) -> tuple[dict[str, Any], list[tuple]]:
+        """The document row and its entity rows."""
+        return self.documents[document_id], [e for e in self.entities if e[0] == document_id]
