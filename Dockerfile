@@ -13,7 +13,7 @@
 # Published images use exactly these two. Where registries are unreachable, `make image`
 # (scripts/image/build.py) passes a base bootstrapped from Debian bookworm packages and a clearly named
 # placeholder watchdog stage; the labels below record both, and such an image is never tagged for the
-# registry (README.md "Building and running an image").
+# registry (docs/operations.md, "Images").
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG WATCHDOG_IMAGE=ghcr.io/openfaas/of-watchdog:0.11.6
 
@@ -110,13 +110,13 @@ ENV PATH="/opt/venv/bin:${PATH}" \
 # - ready_path: the watchdog's /_/ready is answered by the upstream (model loaded, database reachable).
 # - exec_timeout (30s) > REQUEST_TIMEOUT_S (20s, env.yml): the function answers its own JSON 504 before
 #   the watchdog's empty one; read/write_timeout (35s) >= exec_timeout so the answer can be written.
-#   The gateway's upstream timeout must be >= write_timeout (README.md "Deploy").
+#   The gateway's upstream timeout must be >= write_timeout (docs/operations.md, "Timeouts").
 # - healthcheck_interval (10s; default would be write_timeout): after SIGTERM the watchdog keeps
 #   proxying new requests this long; the function serves them too (SHUTDOWN_DRAIN_S, empty = this
-#   value, inherited from this ENV), then both drain. README.md "Timeouts" has the whole chain.
+#   value, inherited from this ENV), then both drain. docs/operations.md "Timeouts" has the whole chain.
 # - buffer_http=false: of-watchdog 0.11.6 panics on EVERY GET /_/ready when buffer_http=true is
 #   combined with ready_path (it reads the body of its own internally built readiness request, which is
-#   nil: no answer, a Go stack trace per probe; ../shared/CONTRACT.md). The upstream server reads
+#   nil: no answer, a Go stack trace per probe; docs/contract.md). The upstream server reads
 #   chunked request bodies itself (size-checked against MAX_BODY_BYTES), so nothing needs buffering.
 ENV fprocess="python -m functions.runtime.server" \
     mode=http \

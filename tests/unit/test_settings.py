@@ -20,8 +20,8 @@ DEPLOY_SETTINGS = sorted(env for env, f in SPECS.items() if not f.metadata["imag
 
 
 def readme_table() -> dict[str, str]:
-    """{ENV: default text} from the README's Settings table (rows may list several: `A` / `B`)."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    """{ENV: default text} from the Settings table of docs/operations.md (rows may list several: `A` / `B`)."""
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
     section = text.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     table: dict[str, str] = {}
     for line in section.splitlines():
