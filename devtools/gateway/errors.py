@@ -51,6 +51,8 @@ class JsonErrorRequestHandler(RequestHandler):
 
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
+        """The JSON error answer for a request aiohttp could not parse (414 / 431 for over-long lines);
+        raises ConnectionError once the answer has started."""
         if request.writer.output_size > 0:  # the answer has started: nothing else can be sent
             raise ConnectionError("response already started")
         code = "internal_error" if status >= 500 else "invalid_request"

@@ -70,6 +70,7 @@ class Gateway:
 
     @property
     def url(self) -> str:
+        """``http://HOST:PORT`` the gateway serves on."""
         return f"http://{self.host}:{self.port}"
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -166,7 +167,8 @@ class Gateway:
 
 
 def loop_factory():
-    """uvloop's event loop unless GATEWAY_EVENT_LOOP=asyncio (measured: see the commit adding it)."""
+    """uvloop's event loop unless GATEWAY_EVENT_LOOP=asyncio. The proxy's time is mostly its socket sends
+    and receives, which cost about a third less CPU per request on uvloop than on asyncio's own loop."""
     if os.environ.get("GATEWAY_EVENT_LOOP", "uvloop") == "asyncio":
         return None
     import uvloop

@@ -155,6 +155,7 @@ class Host:
         return entry.pw_uid, entry.pw_gid
 
     def server_user_can_write(self, path: Path) -> bool:
+        """Whether the server user may create files in directory ``path``."""
         if not self.as_server_user:
             return os.access(path, os.W_OK | os.X_OK)
         probe = subprocess.run(

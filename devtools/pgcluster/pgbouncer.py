@@ -41,6 +41,7 @@ class PgBouncer:
         self.roles = roles
 
     def directory(self) -> Path:
+        """``<data_root>/pgbouncer``: its ini, auth file, log and pidfile."""
         return self.state.pgbouncer_dir()
 
     def pid(self) -> int | None:

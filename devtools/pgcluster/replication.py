@@ -51,6 +51,7 @@ class Replication:
         return row is not None and row[0] == "lost"
 
     def recreate_slot(self) -> None:
+        """Drop and create the slot (it then retains WAL from now on)."""
         with self.roles.admin() as conn:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (SLOT_NAME,))
             conn.execute("SELECT pg_create_physical_replication_slot(%s)", (SLOT_NAME,))

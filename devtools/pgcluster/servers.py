@@ -179,6 +179,7 @@ class Servers:
         return sorted(pids, key=lambda p: p != postmaster)
 
     def log_tail(self, server: str, lines: int = 15) -> str:
+        """The last ``lines`` lines of the server's log, or "(no log)"."""
         try:
             return "\n".join(self.state.log_path(server).read_text(errors="replace").splitlines()[-lines:])
         except OSError:

@@ -33,7 +33,7 @@ CONNECT_TIMEOUT_S = 3
 PG_CTL_TIMEOUT_S = 60  # pg_ctl -t: start includes crash recovery, so be generous
 STATE_FILE = "cluster.json"
 STATE_VERSION = 1
-DEFAULT_BASE_DIR = LOCAL_DIR / "pg"  # outside what faas-cli build copies (README: local state)
+DEFAULT_BASE_DIR = LOCAL_DIR / "pg"  # outside what faas-cli build copies (README: Where local state lives)
 INSTALL_HINT = (
     "PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, pg_basebackup) were not found. "
     "Install them with `apt-get install postgresql-15` (Debian/Ubuntu; on other systems the postgresql "
@@ -209,6 +209,8 @@ class ClusterState:
     # ---------------------------------------------------------------------------------- layout
 
     def data_root(self) -> Path:
+        """Where the server files are (base_dir/data or /tmp/nlp-pg-<hash>). Raises PgClusterError
+        before the first start, like every layout method."""
         return Path(self.require()["data_root"])
 
     def dirs(self) -> dict[str, str]:
@@ -217,15 +219,19 @@ class ClusterState:
         return {**{server: server for server in SERVERS}, **self.require().get("dirs", {})}
 
     def data_dir(self, server: str) -> Path:
+        """The data directory of ``server`` ("primary" | "replica")."""
         return self.data_root() / self.dirs()[server]
 
     def log_path(self, server: str) -> Path:
+        """The server log of ``server``."""
         return self.data_root() / f"{self.dirs()[server]}.log"
 
     def pgbouncer_dir(self) -> Path:
+        """PgBouncer's files."""
         return self.data_root() / PGBOUNCER
 
     def socket_dir(self) -> Path:
+        """The servers' unix sockets."""
         return self.data_root() / "sock"
 
     def run(self, args: list[str], **options):
