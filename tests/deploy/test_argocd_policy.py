@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.conftest import ARGOCD, load_yaml
+from functions.runtime import credentials
+from tests.deploy.conftest import ARGOCD, load_all, load_yaml
 
 APP_FILES = ["bootstrap/root-app.yaml", "apps/data-plane.yaml", "apps/logging.yaml", "apps/functions.yaml"]
 
@@ -100,6 +101,32 @@ def test_data_plane_is_a_primary_with_one_replica_and_a_pooler_in_front_of_the_p
     refs = cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQLRefs"]["configMapRefs"]
     assert refs[0]["name"] == objects["ConfigMap"]["metadata"]["name"]
     assert refs[0]["key"] in objects["ConfigMap"]["data"]
+
+
+def test_data_plane_manages_exactly_the_declared_roles_with_their_password_secrets():
+    [cluster] = [o for o in load_all((ARGOCD / "data-plane" / "cluster.yaml").read_text()) if o["kind"] == "Cluster"]
+    managed = {role["name"]: role["passwordSecret"]["name"] for role in cluster["spec"]["managed"]["roles"]}
+    declared = {role.name: role.credentials_secret for role in credentials.ROLES.values() if role.managed}
+    assert managed == declared
+    assert all(role["login"] and role["ensure"] == "present" for role in cluster["spec"]["managed"]["roles"])
+
+
+def _pod_spec(obj: dict) -> dict:
+    template = obj["spec"]["jobTemplate"]["spec"]["template"] if obj["kind"] == "CronJob" else obj["spec"]["template"]
+    return template["spec"]
+
+
+def test_the_jobs_mounting_each_secret_are_the_ones_credentials_declares():
+    workloads = [obj for path in sorted(ARGOCD.rglob("*.yaml")) for obj in load_all(path.read_text())
+                 if obj.get("kind") in ("Job", "CronJob")]
+    assert workloads, "no Job or CronJob under argocd/"
+    mounted: dict[str, set[str]] = {}
+    for obj in workloads:
+        for volume in _pod_spec(obj).get("volumes") or []:
+            if "secret" in volume:
+                mounted.setdefault(volume["secret"]["secretName"], set()).add(obj["metadata"]["name"])
+    declared = {name: set(secret.jobs) for name, secret in credentials.SECRETS.items() if secret.jobs}
+    assert mounted == declared
 
 
 def test_logging_config_maps_are_generated_from_the_files_in_logstash(rendered):

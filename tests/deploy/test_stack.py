@@ -7,11 +7,11 @@ import re
 
 import pytest
 
+from functions.runtime.credentials import function_secrets
 from tests.deploy.conftest import ROOT, load_yaml
 from tests.deploy.test_consistency import dockerfile_env, dockerfile_stages
 
 LOG_LABEL = ("com.nlp-enrichment/logs", "json")
-SECRETS = {"ner-processor": ["ner-writer-dsn"], "entity-stats": ["stats-replica-dsn", "stats-primary-dsn"]}
 QUANTITY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9, "": 1}
 
 
@@ -75,7 +75,7 @@ def test_the_log_label_is_the_one_filebeat_and_logstash_filter_on():
 
 def test_database_credentials_are_openfaas_secrets_never_environment(stack, env_file):
     for name, fn in stack["functions"].items():
-        assert fn.get("secrets") == SECRETS[name], name
+        assert fn.get("secrets") == list(function_secrets(name)), name
         environment = {**env_file, **(fn.get("environment") or {})}
         for key, value in environment.items():
             assert "DSN" not in key and "PASSWORD" not in key, f"{name}: {key} looks like a secret"

@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from devtools import pgcluster
 from devtools.pgcluster import SECRETS, LocalCluster, PgBinariesNotFound
+from devtools.pgcluster import state as pgcluster_state
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +45,8 @@ def _document_exists(dsn: str, request_id: str) -> bool:
 
 def test_missing_binaries_error_names_the_package_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PG_BIN", str(tmp_path))
-    monkeypatch.setattr(pgcluster, "DEFAULT_BIN_DIRS", ())
-    monkeypatch.setattr(pgcluster.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pgcluster_state, "DEFAULT_BIN_DIRS", ())
+    monkeypatch.setattr(pgcluster_state.shutil, "which", lambda name: None)
     with pytest.raises(PgBinariesNotFound, match="apt-get install postgresql-15"):
         pgcluster.find_pg_bin()
 
@@ -207,7 +208,7 @@ def test_fresh_cluster_starts_fast_survives_a_crashed_owner_and_destroy_leaves_n
             assert data_root.stat().st_uid != 0  # servers run as the postgres user, not root
         # Simulate the owning process dying hard: every server process SIGKILLed, lock files left behind.
         cluster.kill_primary()
-        for pid in pgcluster._server_processes(data_root / "replica"):
+        for pid in pgcluster.server_processes(data_root / "replica"):
             os.kill(pid, 9)
         again = LocalCluster(base)  # a new process on the same dir
         status = again.start()
@@ -218,7 +219,7 @@ def test_fresh_cluster_starts_fast_survives_a_crashed_owner_and_destroy_leaves_n
     finally:
         LocalCluster(base).destroy()
     assert not data_root.exists()
-    assert not pgcluster._server_processes(data_root / "primary")
+    assert not pgcluster.server_processes(data_root / "primary")
     assert not (base / "cluster.json").exists()
 
 
@@ -296,4 +297,4 @@ def test_failover_promotes_the_replica_rebuilds_one_and_every_route_follows_the_
         assert result["primary"]["port"] == ports["primary"] and result["replica"]["port"] == ports["replica"]
         assert _document_exists(multihost, "after-promotion")
         bouncer_pid = cluster.status()["pgbouncer"]["pid"]
-    assert not pgcluster._alive(bouncer_pid), "destroy() must stop PgBouncer"
+    assert not pgcluster.alive(bouncer_pid), "destroy() must stop PgBouncer"
