@@ -160,8 +160,8 @@ class Gateway:
         if path.startswith("/system/"):
             return await self._system.handle(request)
         if path == "/metrics" or path == "/ui" or path.startswith("/ui/"):
-            return json_error(501, "not_implemented", f"{path} is not served by the local gateway (see README: "
-                              "The local gateway); each function serves its own /metrics",
+            return json_error(501, "not_implemented", f"{path} is not served by the local gateway (see "
+                              "docs/operations.md, The local gateway); each function serves its own /metrics",
                               request.headers.get("X-Call-Id"))
         return json_error(404, "not_found", f"no route {path} on this gateway", request.headers.get("X-Call-Id"))
 

@@ -45,7 +45,8 @@ class SystemApi:
         served = path in ("/system/functions", "/system/info", "/system/logs") or match
         if not served:
             return json_error(501, "not_implemented",
-                              f"{path} is not served by the local gateway (see README: The local gateway)", call_id)
+                              f"{path} is not served by the local gateway (see docs/operations.md, "
+                              "The local gateway)", call_id)
         if request.method not in ("GET", "HEAD"):
             return json_error(
                 501 if path == "/system/functions" else 405,

@@ -154,7 +154,6 @@ class LocalCluster:
         """The directory of the servers' unix sockets. Raises PgClusterError before the first start."""
         return self.state.socket_dir()
 
-    _socket_dir = socket_dir  # tests/image reads it under this name
 
     # ------------------------------------------------------------------------------- secrets
 

@@ -33,7 +33,7 @@ CONNECT_TIMEOUT_S = 3
 PG_CTL_TIMEOUT_S = 60  # pg_ctl -t: start includes crash recovery, so be generous
 STATE_FILE = "cluster.json"
 STATE_VERSION = 1
-DEFAULT_BASE_DIR = LOCAL_DIR / "pg"  # outside what faas-cli build copies (README: Where local state lives)
+DEFAULT_BASE_DIR = LOCAL_DIR / "pg"  # outside what faas-cli build copies (docs/operations.md: Local state)
 INSTALL_HINT = (
     "PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, pg_basebackup) were not found. "
     "Install them with `apt-get install postgresql-15` (Debian/Ubuntu; on other systems the postgresql "

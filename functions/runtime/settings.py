@@ -6,7 +6,7 @@ Dockerfile sets the image-only ones). Secrets come from files in ``SECRETS_DIR``
 ``/var/openfaas/secrets``); an environment variable of the same name is only a fallback for local runs.
 
 Each field of :class:`Settings` carries its environment variable and documentation in its metadata;
-:meth:`Settings.from_env` is generic over them, the README's configuration table and ``env.yml`` are
+:meth:`Settings.from_env` is generic over them, the configuration table of docs/operations.md and ``env.yml`` are
 checked against them by ``tests/unit/test_settings.py``, and :func:`current` reads the environment once
 per process.
 """
@@ -210,7 +210,7 @@ def _parse(spec: dataclasses.Field, raw: str) -> Any:
         raise SettingsError(f"{name} must be true or false, got {raw!r}")
     if kind is int or kind is float:
         if spec.default is None and raw.strip().lower() == "none":
-            return None  # optional numbers: the README and env.yml spell "not set" as `none` too
+            return None  # optional numbers: docs/operations.md and env.yml spell "not set" as `none` too
         try:
             value = kind(raw)
         except ValueError:

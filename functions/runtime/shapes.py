@@ -73,7 +73,7 @@ class Freshness(TypedDict):
 
 
 class StatsAnswer(TypedDict, total=False):
-    """entity-stats' answer (README, HTTP API)."""
+    """entity-stats' answer (docs/api.md)."""
 
     top_entities: list[TopEntity]
     label_mix: list[LabelCount]

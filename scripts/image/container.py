@@ -4,7 +4,7 @@
 * secrets as files at /var/openfaas/secrets/<name>, mounted read-only; by default owned by uid 10001 with
   mode 0400 (copies written for the container, as the provider makes them readable to the pod's user);
 * environment: stack.yml `environment_file` + `environment` (inline wins), plus PORT (below);
-* network, by default: the HOST network namespace. The local PostgreSQL servers (devtools/pgcluster.py)
+* network, by default: the HOST network namespace. The local PostgreSQL servers (devtools/pgcluster/)
   listen on 127.0.0.1 only, which a container in its own network namespace cannot reach, and the host
   can then time the cold start over HTTP. As the namespace is shared, PORT is a free port instead of
   the image's 5000. The strict variant, network="none" (no interface but loopback) with the database's

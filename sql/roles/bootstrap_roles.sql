@@ -4,7 +4,7 @@
 -- CREATEROLE that owns the database), connected to the application database, BEFORE the migrations.
 -- It creates the three LOGIN roles without passwords; set them separately, never in a file under git:
 --     ALTER ROLE nlp_writer PASSWORD '...';   -- or psql's \password nlp_writer
--- The local cluster (devtools/pgcluster.py) runs this file and then sets generated
+-- The local cluster (devtools/pgcluster/) runs this file and then sets generated
 -- passwords as SCRAM verifiers, so no clear-text password reaches the server or its logs.
 --
 --   nlp_owner    owns the database, the schemas nlp/analytics/nlp_meta and every table; runs migrations

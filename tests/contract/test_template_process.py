@@ -1,6 +1,6 @@
 """The ner-processor handler as the official python3-http template runs it: its own process started as
 ``python index.py`` (flask + waitress; tests/contract/template_index.py) with ``function/handler.py``
-and, beside them, the project's ``functions/`` and ``sql/`` (README, "HTTP edge"). Nothing but the
+and, beside them, the project's ``functions/`` and ``sql/`` (docs/contract.md). Nothing but the
 handler module configures logging there, and its stdout must still be contract JSON lines."""
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def test_requests_fit_inside_limits_and_the_model_function_gets_model_sized_memo
         assert memory_bytes(fn["requests"]["memory"]) <= memory_bytes(fn["limits"]["memory"]), name
         assert cpu_millis(fn["requests"]["cpu"]) <= cpu_millis(fn["limits"]["cpu"]), name
     ner = stack["functions"]["ner-processor"]
-    # measured: ~140 MB after model load, ~290 MB peak for a batch of typical comments (README.md "Deploy")
+    # measured: ~140 MB after model load, ~290 MB peak for a batch of typical comments (docs/operations.md, Sizing)
     assert memory_bytes(ner["requests"]["memory"]) >= 1.5 * 290 * 10**6
     # measured: ~1 GB peak for 128 texts of 2,000 characters in one model batch
     assert memory_bytes(ner["limits"]["memory"]) >= 1.4 * 10**9

@@ -195,7 +195,7 @@ def test_nasty_valid_texts_are_stored_verbatim_with_the_answered_entities(fuzz, 
     @given(text=nasty_text, mode=st.sampled_from(["json", "json_ascii", "text/plain", "batch"]))
     def run(text, mode):
         rid = fuzz.new_id()
-        # A leading U+FEFF of a text/plain body is its byte-order mark (issue 14): not part of the text.
+        # A leading U+FEFF of a text/plain body is its byte-order mark: not part of the text.
         sent = text.removeprefix("\ufeff") if mode == "text/plain" else text
         if mode == "text/plain":
             reply = fuzz.send("nasty_texts", body=text, content_type="text/plain", headers={"X-Call-Id": rid})

@@ -1,9 +1,10 @@
-"""Issue 14 under ``make faults``: many hostile texts (runs of symbols, punctuation, emoji, combining
+"""Hostile texts under ``make faults``: many of them (runs of symbols, punctuation, emoji, combining
 marks, mixed scripts, up to MAX_TEXT_CHARS) against ONE real ner-processor process with the default
 limits, each watched by back-to-back readiness and /metrics requests.
 
-Figures (README fault table): texts sent, statuses, slowest answer, slowest readiness and /metrics answer
-meanwhile, hangs (no answer within 60 s), stored-but-unanswered (a document on the primary without a 2xx).
+Figures (docs/operations.md, Failure behaviour): texts sent, statuses, slowest answer, slowest readiness
+and /metrics answer meanwhile, hangs (no answer within 60 s), stored-but-unanswered (a document on the
+primary without a 2xx).
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def test_primary_sigkill_under_load_behind_pgbouncer_loses_no_acknowledged_write
            recovered_after_s=None if first_ok is None else round(first_ok - restarted_at, 2),
            started_during_outage=sum(killed_at <= o.started < restarted_at for o in outcomes))
     assert result.lost == [] and result.half_written == []
-    # PgBouncer queues a query for up to query_wait_timeout (2 s, devtools/pgcluster.py) before the
+    # PgBouncer queues a query for up to query_wait_timeout (2 s, devtools/pgcluster/) before the
     # function gets an error to turn into a 503; the bound leaves 2 s for a loaded 2-core runner (3.3 s
     # seen there) and still fails on PgBouncer's default query_wait_timeout (120 s).
     assert max((o.elapsed for o in failures), default=0.0) < 4.0

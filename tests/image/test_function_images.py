@@ -247,9 +247,9 @@ def test_without_any_network_ner_processor_reaches_only_the_database_socket(engi
     namespace at all (--network none, loopback only) and the primary's unix socket mounted;
     the invoke is sent from inside the container to the upstream port (5000, the image default)."""
     # The primary's socket FILE (mode 0777) is bind-mounted, not its directory: that one is the server's
-    # private 0700 directory (devtools/pgcluster.py), which uid 10001 rightly cannot traverse.
+    # private 0700 directory (devtools/pgcluster/), which uid 10001 rightly cannot traverse.
     port = psycopg.conninfo.conninfo_to_dict(writer_dsn)["port"]
-    socket_file = pg_cluster._socket_dir() / f".s.PGSQL.{port}"
+    socket_file = pg_cluster.socket_dir() / f".s.PGSQL.{port}"
     dsn = psycopg.conninfo.make_conninfo(writer_dsn, host="/run/pg")
     request_id = f"image-nonet-{uuid.uuid4().hex}"
     body = json.dumps({"text": TEXT, "request_id": request_id})

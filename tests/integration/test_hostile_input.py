@@ -1,4 +1,4 @@
-"""Issue 14 items 1, 3, 4, 5 against a real ner-processor process and the session's PostgreSQL primary:
+"""Hostile input against a real ner-processor process and the session's PostgreSQL primary:
 request ids that cannot be echoed in a header, declared charsets, byte-order marks and the NUL rule.
 
 The promise checked every time: a complete HTTP answer arrives, and the rows stored under an id are

@@ -366,7 +366,7 @@ def test_the_request_trail_shows_the_function_line_then_the_watchdog_line(pod_ev
         assert trail[0]["event"] in ("request.completed", "request.failed")
         assert trail[1]["event"] == "watchdog.request"
     # The watchdog's 504 carries no call id (0.11.6 logs none on that path): its trail is the function's
-    # line alone, and the 504 is found next to it in time (README: the join).
+    # line alone, and the 504 is found next to it in time (logstash/README.md: the join).
     slow = [event for event in events if event.get("request_id") == ids["slow"]]
     assert [event["component"] for event in slow] == ["function"]
     timeout = next(event for event in events if event.get("event") == "watchdog.request_timeout")

@@ -90,7 +90,7 @@ def test_visible_ascii_ids_up_to_128_characters_are_usable_from_body_and_header(
 @given(st.text(st.characters(max_codepoint=0x7f), max_size=140) | st.text(max_size=140))
 @settings(max_examples=1000, deadline=None, derandomize=True, database=None)
 def test_an_id_passes_the_rule_exactly_when_it_is_visible_ascii_without_surrounding_spaces(value):
-    # The rule exists so that the X-Request-Id header can always be written (issue 14, item 1).
+    # The rule exists so that the X-Request-Id header can always be written.
     expected = (0 < len(value) <= 128 and all(" " <= c <= "~" for c in value) and value.strip(" ") == value)
     assert is_request_id(value) is expected
     if expected:

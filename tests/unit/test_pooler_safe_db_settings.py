@@ -1,4 +1,4 @@
-"""Database settings that must be safe behind a transaction-pooling PgBouncer (issue 15): no prepared
+"""Database settings that must be safe behind a transaction-pooling PgBouncer: no prepared
 statements unless asked for, and no session state set on a pooled connection."""
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def text_of(request) -> str:
     return request.documents[0].text
 
 
-# -- request ids (issue 14, item 1): one rule for body ids, batch ids and X-Call-Id ---------------------
+# -- request ids: one rule for body ids, batch ids and X-Call-Id ---------------------
 
 @pytest.mark.parametrize("bad_id", ["请求-1", "\U0001F600", "id-\U0001F680", "caf\u00e9", "a\tb", " x"])
 def test_a_request_id_that_cannot_be_echoed_in_a_header_is_a_422_before_anything_else(service, bad_id):
@@ -153,7 +153,7 @@ def test_a_call_id_that_fails_the_rule_is_replaced_by_a_new_uuid(service):
     assert len(request.request_id) == 36 and request.request_id.isascii()
 
 
-# -- declared charsets (issue 14, item 3) --------------------------------------------------------------
+# -- declared charsets --------------------------------------------------------------
 
 @pytest.mark.parametrize(("raw", "content_type", "expected"), [
     # the issue's reproducers: what the client declared is what is analysed
@@ -221,7 +221,7 @@ def test_bytes_invalid_in_the_charset_are_a_400_naming_the_encoding(service, raw
     assert (status, got) == (400, code)
 
 
-# -- byte-order marks (issue 14, item 4): the same for every content type -------------------------------
+# -- byte-order marks: the same for every content type -------------------------------
 
 BOMS = {"utf-8": b"\xef\xbb\xbf", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff",
         "utf-32-le": b"\xff\xfe\x00\x00", "utf-32-be": b"\x00\x00\xfe\xff"}
@@ -265,7 +265,7 @@ def test_a_bom_in_the_middle_is_part_of_the_text(service):
     assert text_of(service.parse(event("Apple\ufeff in Paris".encode(), "text/plain"))) == "Apple\ufeff in Paris"
 
 
-# -- the NUL rule (issue 14, item 5): decoded values only ---------------------------------------------
+# -- the NUL rule: decoded values only ---------------------------------------------
 
 @pytest.mark.parametrize("raw", [
     b'{"text":"Tim Cook visited Berlin","metadata":{"regex":"\\\\u0000"}}',

@@ -1,5 +1,6 @@
 """Settings: one declaration per setting (env name, default, meaning) in functions/runtime/settings.py;
-the README table, env.yml and the Dockerfile's ENV agree with it; bad values fail at start-up naming the
+the docs/operations.md Settings table, env.yml and the Dockerfile's ENV agree with it; bad values fail
+at start-up naming the
 variable. No database, no model."""
 
 from __future__ import annotations
