@@ -15,8 +15,8 @@ import pytest
 
 from bench import clients, report
 from bench.common import percentile
+from bench.context import QUICK, Plan
 from bench.profile import parse_collapsed, summarize
-from bench.run import QUICK, Plan
 
 
 class _Stub(BaseHTTPRequestHandler):
@@ -202,9 +202,9 @@ def test_report_survives_a_crashed_phase():
 
 
 def test_profile_summary_splits_threads_and_waiting(tmp_path):
-    from bench.profile import _ENGINE_IDLE
+    from bench.profile import ENGINE_IDLE
 
-    engine_idle = sorted(_ENGINE_IDLE)[0]
+    engine_idle = sorted(ENGINE_IDLE)[0]
     raw = tmp_path / "stacks.txt"
     handler = ("_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:83);"
                "run (concurrent/futures/thread.py:58)")
@@ -238,7 +238,7 @@ def test_profile_summary_splits_threads_and_waiting(tmp_path):
 
 
 def test_engine_stats_turn_two_metric_scrapes_into_batching_figures():
-    from bench.run import engine_stats
+    from bench.metering import engine_stats
 
     before = {
         "nlp_model_batch_documents_sum": 100.0,
