@@ -10,16 +10,20 @@ and the ``*_path`` corpus files, ``ctx.cluster`` (the bench's LocalCluster), ``c
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import clients, seed_design
 from bench import db as dbbench
-from bench.common import REPO, write_json
+from bench.common import REPO, log, write_json
 from bench.corpus import iter_generate, long_texts
 from bench.localstack import start_ready
 from bench.metering import CpuMeter, LogCursor, engine_stats, scrape
 from devtools.processes import LOCAL_DIR, FunctionProcess
+
+# One client run of a phase: (result key, progress line, bench.clients config, sample replica lag?).
+Step = tuple[str, str, dict, bool]
 
 
 @dataclass(frozen=True)
@@ -49,23 +53,12 @@ class Plan:
     db_single_docs: int = 500
 
 
+# Smoke sizes: every phase runs, on a small sample and in short windows (< 3 minutes in all).
 QUICK = Plan(
-    sample_docs=400,
-    warmup_docs=100,
-    raw_rounds=1,
-    full_docs=120,
-    long_texts=1,
-    closed_warmup_s=1.0,
-    closed_duration_s=4.0,
-    batch_docs=1024,
-    seed_levels=(16,),
-    latency_warmup_s=1.0,
-    latency_duration_s=5.0,
-    cold_rounds=1,
-    memory_docs=6_000,
-    memory_every=1_000,
-    db_bulk_docs=512,
-    db_single_docs=100,
+    sample_docs=400, warmup_docs=100, raw_rounds=1, full_docs=120, long_texts=1,
+    closed_warmup_s=1.0, closed_duration_s=4.0, batch_docs=1024, seed_levels=(16,),
+    latency_warmup_s=1.0, latency_duration_s=5.0, cold_rounds=1,
+    memory_docs=6_000, memory_every=1_000, db_bulk_docs=512, db_single_docs=100,
 )
 
 
@@ -183,6 +176,17 @@ class Context:
         if sampler is not None:
             result["lag"] = sampler.stop()
         return result
+
+    def drive_steps(self, fn: FunctionProcess, steps: Iterable[Step], into: dict, index: int = 0) -> int:
+        """:meth:`drive` each step ``(key, progress line, client config, sample lag?)`` in turn, each
+        continuing the sample where the previous one stopped (so request texts keep changing); results
+        go to ``into[key]``. Returns the next text index."""
+        for key, line, cfg, lag in steps:
+            log(line)
+            res = self.drive(fn, cfg | {"start_index": index}, lag=lag)
+            index = res["next_index"]
+            into[key] = res
+        return index
 
     def record_lag(self, key: str, lag: dict | None) -> None:
         """Keep a phase's replica-lag samples under ``results["lag"][key]`` (the report's lag rows)."""

@@ -19,8 +19,8 @@ CAVEATS = (
     "The corpus has a realistic long tail (about 2.5% multi-paragraph reviews of 1,500-7,000 chars): one "
     "such comment holds the single model worker 10-50x longer than a median one, which is what sets p99.",
     "The function and seed rows compare phases that run minutes apart, and this machine's speed drifts by "
-    "10-20 % within seconds, so one run's ratio there can be off by a third either way (README, "
-    "Performance). The edge section alternates raw nlp.pipe and the function in short rounds and gives each "
+    "10-20 % within seconds, so one run's ratio there can be off by a third either way (docs/performance.md). "
+    "The edge section alternates raw nlp.pipe and the function in short rounds and gives each "
     "round's ratio: compare those.",
 )
 

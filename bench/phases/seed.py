@@ -6,31 +6,16 @@ from __future__ import annotations
 
 from bench import seed_design
 from bench.common import log
+from bench.phases.function import closed_steps
 
 
 def run(ctx) -> dict:
-    p = ctx.plan
     log("seed design: starting (full pipeline, nlp(text) per request, psycopg2, 1 row + commit each)")
     fn = seed_design.start(ctx.work / "logs", ctx.seed_secrets)
     out: dict = {"closed": {}}
     ctx.results["seed"] = out
     try:
-        index = 0
-        for n in p.seed_levels:
-            log(f"seed design: {n} closed-loop client(s)")
-            res = ctx.drive(
-                fn,
-                {
-                    "mode": "closed",
-                    "clients": n,
-                    "warmup_s": p.closed_warmup_s,
-                    "duration_s": p.closed_duration_s,
-                    "id_prefix": f"{ctx.run_id}-s{n}",
-                    "start_index": index,
-                },
-            )
-            index = res["next_index"]
-            out["closed"][str(n)] = res
+        ctx.drive_steps(fn, closed_steps(ctx, ctx.plan.seed_levels, "seed design", "s"), out["closed"])
     finally:
         fn.stop()
     return out
