@@ -274,3 +274,29 @@ def test_edge_table_separates_model_busy_from_the_cpu_the_model_process_got():
     # A result file written before the column existed still renders.
     del function["model_busy"]
     assert "| 0.34 + 0.87 | - | 7.5 |" in table(result).splitlines()[-1]
+
+
+def test_every_listed_phase_is_a_module_with_a_run_function():
+    from bench import phases
+
+    assert phases.PHASES[:3] == ("limits", "cold", "function")
+    for name in phases.PHASES:
+        assert callable(phases.load(name).run), name
+
+
+def test_only_selection_adds_the_phases_a_phase_reads_and_refuses_unknown_names():
+    from bench import phases
+    from bench.run import selected
+
+    assert selected("db") == {"db", "limits"}
+    assert selected("") == set(phases.PHASES)
+    with pytest.raises(ValueError, match="nope"):
+        selected("edge,nope")
+
+
+def test_the_report_appends_each_phase_section_after_the_main_table():
+    from bench.run import render
+
+    results = _fake_results() | {"errors": {"edge": "RuntimeError: boom"}}
+    text = render(results)
+    assert text.index("## Caveats") < text.index("The edge phase failed: RuntimeError: boom")
