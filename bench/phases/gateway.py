@@ -1,5 +1,5 @@
 """Through the local gateway (bench/gateway.py): the same closed-loop clients direct and through
-``devtools/gateway.py`` at 16 and 64 clients, alternating rounds, median ratio and CPU per request.
+``devtools/gateway/`` at 16 and 64 clients, alternating rounds, median ratio and CPU per request.
 Alone: ``python -m bench.gateway phase [--rounds N] [--quick]``."""
 
 from __future__ import annotations

@@ -1,56 +1,85 @@
 -- Queries run by entity-stats as role nlp_analyst, on the replica (or on the primary for strong reads /
--- fallback). They read the views of schema `analytics` only (migration 0002). Parameters use psycopg's
--- %(name)s style; a Python timedelta adapts to interval.
+-- fallback). They read schema `analytics` only: the rollup tables the rollup worker keeps (migration 0004,
+-- functions/runtime/rollup.py), and for read-your-writes answers the raw rows after the watermark.
+-- A window is a set of buckets (functions/runtime/windows.py): minute buckets in [minute_start, minute_end)
+-- and hour buckets in [hour_start, hour_end). source '' means all sources.
+
+-- name: rollup_position
+-- Where the rollups stand on this server (as far as it has replayed them).
+SELECT last_change_id, watermark, watermark_lsn::text, hours_merged_before
+FROM analytics.rollup_state WHERE name = 'entities';
 
 -- name: top_entities
--- Most mentioned entities of every label in the window. An entity is (label, norm); it is displayed
--- with its most recent spelling. The count only needs (label, processed_at, norm), which the index
--- entities_label_processed_at_idx holds (index-only scan when the visibility map is current); the
--- spelling is then fetched for the few winners only, by a backward scan of that index that stops at
--- the first match. Ties are broken by label and norm so the order is stable.
-SELECT latest.text, top.label, top.count
-FROM (SELECT label, norm, count(*) AS count
-      FROM analytics.entity_mentions
-      WHERE processed_at >= now() - %(window)s::interval
-      GROUP BY label, norm
-      ORDER BY count DESC, label, norm
-      LIMIT %(limit)s) AS top
-CROSS JOIN LATERAL (
-      SELECT m.text
-      FROM analytics.entity_mentions AS m
-      WHERE m.label = top.label AND m.norm = top.norm
-        AND m.processed_at >= now() - %(window)s::interval
-      ORDER BY m.processed_at DESC
-      LIMIT 1) AS latest
-ORDER BY top.count DESC, top.label, top.norm;
-
--- name: top_entities_for_label
--- Same for one label. Kept as its own statement (not `label = %(label)s OR %(label)s IS NULL`) so the
--- plan can always use the (label, processed_at) index.
-SELECT latest.text, top.label, top.count
-FROM (SELECT label, norm, count(*) AS count
-      FROM analytics.entity_mentions
-      WHERE processed_at >= now() - %(window)s::interval
-        AND label = %(label)s
-      GROUP BY label, norm
-      ORDER BY count DESC, norm
-      LIMIT %(limit)s) AS top
-CROSS JOIN LATERAL (
-      SELECT m.text
-      FROM analytics.entity_mentions AS m
-      WHERE m.label = top.label AND m.norm = top.norm
-        AND m.processed_at >= now() - %(window)s::interval
-      ORDER BY m.processed_at DESC
-      LIMIT 1) AS latest
-ORDER BY top.count DESC, top.norm;
+-- The top `limit` entities of the window (one label or all) by their listed mentions (a lower bound),
+-- plus, when with_tail, the raw mentions committed after the watermark. error: how many more mentions an
+-- entity may have had: its listed errors plus the unlisted_max of every bucket it is missing from. text:
+-- the spelling in the newest bucket (or the raw tail).
+WITH lists AS (
+    SELECT t.resolution, t.bucket, t.label, t.norm, t.text, t.mentions, t.mentions_error
+    FROM analytics.entity_top AS t
+    WHERE t.source = %(source)s
+      AND (%(label)s::text IS NULL OR t.label = %(label)s)
+      AND ((t.resolution = 'minute' AND t.bucket >= %(minute_start)s AND t.bucket < %(minute_end)s)
+        OR (t.resolution = 'hour' AND t.bucket >= %(hour_start)s AND t.bucket < %(hour_end)s))
+), buckets AS (
+    SELECT b.resolution, b.bucket, b.label, b.unlisted_max
+    FROM analytics.entity_buckets AS b
+    WHERE b.source = %(source)s
+      AND (%(label)s::text IS NULL OR b.label = %(label)s)
+      AND ((b.resolution = 'minute' AND b.bucket >= %(minute_start)s AND b.bucket < %(minute_end)s)
+        OR (b.resolution = 'hour' AND b.bucket >= %(hour_start)s AND b.bucket < %(hour_end)s))
+), tail AS (
+    SELECT r.label, r.norm, count(*) AS mentions, (array_agg(r.text ORDER BY r.change_id DESC))[1] AS text
+    FROM analytics.recent_mentions AS r
+    WHERE %(with_tail)s AND r.processed_at >= %(window_start)s
+      AND (%(source)s = '' OR r.source = %(source)s)
+      AND (%(label)s::text IS NULL OR r.label = %(label)s)
+    GROUP BY r.label, r.norm
+), ranked AS (
+    SELECT label, norm, sum(mentions) AS mentions
+    FROM (SELECT label, norm, mentions FROM lists UNION ALL SELECT label, norm, mentions FROM tail) AS u
+    GROUP BY label, norm
+    ORDER BY sum(mentions) DESC, label, norm
+    LIMIT %(limit)s
+), label_unlisted AS (
+    SELECT label, sum(unlisted_max) AS total FROM buckets GROUP BY label
+), present AS (
+    SELECT p.label, p.norm, sum(p.mentions_error) AS listed_error, sum(b.unlisted_max) AS covered,
+           (array_agg(p.text ORDER BY p.bucket DESC, p.resolution))[1] AS text
+    FROM lists AS p
+    JOIN ranked AS r ON r.label = p.label AND r.norm = p.norm
+    JOIN buckets AS b ON b.resolution = p.resolution AND b.bucket = p.bucket AND b.label = p.label
+    GROUP BY p.label, p.norm
+)
+SELECT coalesce(t.text, p.text) AS text, r.label, r.mentions,
+       coalesce(p.listed_error, 0) + coalesce(u.total, 0) - coalesce(p.covered, 0) AS error
+FROM ranked AS r
+LEFT JOIN label_unlisted AS u ON u.label = r.label
+LEFT JOIN present AS p ON p.label = r.label AND p.norm = r.norm
+LEFT JOIN tail AS t ON t.label = r.label AND t.norm = r.norm
+ORDER BY r.mentions DESC, r.label, r.norm;
 
 -- name: label_mix
--- Mentions per label in the window (always every label: the dashboard's mix does not follow `label`).
-SELECT label, count(*) AS count
-FROM analytics.entity_mentions
-WHERE processed_at >= now() - %(window)s::interval
+-- Exact mentions per label in the window (every label: the mix does not follow `label`), plus the raw
+-- tail when with_tail.
+SELECT label, sum(mentions) AS mentions
+FROM (SELECT b.label, b.mentions
+      FROM analytics.entity_buckets AS b
+      WHERE b.source = %(source)s
+        AND ((b.resolution = 'minute' AND b.bucket >= %(minute_start)s AND b.bucket < %(minute_end)s)
+          OR (b.resolution = 'hour' AND b.bucket >= %(hour_start)s AND b.bucket < %(hour_end)s))
+      UNION ALL
+      SELECT r.label, 1
+      FROM analytics.recent_mentions AS r
+      WHERE %(with_tail)s AND r.processed_at >= %(window_start)s AND (%(source)s = '' OR r.source = %(source)s)
+     ) AS u
 GROUP BY label
-ORDER BY count DESC, label;
+ORDER BY sum(mentions) DESC, label;
+
+-- name: tail_size
+-- Raw mentions after the watermark, counted up to a bound: a read-your-writes answer adds them to the
+-- rollups, which is only cheap while the worker is current.
+SELECT count(*) FROM (SELECT 1 FROM analytics.recent_mentions LIMIT %(bound)s) AS r;
 
 -- name: replica_freshness
 -- Where this server's data stands. On a standby: replay_lsn, the age of the last replayed commit, and
