@@ -178,7 +178,7 @@ def profile(
     work.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as out:
         spy = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    fn = FunctionProcess("ner-processor", port, spy, log_path, env)
+    fn = FunctionProcess(name="ner-processor", port=port, process=spy, log_path=log_path, env=env)
     try:
         fn.wait_ready(timeout=120)
         result = clients.run({"url": fn.url} | client_cfg)
