@@ -76,8 +76,9 @@ class CycleReport:
 class RollupWorker:
     """One database's rollups; :meth:`cycle` is one step (tests drive it directly), :meth:`run` the loop."""
 
-    def __init__(self, store: PgRollupStore, settings: Settings):
+    def __init__(self, store: PgRollupStore, settings: Settings, *, refresh_s: float = STATE_REFRESH_S):
         self.store = store
+        self.refresh_s = refresh_s  # the watermark moves at least this often (seconds) when nothing is new
         self.k = settings.rollup_top_k
         self.grace = timedelta(seconds=settings.rollup_grace_s)
         self.settings = settings
@@ -116,7 +117,7 @@ class RollupWorker:
         complete = upto == top_id
         sealed_before = minute_floor(at - self.grace)
         history_minutes, history_before = self._history_step(state)
-        if upto == after and not history_minutes and time.monotonic() - self._last_write < STATE_REFRESH_S \
+        if upto == after and not history_minutes and time.monotonic() - self._last_write < self.refresh_s \
                 and state.hours_merged_before >= hour_floor(sealed_before):
             return CycleReport(watermark=state.watermark)
         mentions = self.store.entity_delta(after, upto) if upto > after else []
