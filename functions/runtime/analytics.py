@@ -17,7 +17,7 @@ Routing (:meth:`AnalyticsService.query`):
   committed after the rollup watermark to the rollups (TimescaleDB's real-time aggregation), so it
   counts the caller's own comments even before the rollup worker has.
 
-Windows resolve to rollup buckets (functions/runtime/windows.py): every answer says which
+Windows resolve to rollup buckets (``analytics.window_buckets``, migration 0004): every answer says which
 (``window_start``, ``window_end``), how fresh the rollups are (``freshness.watermark``), and per entity how
 many mentions it may have had beyond its count (``count_error``; ``approximate`` when any is above 0).
 
@@ -266,8 +266,8 @@ def _answer(served_by: str, read: StatsRead, freshness: dict) -> StatsAnswer:
         "label_mix": [{"label": label, "count": int(count)} for label, count in read.mix],
         "served_by": served_by,
         "freshness": full,
-        "window_start": _iso(read.window.start),
-        "window_end": _iso(read.window.end),
+        "window_start": _iso(read.window_start),
+        "window_end": _iso(read.window_end),
         "approximate": any(entity["count_error"] > 0 for entity in top),
     }
 

@@ -231,6 +231,33 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     LIMIT 1
 $$;
 
+-- The buckets that answer a window (entity-stats and sql/analyst/ both ask here). A window ends at the
+-- rollup watermark (or at `until`, for answers that add the raw tail) and starts at a bucket boundary at or
+-- before end - win, so it covers at least what was asked: up to 1 hour, minute buckets; longer, hour
+-- buckets up to the hours the worker has merged, then minute buckets to the end (24h: ~85 lists, not 1,440).
+-- One row per resolution: buckets with from_bucket <= bucket < to_bucket, and the window it covers.
+CREATE FUNCTION analytics.window_buckets(win interval, until timestamptz DEFAULT NULL)
+RETURNS TABLE (resolution text, from_bucket timestamptz, to_bucket timestamptz, window_start timestamptz,
+               window_end timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH s AS (
+        SELECT coalesce(until, r.watermark) AS e, r.hours_merged_before AS h
+        FROM analytics.rollup_state AS r WHERE r.name = 'entities'
+    ), b AS (
+        SELECT e,
+               date_trunc('minute', e, 'UTC') + interval '1 minute' AS minute_end,
+               CASE WHEN win <= interval '1 hour' THEN date_trunc('minute', e - win, 'UTC')
+                    ELSE date_trunc('hour', e - win, 'UTC') END AS start,
+               CASE WHEN win <= interval '1 hour' THEN date_trunc('minute', e - win, 'UTC')
+                    ELSE greatest(date_trunc('hour', e - win, 'UTC'),
+                                  least(date_trunc('hour', h, 'UTC'), date_trunc('hour', e, 'UTC'))) END AS hour_end
+        FROM s
+    )
+    SELECT 'minute', b.hour_end, b.minute_end, b.start, b.e FROM b
+    UNION ALL
+    SELECT 'hour', b.start, b.hour_end, b.start, b.e FROM b
+$$;
+
 -- Element-wise sum of histograms (an aggregate, for merging buckets).
 CREATE FUNCTION analytics.hist_add(a bigint[], b bigint[]) RETURNS bigint[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -250,6 +277,89 @@ FROM nlp.entities AS e
 WHERE e.change_id > (SELECT s.last_change_id FROM analytics.rollup_state AS s WHERE s.name = 'entities');
 COMMENT ON VIEW analytics.recent_mentions IS
     'Entity mentions committed after the rollup watermark (real-time tail; empty when the worker is current)';
+
+-- The top p_top entities of a window (one label or all; one source or all) by their listed mentions, a
+-- lower bound; mentions_error: how many more an entity may have had (its listed errors plus the
+-- unlisted_max of every bucket of its label it is missing from; 0 = exact). With p_until (read-your-
+-- writes answers) the window ends there and the raw mentions after the watermark are added (TimescaleDB's
+-- real-time aggregation). text: the spelling of the newest bucket. entity-stats and sql/analyst/ call it.
+CREATE FUNCTION analytics.top_entities(p_window interval, p_top integer, p_label text DEFAULT NULL,
+                                       p_source text DEFAULT '', p_until timestamptz DEFAULT NULL)
+RETURNS TABLE (text text, label text, norm text, mentions bigint, mentions_error bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (
+        SELECT * FROM analytics.window_buckets(p_window, p_until)
+    ), lists AS (
+        SELECT t.resolution, t.bucket, t.label, t.norm, t.text, t.mentions, t.mentions_error
+        FROM w
+        JOIN analytics.entity_top AS t
+          ON t.resolution = w.resolution AND t.source = p_source
+         AND t.bucket >= w.from_bucket AND t.bucket < w.to_bucket
+        WHERE p_label IS NULL OR t.label = p_label
+    ), buckets AS (
+        SELECT b.resolution, b.bucket, b.label, b.unlisted_max
+        FROM w
+        JOIN analytics.entity_buckets AS b
+          ON b.resolution = w.resolution AND b.source = p_source
+         AND b.bucket >= w.from_bucket AND b.bucket < w.to_bucket
+        WHERE p_label IS NULL OR b.label = p_label
+    ), tail AS (
+        SELECT r.label, r.norm, count(*) AS mentions, (array_agg(r.text ORDER BY r.change_id DESC))[1] AS text
+        FROM analytics.recent_mentions AS r
+        WHERE p_until IS NOT NULL
+          AND r.processed_at >= (SELECT min(window_start) FROM w)
+          AND (p_source = '' OR r.source = p_source)
+          AND (p_label IS NULL OR r.label = p_label)
+        GROUP BY r.label, r.norm
+    ), ranked AS (
+        SELECT u.label, u.norm, sum(u.mentions)::bigint AS mentions
+        FROM (SELECT l.label, l.norm, l.mentions FROM lists AS l
+              UNION ALL SELECT t.label, t.norm, t.mentions FROM tail AS t) AS u
+        GROUP BY u.label, u.norm
+        ORDER BY sum(u.mentions) DESC, u.label, u.norm
+        LIMIT p_top
+    ), label_unlisted AS (
+        SELECT b.label, sum(b.unlisted_max) AS total FROM buckets AS b GROUP BY b.label
+    ), present AS (
+        SELECT p.label, p.norm, sum(p.mentions_error) AS listed_error, sum(b.unlisted_max) AS covered,
+               (array_agg(p.text ORDER BY p.bucket DESC, p.resolution))[1] AS text
+        FROM lists AS p
+        JOIN ranked AS r ON r.label = p.label AND r.norm = p.norm
+        JOIN buckets AS b ON b.resolution = p.resolution AND b.bucket = p.bucket AND b.label = p.label
+        GROUP BY p.label, p.norm
+    )
+    SELECT coalesce(t.text, p.text), r.label, r.norm, r.mentions,
+           (coalesce(p.listed_error, 0) + coalesce(u.total, 0) - coalesce(p.covered, 0))::bigint
+    FROM ranked AS r
+    LEFT JOIN label_unlisted AS u ON u.label = r.label
+    LEFT JOIN present AS p ON p.label = r.label AND p.norm = r.norm
+    LEFT JOIN tail AS t ON t.label = r.label AND t.norm = r.norm
+    ORDER BY r.mentions DESC, r.label, r.norm
+$$;
+
+-- Exact mentions per label in a window (every label), plus the raw tail with p_until.
+CREATE FUNCTION analytics.label_mix(p_window interval, p_source text DEFAULT '', p_until timestamptz DEFAULT NULL)
+RETURNS TABLE (label text, mentions bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (
+        SELECT * FROM analytics.window_buckets(p_window, p_until)
+    )
+    SELECT u.label, sum(u.mentions)::bigint
+    FROM (SELECT b.label, b.mentions
+          FROM w
+          JOIN analytics.entity_buckets AS b
+            ON b.resolution = w.resolution AND b.source = p_source
+           AND b.bucket >= w.from_bucket AND b.bucket < w.to_bucket
+          UNION ALL
+          SELECT r.label, 1
+          FROM analytics.recent_mentions AS r
+          WHERE p_until IS NOT NULL
+            AND r.processed_at >= (SELECT min(window_start) FROM w)
+            AND (p_source = '' OR r.source = p_source)
+         ) AS u
+    GROUP BY u.label
+    ORDER BY sum(u.mentions) DESC, u.label
+$$;
 
 -- -- raw views for ad-hoc questions (scan raw rows: bound them by processed_at) --------------------------
 CREATE VIEW analytics.entity_mentions AS
@@ -297,3 +407,6 @@ GRANT SELECT ON SEQUENCE nlp.change_id_seq TO nlp_rollup;
 GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.rollup_state, analytics.entity_top, analytics.entity_buckets,
     analytics.document_buckets TO nlp_rollup;
 GRANT EXECUTE ON FUNCTION analytics.hist_add(bigint[], bigint[]) TO nlp_rollup, nlp_analyst;
+GRANT EXECUTE ON FUNCTION analytics.window_buckets(interval, timestamptz),
+    analytics.top_entities(interval, integer, text, text, timestamptz), analytics.label_mix(interval, text, timestamptz),
+    analytics.hist_percentile(bigint[], double precision), analytics.ner_ms_bin_upper(integer) TO nlp_analyst;

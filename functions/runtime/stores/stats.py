@@ -24,7 +24,6 @@ import psycopg
 
 from functions.runtime import db, queries
 from functions.runtime.db import Database, ServerDown
-from functions.runtime.windows import ResolvedWindow, resolve
 
 # Strong reads poll the replica's replay position this often (grows up to the maximum), seconds.
 POLL_FIRST_S = 0.005
@@ -77,11 +76,13 @@ class ServerPosition:
 @dataclass(frozen=True)
 class StatsRead:
     """One answer's data: ``top`` rows ``(text, label, count, count_error)``, ``mix`` rows
-    ``(label, count)``, over ``window``; ``with_tail``: raw rows after the watermark are included."""
+    ``(label, count)``, over [``window_start``, ``window_end``] (bucket boundaries, at least the window
+    asked for: analytics.window_buckets); ``with_tail``: raw rows after the watermark are included."""
 
     position: ServerPosition
     rollup: RollupPosition
-    window: ResolvedWindow
+    window_start: datetime
+    window_end: datetime
     top: list[tuple[str, str, int, int]]
     mix: list[tuple[str, int]]
     with_tail: bool = False
@@ -146,18 +147,15 @@ class PgStatsStore:
             position = ServerPosition(*conn.execute(self._sql["replica_freshness"]).fetchone())
             with self.database.transaction(conn):
                 rollup = RollupPosition(*conn.execute(self._sql["rollup_position"]).fetchone())
-                end = position.checked_at if with_tail else rollup.watermark
-                window = resolve(query.window, end, rollup.hours_merged_before)
                 if with_tail and conn.execute(self._sql["tail_size"], {"bound": MAX_TAIL_MENTIONS}).fetchone()[0] \
                         >= MAX_TAIL_MENTIONS:
                     raise RollupsBehind(f"more than {MAX_TAIL_MENTIONS} mentions are not rolled up yet")
-                params = {"source": query.source, "label": query.label, "limit": query.limit,
-                          "minute_start": window.minute_start, "minute_end": window.minute_end,
-                          "hour_start": window.hour_start, "hour_end": window.hour_end,
-                          "with_tail": with_tail, "window_start": window.start}
+                params = {"window": query.window, "until": position.checked_at if with_tail else None,
+                          "source": query.source, "label": query.label, "limit": query.limit}
+                start, end = conn.execute(self._sql["window"], params).fetchone()
                 top = conn.execute(self._sql["top_entities"], params).fetchall()
                 mix = conn.execute(self._sql["label_mix"], params).fetchall()
-        return StatsRead(position, rollup, window, top, mix, with_tail)
+        return StatsRead(position, rollup, start, end, top, mix, with_tail)
 
     def flush_position(self, replay_lsn: str | None, *, probe: bool = False) -> tuple[str | None, int | None]:
         if not self.configured:
