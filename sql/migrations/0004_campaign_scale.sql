@@ -85,9 +85,9 @@ CREATE TABLE nlp.entities (
 ) PARTITION BY RANGE (processed_at);
 
 ALTER TABLE nlp.documents ATTACH PARTITION nlp.documents_history
-    FOR VALUES FROM (MINVALUE) TO (date_trunc('day', now()) + interval '2 days');
+    FOR VALUES FROM (MINVALUE) TO (date_trunc('day', now()) + interval '1 day');
 ALTER TABLE nlp.entities ATTACH PARTITION nlp.entities_history
-    FOR VALUES FROM (MINVALUE) TO (date_trunc('day', now()) + interval '2 days');
+    FOR VALUES FROM (MINVALUE) TO (date_trunc('day', now()) + interval '1 day');
 
 -- Rows arrive in time (and change_id) order: BRIN finds a range of either for a few kB and no write cost.
 CREATE INDEX documents_change_id_brin ON nlp.documents USING brin (change_id) WITH (pages_per_range = 32);
