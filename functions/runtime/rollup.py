@@ -76,9 +76,11 @@ class CycleReport:
 class RollupWorker:
     """One database's rollups; :meth:`cycle` is one step (tests drive it directly), :meth:`run` the loop."""
 
-    def __init__(self, store: PgRollupStore, settings: Settings, *, refresh_s: float = STATE_REFRESH_S):
+    def __init__(self, store: PgRollupStore, settings: Settings, *, refresh_s: float = STATE_REFRESH_S,
+                 wait_limit_s: float = WAIT_LIMIT_S):
         self.store = store
         self.refresh_s = refresh_s  # the watermark moves at least this often (seconds) when nothing is new
+        self.wait_limit_s = wait_limit_s  # a cycle gives up waiting for running transactions after this
         self.k = settings.rollup_top_k
         self.grace = timedelta(seconds=settings.rollup_grace_s)
         self.settings = settings
@@ -91,11 +93,12 @@ class RollupWorker:
 
     def cycle(self) -> CycleReport | None:
         """Roll up what committed since the last cycle; None when transactions of the snapshot were still
-        running after WAIT_LIMIT_S (the watermark must not pass them). Raises psycopg errors."""
+        running after ``wait_limit_s`` (the watermark must not pass them). Raises psycopg errors, and
+        RuntimeError when another worker moved the state meanwhile (nothing of this cycle is kept)."""
         lsn, at = self.store.wal_position()
         top_id = self.store.sequence_position()
         snapshot = self.store.snapshot()
-        deadline = time.monotonic() + WAIT_LIMIT_S
+        deadline = time.monotonic() + self.wait_limit_s
         while self.store.still_running(snapshot):
             if time.monotonic() > deadline:
                 return None

@@ -5,6 +5,9 @@
 -- One active worker per database: a second one waits as a standby (session lock, released on disconnect).
 SELECT pg_try_advisory_lock(%(key)s);
 
+-- name: unlock
+SELECT pg_advisory_unlock(%(key)s);
+
 -- name: wal_position
 -- Read FIRST: a commit whose WAL record is at or before this LSN took all its change ids before the
 -- sequence is read below, so it is inside the watermark; so is every commit before this instant.

@@ -80,6 +80,9 @@ class PgRollupStore:
     def try_lock(self, key: int) -> bool:
         return bool(self._one("try_lock", {"key": key})[0])
 
+    def unlock(self, key: int) -> None:
+        self._one("unlock", {"key": key})
+
     def wal_position(self) -> tuple[str, datetime]:
         """(current WAL LSN, clock time) — read before the sequence."""
         lsn, at = self._one("wal_position")
