@@ -4,9 +4,11 @@ One run, one corpus, one local PostgreSQL primary + streaming replica (started u
 ``build/local/bench/pg``, destroyed at the end), then the phases of bench/phases/ in their order: raw
 spaCy limits, cold start, the function path under closed-loop clients, batch requests and open-loop
 latency, the HTTP edge vs raw ``nlp.pipe``, the local gateway, the seed-design baseline, persistence
-cost, memory over many distinct comments, container images. Prints one markdown report (bench/report.py
-plus each phase's section) and writes it to ``bench/results/latest.md`` (committed) and to
-``build/local/bench/results/<timestamp>.md`` with the raw figures as ``<timestamp>.json`` (local only).
+cost, memory over many distinct comments, container images, analytics at campaign volume (its own
+fresh cluster under ``build/local/bench/analytics-pg``; ``--analytics-scale N``: N campaign hours).
+Prints one markdown report (bench/report.py plus each phase's section) and writes it to
+``bench/results/latest.md`` (committed) and to ``build/local/bench/results/<timestamp>.md`` with the raw
+figures as ``<timestamp>.json`` (local only).
 
 Timings never fail the run: the exit code is 0 unless a phase crashed (a crashed phase is reported in
 the table and the others still run). docs/performance.md explains every row.
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--memory-docs", type=int, help="override the memory phase's document count")
     ap.add_argument("--keep-db", action="store_true", help="reuse build/local/bench/pg and leave it (stopped)")
+    ap.add_argument("--analytics-scale", type=float, default=1.0, metavar="N",
+                    help="analytics phase: N campaign hours of 2M comments / 10M mentions each (3: 30M over 3 h)")
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     if args.memory_docs:
@@ -155,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     ctx = Context(plan, "quick" if args.quick else "full", work, fn_env, chosen, args.keep_db)
+    ctx.analytics_scale = args.analytics_scale  # read by bench/phases/analytics.py
     return run(ctx)
 
 

@@ -27,6 +27,7 @@ PHASES = (
     "db",
     "memory",
     "image",
+    "analytics",
 )
 
 
