@@ -113,15 +113,17 @@ def raw_scan_latency(analyst_replica_dsn: str, window: timedelta, label: str | N
                      warmups: int, calls: int, timeout_ms: int, stop_after_timeouts: int) -> dict:
     """The old entity-stats read (raw top entities + raw label mix over analytics.entity_mentions) as
     nlp_analyst on the replica with a ``timeout_ms`` statement timeout, ``warmups`` + ``calls`` times; a call
-    that times out counts as ``timeout_ms``. Stops early after ``stop_after_timeouts`` timeouts (``stopped``)."""
+    that times out counts as ``timeout_ms``. Stops early after ``stop_after_timeouts`` timeouts (``stopped``;
+    ``calls_made`` counts the warm-ups too, ``calls_done`` the timed calls)."""
     sql = queries.load("bench")
     top = sql["raw_top_entities_for_label" if label else "raw_top_entities"]
     params = {"window": window, "label": label, "limit": limit}
     timings: list[float] = []
-    timeouts = done = 0
+    timeouts = done = made = 0
     with psycopg.connect(analyst_replica_dsn, autocommit=True, application_name="bench-raw-scan") as conn:
         conn.execute(sql["set_setting"], {"name": "statement_timeout", "value": str(timeout_ms)})
         for i in range(warmups + calls):
+            made += 1
             started = time.perf_counter()
             try:
                 conn.execute(top, params).fetchall()
@@ -135,7 +137,7 @@ def raw_scan_latency(analyst_replica_dsn: str, window: timedelta, label: str | N
                 done += 1
             if timeouts >= stop_after_timeouts:
                 break
-    return {**summary_ms(timings), "timeouts": timeouts, "calls_done": done,
+    return {**summary_ms(timings), "timeouts": timeouts, "calls_done": done, "calls_made": made,
             "stopped": done < calls, "timeout_ms": timeout_ms}
 
 

@@ -111,14 +111,14 @@ def _latency_table(a: dict) -> list[str]:
              "sql/queries/bench.sql) as nlp_analyst on the replica with the 3 s statement timeout; a timed-out "
              "call counts 3 s, a window stops after 3 timeouts.", "",
              "| window | after: median / p95 ms | statuses | mentions in the answer's window | before: median / p95 ms "
-             "| before: timeouts / calls | goal |", "|---|---|---|---|---|---|---|"]
+             "| before: timeouts / calls made | goal |", "|---|---|---|---|---|---|---|"]
     for name, res in after.items():
         raw = before.get(name) or {}
         limit = WINDOW_GOALS_MS.get(name)
         met = _le(res.get("median_ms"), limit) if limit else None
         lines.append(f"| `{res.get('query')}` | {fmt(res.get('median_ms'))} / {fmt(res.get('p95_ms'))} | "
                      f"{res.get('statuses')} | {fmt(res.get('mentions'))} | {fmt(raw.get('median_ms'), 0)} / "
-                     f"{fmt(raw.get('p95_ms'), 0)} | {raw.get('timeouts')} / {raw.get('calls_done')} | "
+                     f"{fmt(raw.get('p95_ms'), 0)} | {raw.get('timeouts')} / {raw.get('calls_made')} | "
                      f"≤ {limit:g} ms: {_verdict(met)} |")
     return lines
 

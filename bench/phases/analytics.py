@@ -86,6 +86,7 @@ TINY = AnalyticsPlan(comments=4_000, warmups=1, calls=3, raw_calls=2, stream_doc
                      freshness_comments=30, writer_levels=(1, 4), writer_rounds=1, writer_round_s=0.5,
                      writer_group=4, drop_day_mentions=5_000, drop_writers=2, analyst_runs=1)
 
+CATCH_UP_S = 3600.0  # the longest the phase waits for the rollups to count a load
 # (name, entity-stats query, window, label, goal: median seconds at most)
 WINDOWS = (
     ("5m", "window=5m&limit=20", timedelta(minutes=5), None, 0.150),
@@ -175,7 +176,7 @@ def _load(plan: AnalyticsPlan, cluster, worker: RollupProcess, client: StatsClie
     with psycopg.connect(cluster.dsn("admin", "primary"), autocommit=True) as conn:
         last_lsn = conn.execute(sql["wal_lsn"]).fetchone()[0]
     load_s = time.perf_counter() - started
-    counted = counted_within(client, cluster.dsn("admin", "replica"), last_lsn)
+    counted = counted_within(client, cluster.dsn("admin", "replica"), last_lsn, timeout_s=CATCH_UP_S)
     worker_cores = (worker.cpu_s() - cpu0) / (time.perf_counter() - started)
     if counted.get("counted_after_replay_s") is not None:
         counted["exact_mentions"] = exact_mentions(cluster.dsn("admin", "replica"),
@@ -196,7 +197,7 @@ def _load(plan: AnalyticsPlan, cluster, worker: RollupProcess, client: StatsClie
         lsn = conn.execute(sql["wal_lsn"]).fetchone()[0]
     cluster.wait_for_replay(lsn, timeout=900)
     out["load"]["vacuum_s"] = time.perf_counter() - started
-    worker.catch_up()
+    worker.catch_up(CATCH_UP_S)
     out["shape"] = data_shape(cluster.dsn("admin", "replica"))
     out["storage"] = storage(cluster.dsn("admin", "primary"), out["shape"]["mentions"])
 
