@@ -276,18 +276,21 @@ def freshness(gateway_url: str, token: str, texts: list[str], rate: float, prefi
     """Send ``texts`` to ner-processor through the gateway at ``rate`` comments/s (open loop) while polling
     entity-stats (``window=5m&limit=1``) every ``poll_s``; per comment answered 2xx with a commit LSN: the
     first poll answer whose ``freshness.watermark_lsn`` is at or past it, minus the arrival of the comment's
-    answer. Polling goes on up to ``settle_s`` after the last answer until every comment is covered."""
+    answer. Polling goes on up to ``settle_s`` after the last answer until every comment is covered. A slow
+    entity-stats coarsens the figure: ``poll_median_ms`` says how long a poll took."""
     sent: list[tuple[float, int, str | None]] = []  # (answer arrived, status, commit_lsn)
     polls: list[tuple[float, int]] = []  # (answer arrived, watermark lsn)
     poll_statuses: dict[str, int] = {}
+    poll_ms: list[float] = []
     done = threading.Event()
 
     def poll() -> None:
         client = StatsClient(gateway_url, token)
         while not done.is_set():
             started = time.monotonic()
-            status, answer, _ = client.get("window=5m&limit=1")
+            status, answer, ms = client.get("window=5m&limit=1")
             poll_statuses[str(status)] = poll_statuses.get(str(status), 0) + 1
+            poll_ms.append(ms)
             if status == 200 and answer:
                 polls.append((time.monotonic(), lsn_value(answer["freshness"]["watermark_lsn"])))
             done.wait(max(0.0, poll_s - (time.monotonic() - started)))
@@ -322,7 +325,8 @@ def freshness(gateway_url: str, token: str, texts: list[str], rate: float, prefi
         time.sleep(0.1)
     done.set()
     poller.join(10)
-    return _freshness_figures(sent, polls, poll_statuses, len(texts), send_s)
+    return _freshness_figures(sent, polls, poll_statuses, len(texts), send_s) | {
+        "poll_median_ms": statistics.median(poll_ms) if poll_ms else None}
 
 
 def _freshness_figures(sent, polls, poll_statuses, offered: int, send_s: float) -> dict:

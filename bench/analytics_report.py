@@ -156,8 +156,8 @@ def _other(a: dict) -> list[str]:
         lines.append(f"* Freshness at {fmt(fresh.get('rate_sent'), 0)} comments/s through ner-processor "
                      f"({fresh.get('offered')} sent, statuses {fresh.get('statuses')}): watermark passes the commit "
                      f"p50 {fmt(fresh.get('p50_s'), 2)} s, p99 {fmt(fresh.get('p99_s'), 2)} s, max "
-                     f"{fmt(fresh.get('max_s'), 2)} s after the answer; {fresh.get('polls')} polls, statuses "
-                     f"{fresh.get('poll_statuses')}.")
+                     f"{fmt(fresh.get('max_s'), 2)} s after the answer; polls: {fresh.get('poll_statuses')}, median "
+                     f"{fmt(fresh.get('poll_median_ms'))} ms.")
     for key, label in (("latency", "the latency step's write stream"), ("freshness", "the freshness stream")):
         lag = (a.get(key) or {}).get("rollup_lag") or {}
         if lag.get("samples"):
