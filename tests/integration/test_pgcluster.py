@@ -41,7 +41,7 @@ def _insert_document(dsn: str, request_id: str) -> str:
 def _document_exists(dsn: str, request_id: str) -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return (
-            conn.execute("SELECT 1 FROM nlp.documents WHERE request_id = %s", (request_id,)).fetchone()
+            conn.execute("SELECT 1 FROM nlp.document_keys WHERE request_id = %s", (request_id,)).fetchone()
             is not None
         )
 
