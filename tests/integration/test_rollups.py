@@ -93,7 +93,7 @@ def answer(cluster, window: str, limit: int, *, source: str = "", label: str | N
 
 @pytest.mark.parametrize("source", ["", "camp-a"])
 def test_the_top_20_of_an_hour_at_rest_equal_the_exact_top_20_of_the_base_tables(cluster, clean, source):
-    insert(cluster, zipf_rows(20_000, seed=3, minutes=6))
+    insert(cluster, zipf_rows(40_000, seed=3, minutes=3))
     cluster.wait_for_replay(clean.catch_up())
     got, start = answer(cluster, "1 hour", 20, source=source)
     want = exact_top(cluster, "1 hour", source or None, 21, start)
