@@ -68,9 +68,13 @@ def insert(cluster, rows, *, change_id_null: bool = False) -> None:
 
 
 def zipf_rows(n: int, seed: int, *, minutes: int = 40, sources=("camp-a", "camp-b", None)) -> list[tuple]:
+    """``n`` rows whose names follow a heavy-tailed law, spread over the last ``minutes`` whole minutes
+    (no row in a partly filled minute at either end: a campaign's minutes are all dense)."""
     rng = random.Random(seed)
+    now = time.time()
+    first = (now // 60 - minutes) * 60
     return [(rng.choice(sources), rng.choice(LABELS), f"Name{int(600 ** rng.random())}",
-             rng.uniform(1, minutes * 60)) for _ in range(n)]
+             now - first - rng.uniform(1, minutes * 60 - 2)) for _ in range(n)]
 
 
 def exact_top(cluster, window: str, source: str | None, limit: int, start) -> list[tuple[str, str, int]]:
