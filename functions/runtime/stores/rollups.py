@@ -118,19 +118,21 @@ class PgRollupStore:
         return cur.rowcount == 1
 
     def entity_delta(self, after: int, upto: int) -> list[MentionRow]:
-        rows = self.conn.execute(self._sql["entity_delta"], {"after": after, "upto": upto})
+        """Mentions with change ids in (after, upto], per minute, source and entity."""
+        rows = self.conn.execute(self._sql["entity_rows"], {"start": None, "after": after, "upto": upto})
         return [MentionRow(*row) for row in rows]
 
     def entity_bucket(self, start: datetime, upto: int) -> list[MentionRow]:
-        rows = self.conn.execute(self._sql["entity_bucket"], {"start": start, "upto": upto})
+        """Every mention of the minute ``start`` up to change id ``upto`` (and those without one)."""
+        rows = self.conn.execute(self._sql["entity_rows"], {"start": start, "after": 0, "upto": upto})
         return [MentionRow(*row) for row in rows]
 
     def document_delta(self, after: int, upto: int) -> list[DocumentRow]:
-        rows = self.conn.execute(self._sql["document_delta"], {"after": after, "upto": upto})
+        rows = self.conn.execute(self._sql["document_rows"], {"start": None, "after": after, "upto": upto})
         return [DocumentRow(*row) for row in rows]
 
     def document_bucket(self, start: datetime, upto: int) -> list[DocumentRow]:
-        rows = self.conn.execute(self._sql["document_bucket"], {"start": start, "upto": upto})
+        rows = self.conn.execute(self._sql["document_rows"], {"start": start, "after": 0, "upto": upto})
         return [DocumentRow(*row) for row in rows]
 
     def minutes_with_history(self, start: datetime, end: datetime) -> list[datetime]:
