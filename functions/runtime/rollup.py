@@ -123,9 +123,9 @@ class RollupWorker:
         if upto == after and not history_minutes and time.monotonic() - self._last_write < self.refresh_s \
                 and state.hours_merged_before >= hour_floor(sealed_before):
             return CycleReport(watermark=state.watermark)
-        mentions = self.store.entity_delta(after, upto) if upto > after else []
-        documents = self.store.document_delta(after, upto) if upto > after else []
-        late = {r.bucket for r in (*mentions, *documents) if r.bucket < sealed_before}
+        mentions = self.store.entity_delta(after, upto, sealed_before) if upto > after else []
+        documents = self.store.document_delta(after, upto, sealed_before) if upto > after else []
+        late = self.store.sealed_minutes(after, upto, sealed_before) if upto > after else set()
         # A late row in an hour whose minute lists may have expired: rebuild the whole hour, or merging it
         # again would keep only the minutes still there.
         horizon = hour_floor(at - timedelta(hours=self.settings.rollup_minute_retention_h)) + HOUR
