@@ -27,6 +27,8 @@ QUEUED_DOCUMENTS = Gauge("nlp_model_queued_documents", "Documents waiting for or
 DB_WRITE_SECONDS = Histogram("nlp_db_write_seconds", "Time of one group commit on the primary",
                              registry=REGISTRY,
                              buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+DEAD_LETTERS = Counter("nlp_dead_letters", "Refused inputs kept as dead letters, by function and HTTP status",
+                       ["function", "status"], registry=REGISTRY)
 MODEL_INFO = Gauge("nlp_model_info", "The loaded model (value 1)", ["name", "version"], registry=REGISTRY)
 
 
