@@ -122,7 +122,8 @@ class MakeRunStack:
         self.output = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devtools.up", "--data-dir", str(self.data_dir), "--port", str(self.port)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
         threading.Thread(target=self._read, daemon=True).start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -212,7 +213,7 @@ async def _post(session: aiohttp.ClientSession, url: str, item: Sent, stop_at: f
                     item.accepted_at = time.time()
                     return
                 wait = float(resp.headers.get("Retry-After", "1") or 1)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             wait = 0.5
         await asyncio.sleep(wait)
 
@@ -259,7 +260,7 @@ class Pollers:
 
         while not self._stop.wait(POLL_S):
             headers = {"Authorization": f"Bearer {self.stack.token()}"} if self.stack.token() else {}
-            request = urllib.request.Request(self.stack.url + "/function/entity-stats?window=1h&limit=1",
+            request = urllib.request.Request(self.stack.url + "/function/entity-stats?window=1h&limit=1",  # noqa: S310
                                              headers=headers)
             with contextlib.suppress(Exception):
                 with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310
@@ -288,7 +289,8 @@ def inject(config: CampaignConfig, stack: MakeRunStack, pollers: Pollers, valid_
         return
     while pollers.burst_persisted < config.fault_at * valid_burst:
         time.sleep(0.2)
-    record = {"fault": config.fault, "started_at": time.time(), "persisted_fraction": pollers.burst_persisted / valid_burst}
+    record = {"fault": config.fault, "started_at": time.time(),
+              "persisted_fraction": round(pollers.burst_persisted / valid_burst, 3)}
     if config.fault == "stall-primary":
         pids = server_processes(Path(stack.cluster.status()["primary"]["data_dir"]))
         for pid in pids:

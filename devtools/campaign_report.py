@@ -185,8 +185,8 @@ def summarize(config, run_id: str, phases: dict, seen, stack, started: float, re
     if receiver is not None:
         wanted = [i for i in burst if i.callback == receiver.url]
         counts = Counter(len(receiver.received.get(i.call_id, [])) for i in wanted)
-        summary["callbacks"] = {"expected": len(wanted), "exactly_once": counts.get(1, 0),
-                                "missing": counts.get(0, 0), "more_than_once": sum(v for k, v in counts.items() if k > 1)}
+        summary["callbacks"] = {"expected": len(wanted), "exactly_once": counts.get(1, 0), "missing": counts.get(0, 0),
+                                "more_than_once": sum(v for k, v in counts.items() if k > 1)}
     return summary
 
 

@@ -52,7 +52,7 @@ class CallbackSender:
                 continue
             try:
                 msgs = await sub.fetch(free, timeout=1.0)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except (nats.errors.Error, nats.js.errors.Error):
                 await asyncio.sleep(0.5)

@@ -137,7 +137,7 @@ class QueueWorker:
             await asyncio.gather(*loops, return_exceptions=True)
             await self._session.close()
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await asyncio.wait_for(nc.close(), 5)  # not drain(): pull subscriptions would hold it
 
     async def _subscribe(self, target: Target):
         durable = f"{target.name}-workers"
@@ -160,7 +160,7 @@ class QueueWorker:
                 continue
             try:
                 msgs = await sub.fetch(free, timeout=FETCH_WAIT_S)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except (nats.errors.Error, nats.js.errors.Error) as exc:
                 log.warning("fetch failed", extra={"event": "queueworker.fetch_failed", "function": target.name,

@@ -67,7 +67,8 @@ def post_again(gateway: str, letter: DeadLetter) -> tuple[int, str | None]:
     path = f"/async-function/{quote(letter.function)}{letter.path if letter.path != '/' else ''}"
     if letter.query:
         path += "?" + letter.query
-    headers = {k: v for k, v in letter.headers.items() if k.lower() != "x-call-id"}
+    replaced = {"x-call-id", "x-redrive", "content-type", "content-length"}
+    headers = {k: v for k, v in letter.headers.items() if k.lower() not in replaced}
     headers.update({"X-Call-Id": letter.call_id, "X-Redrive": str(letter.redrives + 1)})
     if letter.content_type:
         headers["Content-Type"] = letter.content_type

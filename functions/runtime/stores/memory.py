@@ -21,10 +21,9 @@ import copy
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
-
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from functions.runtime.db import ServerDown
 from functions.runtime.shapes import DocumentRecord, Fingerprint
