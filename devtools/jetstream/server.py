@@ -64,7 +64,7 @@ class LocalNats:
     """One nats-server process with JetStream under ``base_dir``."""
 
     base_dir: Path
-    sync: str = "always"  # jetstream.sync_interval: "always" or a Go duration ("1s")
+    sync: str = os.environ.get("NLP_NATS_SYNC") or "1s"  # jetstream.sync_interval: "always" or a Go duration
 
     def __post_init__(self):
         self.base_dir = Path(self.base_dir)

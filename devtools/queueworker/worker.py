@@ -260,7 +260,7 @@ class QueueWorker:
             return False
         log.warning("dead letter", extra={
             "event": "dead_letter.recorded", "function": target.name, "request_id": outcome.call_id,
-            "status_code": outcome.status, "reason": outcome.reason, "attempts": outcome.attempts,
+            "dead_letter.status": outcome.status, "reason": outcome.reason, "attempts": outcome.attempts,
             "error.code": outcome.error_code, "recorded_by": "queue-worker"})
         metrics.DEAD_LETTERS.labels(target.name, str(outcome.status)).inc()
         return True

@@ -102,12 +102,12 @@ class RejectRecorder:
             store.record_rejected(letter)
         except (ServerDown, psycopg.Error) as err:
             log.warning("dead letter not written", extra={
-                "event": "dead_letter.write_failed", "request_id": call_id, "status_code": exc.status,
+                "event": "dead_letter.write_failed", "request_id": call_id, "dead_letter.status": exc.status,
                 "error.code": exc.code, "error.type": type(err).__name__})
             return False
         metrics.DEAD_LETTERS.labels(self.function, str(exc.status)).inc()
         log.warning("dead letter", extra={
-            "event": "dead_letter.recorded", "request_id": call_id, "status_code": exc.status,
+            "event": "dead_letter.recorded", "request_id": call_id, "dead_letter.status": exc.status,
             "reason": REJECTED, "error.code": exc.code, "recorded_by": "function"})
         return True
 

@@ -85,6 +85,9 @@ def representative_lines() -> list[dict]:
         except ConnectionError:
             log.error("database write failed", exc_info=True,
                       extra={"event": "db.write_failed", "request_id": "r-3"})
+        log.warning("dead letter", extra={
+            "event": "dead_letter.recorded", "request_id": "r-4", "dead_letter.status": 422, "reason": "rejected",
+            "error.code": "empty_text", "recorded_by": "function"})
         log.warning("big line", extra={"event": "probe.truncated", "detail": "x" * 100_000})
     finally:
         _restore_logging_state(saved)
