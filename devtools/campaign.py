@@ -51,6 +51,7 @@ from devtools.jetstream import LocalNats
 from devtools.pgcluster import LocalCluster
 from devtools.pgcluster.host import server_processes
 from devtools.processes import LOCAL_DIR, REPO, free_port
+from functions.runtime import queries
 
 FAULTS = ("none", "stall-primary", "stop-primary", "restart-stack")
 SAMPLE_FILE = REPO / "samples" / "comments.jsonl"
@@ -311,8 +312,8 @@ class Pollers:
         while not self._stop.wait(1.0):
             try:
                 conn = conn or psycopg.connect(self.stack.owner_dsn(), connect_timeout=2, autocommit=True)
-                count = conn.execute("SELECT count(*) FROM nlp.documents WHERE processed_at >= %s "
-                                     "AND request_id LIKE %s", (since, f"{self.run_id}-burst-%")).fetchone()[0]
+                count = conn.execute(queries.load("campaign")["count_persisted"], {
+                    "since": since, "like": f"{self.run_id}-burst-%"}).fetchone()[0]
             except psycopg.Error:
                 conn = None
                 continue

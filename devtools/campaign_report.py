@@ -20,11 +20,13 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
 from devtools.processes import free_port
+from functions.runtime import queries
 
 
 class CallbackReceiver:
@@ -64,15 +66,18 @@ class CallbackReceiver:
             self._server.shutdown()
 
 
-def _rows(dsn: str, run_id: str) -> tuple[dict[str, float], dict[str, dict]]:
-    """(document id -> processed_at epoch, call id -> dead letter fields) of the run."""
+def _params(run_id: str, since: float) -> dict:
+    return {"since": datetime.fromtimestamp(since - 60, UTC), "like": f"{run_id}-%"}
+
+
+def _rows(dsn: str, run_id: str, since: float) -> tuple[dict[str, float], dict[str, dict]]:
+    """(document id -> processed_at epoch, call id -> dead letter fields) of the run (started at ``since``)."""
+    sql = queries.load("campaign")
     with psycopg.connect(dsn) as conn:
-        docs = {rid: at.timestamp() for rid, at in conn.execute(
-            "SELECT request_id, processed_at FROM nlp.documents WHERE request_id LIKE %s", (f"{run_id}-%",))}
+        docs = {rid: at.timestamp() for rid, at in conn.execute(sql["documents_of_run"], _params(run_id, since))}
         letters = {row[0]: {"reason": row[1], "status": row[2], "state": row[3], "body": bytes(row[4]),
                             "error": row[5], "at": row[6].timestamp()}
-                   for row in conn.execute("SELECT call_id, reason, status, state, body, error_code, first_failed_at "
-                                           "FROM nlp.dead_letters WHERE call_id LIKE %s", (f"{run_id}-%",))}
+                   for row in conn.execute(sql["dead_letters_of_run"], _params(run_id, since))}
     return docs, letters
 
 
@@ -85,12 +90,9 @@ def wait_drained(dsn: str, run_id: str, phases: dict, timeout_s: float) -> bool:
     while time.monotonic() < deadline:
         with contextlib.suppress(psycopg.Error), psycopg.connect(dsn, autocommit=True) as conn:
             while time.monotonic() < deadline:
-                done = conn.execute(
-                    "SELECT (SELECT count(*) FROM nlp.documents WHERE processed_at >= to_timestamp(%(since)s) - "
-                    "interval '1 minute' AND request_id LIKE %(like)s) + (SELECT count(*) FROM nlp.dead_letters "
-                    "WHERE call_id LIKE %(like)s)", {"since": since, "like": f"{run_id}-%"}).fetchone()[0]
+                done = conn.execute(queries.load("campaign")["count_finished"], _params(run_id, since)).fetchone()[0]
                 if done >= len(accepted):
-                    docs, letters = _rows(dsn, run_id)
+                    docs, letters = _rows(dsn, run_id, since)
                     return accepted <= set(docs) | set(letters)
                 time.sleep(2.0)
         time.sleep(1.0)
@@ -162,7 +164,7 @@ def _timeline(phases: dict, docs: dict[str, float], letters: dict[str, dict], se
 
 def summarize(config, run_id: str, phases: dict, seen, stack, started: float, receiver=None) -> dict:
     """The summary of a finished replay (see :mod:`devtools.campaign`)."""
-    docs, letters = _rows(stack.owner_dsn(), run_id)
+    docs, letters = _rows(stack.owner_dsn(), run_id, started)
     items = [i for phase in phases.values() for i in phase]
     accepted = [i for i in items if i.accepted_at is not None]
     burst = [i for i in phases["burst"] if i.accepted_at is not None]

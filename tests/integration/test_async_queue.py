@@ -40,7 +40,8 @@ def items(prefix: str, count: int, invalid_every: int = 0, callback=None) -> lis
 def stored(dsn: str, prefix: str) -> tuple[int, dict[str, tuple]]:
     """(documents with ids of the prefix, call id -> (status, state, reason, body, attempts, redrives))."""
     with psycopg.connect(dsn) as conn:
-        docs = conn.execute("SELECT count(*) FROM nlp.documents WHERE request_id LIKE %s", (prefix + "%",)).fetchone()[0]
+        docs = conn.execute("SELECT count(*) FROM nlp.documents WHERE request_id LIKE %s",
+                            (prefix + "%",)).fetchone()[0]
         letters = {r[0]: tuple(r[1:]) for r in conn.execute(
             "SELECT call_id, status, state, reason, body, attempts, redrives FROM nlp.dead_letters "
             "WHERE call_id LIKE %s", (prefix + "%",))}
@@ -198,7 +199,7 @@ def test_the_function_keeps_a_refused_input_that_came_through_a_gateway(ner_serv
     assert status == status_without == 422
     _, letters = stored(owner_dsn, prefix)
     assert set(letters) == {f"{prefix}fn"} and letters[f"{prefix}fn"][:3] == (422, "open", "rejected")
-    with urllib.request.urlopen(ner_server.url + "/metrics", timeout=5) as resp:
+    with urllib.request.urlopen(ner_server.url + "/metrics", timeout=5) as resp:  # noqa: S310
         assert 'nlp_dead_letters_total{function="ner-processor",status="422"}' in resp.read().decode()
 
 
