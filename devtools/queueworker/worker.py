@@ -146,7 +146,11 @@ class QueueWorker:
                                 ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                                 ack_wait=policy.ack_wait_s, max_deliver=-1,
                                 max_ack_pending=max(2 * policy.max_inflight, 8), max_waiting=16)
-        await self._js.add_consumer(REQUEST_STREAM, config)  # creates, or updates the same durable
+        try:
+            await self._js.add_consumer(REQUEST_STREAM, config)  # creates, or updates the same durable
+        except nats.js.errors.APIError as exc:  # a setting the server cannot change in place: keep the old
+            log.warning("consumer kept as it was", extra={"event": "queueworker.consumer_unchanged",
+                                                          "function": target.name, "error.message": str(exc)[:200]})
         return await self._js.pull_subscribe_bind(durable, stream=REQUEST_STREAM)
 
     async def _consume(self, target: Target, sub) -> None:
