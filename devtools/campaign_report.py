@@ -12,6 +12,7 @@ Shapes::
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import glob
@@ -30,40 +31,48 @@ from functions.runtime import queries
 
 
 class CallbackReceiver:
-    """An HTTP server on 127.0.0.1 that records every POST: call id -> list of (status header, name)."""
+    """An HTTP server on 127.0.0.1 (aiohttp on its own event-loop thread: the receiver shares the cores
+    with what it measures) that records every POST: call id -> [{"status", "name"}]."""
 
     def __init__(self):
         self.port = free_port()
         self.received: dict[str, list[dict]] = defaultdict(list)
-        self._server = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/callback"
 
+    async def _handle(self, request):
+        from aiohttp import web
+
+        await request.read()
+        self.received[request.headers.get("X-Call-Id", "")].append(
+            {"status": request.headers.get("X-Function-Status"), "name": request.headers.get("X-Function-Name")})
+        return web.Response(status=204)
+
+    async def _main(self) -> None:
+        from aiohttp import web
+
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        server = web.Server(self._handle, access_log=None)
+        runner = web.ServerRunner(server)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024).start()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
     def start(self) -> CallbackReceiver:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.received[self.headers.get("X-Call-Id", "")].append(
-                    {"status": self.headers.get("X-Function-Status"), "name": self.headers.get("X-Function-Name")})
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True).start()
+        self._ready.wait(10)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
 
 
 def _params(run_id: str, since: float) -> dict:
@@ -234,11 +243,13 @@ def plot(summary: dict, path: Path) -> Path:
 
     timeline = summary["timeline"]
 
-    def series(key: str) -> tuple[list[int], list[int]]:
+    def series(key: str, fill: bool = True) -> tuple[list[int], list[int]]:
+        """Counts per second (a second without any is 0), or samples as taken (``fill=False``: a
+        second without a sample, e.g. while the stack restarts, is a gap, not a zero)."""
         data = {int(k): v for k, v in timeline[key].items()}
         if not data:
             return [], []
-        xs = list(range(0, max(data) + 1))
+        xs = list(range(0, max(data) + 1)) if fill else sorted(data)
         return xs, [data.get(x, 0) for x in xs]
 
     fig, (rate_ax, depth_ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), dpi=100)
@@ -248,7 +259,7 @@ def plot(summary: dict, path: Path) -> Path:
         rate_ax.plot(xs, ys, label=label, linewidth=1)
     rate_ax.set_ylabel("comments per second")
     rate_ax.legend(loc="upper right")
-    xs, ys = series("queue_depth")
+    xs, ys = series("queue_depth", fill=False)
     depth_ax.plot(xs, ys, color="tab:purple", linewidth=1, label="queue depth (waiting + in delivery)")
     depth_ax.set_ylabel("messages")
     depth_ax.set_xlabel("seconds since the replay started")
