@@ -5,12 +5,21 @@ callback slots, never delivery slots.
 One POST per invocation: an answer of any status ends it; only a failure to connect is tried again (at
 most :data:`devtools.queueworker.outcomes.CALLBACK_ATTEMPTS` times, 1 s and 2 s apart), then the
 callback is dropped with a ``queueworker.callback_failed`` log line.
+
+The queue-worker runs the sender as a child process at a lower CPU priority (``python -m
+devtools.queueworker.callbacks --nats URL``, :func:`start_sender`): on a machine where the model takes
+a core, callbacks use the CPU the deliveries leave, so they never slow the drain.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import sys
 
 import aiohttp
 import nats.errors
@@ -94,3 +103,59 @@ class CallbackSender:
         self.dropped += 1
         log.warning("callback failed", extra={"event": "queueworker.callback_failed", "request_id": job.call_id,
                                               "function": job.function, "error.type": error})
+
+
+NICENESS = 10  # below the deliveries, the gateway and the function
+
+
+async def start_sender(nats_url: str, concurrency: int = CONCURRENCY) -> asyncio.subprocess.Process:
+    """The sender as a child process (same stdout: one log), niced by :data:`NICENESS`."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "devtools.queueworker.callbacks", "--nats", nats_url, "--concurrency",
+        str(concurrency), preexec_fn=lambda: os.nice(NICENESS))
+
+
+async def stop_sender(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+
+
+async def _run(nats_url: str, concurrency: int) -> None:
+    import nats
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await nats.connect(nats_url, name="queue-worker-callbacks", max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        task = asyncio.create_task(CallbackSender(nc.jetstream(timeout=5), session, concurrency).run())
+        await stop.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.close(), 5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devtools.queueworker.callbacks --nats URL [--concurrency N]``: send callbacks until SIGTERM."""
+    from functions.runtime import logs
+
+    parser = argparse.ArgumentParser(prog="python -m devtools.queueworker.callbacks")
+    parser.add_argument("--nats", required=True)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    args = parser.parse_args(argv)
+    logs.configure("queue-worker", os.environ.get("LOG_LEVEL", "INFO"))
+    asyncio.run(_run(args.nats, args.concurrency))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -102,7 +102,7 @@ class QueueWorker:
         self.dead_letters = dead_letters
         self.limits = limits or QueueLimits()
         self.depth_interval_s = depth_interval_s
-        self.callback_concurrency = callback_concurrency
+        self.callback_concurrency = callback_concurrency  # of the callback process
         self.counts: dict[str, int] = {"succeeded": 0, "failed": 0, "retried": 0}
         self._js = None
         self._session: aiohttp.ClientSession | None = None
@@ -120,9 +120,8 @@ class QueueWorker:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               cookie_jar=aiohttp.DummyCookieJar())
-        sender = callbacks.CallbackSender(self._js, self._session, self.callback_concurrency)
+        sender = await callbacks.start_sender(self.nats_url, self.callback_concurrency)
         loops = [asyncio.create_task(self._consume(self.targets[name], sub)) for name, sub in subs.items()]
-        loops.append(asyncio.create_task(sender.run()))
         loops.append(asyncio.create_task(self._report_depth()))
         log.info("queue-worker ready", extra={"event": "queueworker.ready", "functions": sorted(self.targets)})
         if ready is not None:
@@ -135,6 +134,7 @@ class QueueWorker:
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            await callbacks.stop_sender(sender)
             await self._session.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 5)  # not drain(): pull subscriptions would hold it

@@ -88,7 +88,8 @@ def test_redriving_poison_letters_leaves_one_open_letter_each_and_stores_none(as
     prefix = unique_prefix()
     poison = items(prefix, 3, invalid_every=1)
     asyncio.run(send(async_gateway.url + "/async-function/ner-processor", poison, 3))
-    wait_for(lambda: len(stored(owner_dsn, prefix)[1]) == 3)
+    # the queue-worker's final record (attempts set), not only the function's own
+    wait_for(lambda: [v[4] for v in stored(owner_dsn, prefix)[1].values()] == [1, 1, 1])
     store = open_store(owner_dsn)
     try:
         for item in poison[:2]:
