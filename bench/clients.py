@@ -8,7 +8,8 @@ report can show what it cost.
 
 Config keys (all modes): url, texts_path (JSON list of texts), id_prefix (unique per phase: every
 request id is new), docs_per_request (1 = single-comment JSON body, >1 = {"documents": [...]}),
-start_index (where in the text list to start), timeout_s.
+start_index (where in the text list to start), timeout_s, path (the request path, default "/"; e.g.
+"/function/ner-processor" through a gateway).
  - mode "closed": clients, warmup_s, duration_s. Each client sends its next request as soon as the
    previous answer arrived; only requests completed inside the measurement window count.
  - mode "open": rate (requests/s), warmup_s, duration_s, seed, max_outstanding, preopen (keep-alive
@@ -46,13 +47,14 @@ class RequestFactory:
         id_prefix: str,
         docs_per_request: int = 1,
         start_index: int = 0,
+        path: str = "/",
     ):
         if not texts:
             raise ValueError("no texts")
         self.encoded = [json.dumps(t, ensure_ascii=False).encode("utf-8") for t in texts]
         self.chars = [len(t) for t in texts]
         self.head = (
-            f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: "
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\nContent-Length: "
         ).encode()
         self.prefix = id_prefix
         self.docs = docs_per_request
@@ -303,7 +305,13 @@ async def _main(cfg: dict) -> dict:
     host, port = cfg["url"].removeprefix("http://").rstrip("/").split(":")
     texts = json.loads(Path(cfg["texts_path"]).read_text(encoding="utf-8"))
     factory = RequestFactory(
-        texts, host, int(port), cfg["id_prefix"], cfg.get("docs_per_request", 1), cfg.get("start_index", 0)
+        texts,
+        host,
+        int(port),
+        cfg["id_prefix"],
+        cfg.get("docs_per_request", 1),
+        cfg.get("start_index", 0),
+        cfg.get("path", "/"),
     )
     cpu0 = time.process_time()
     mode = cfg["mode"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 
@@ -73,27 +72,6 @@ def writer_throughput(
         "db_ms_sum": db_ms,
         "group": group,
     }
-
-
-def pg_cpu_seconds(data_dirs: list[str]) -> float:
-    """CPU seconds used so far by every postgres process of the given data directories (the servers'
-    backends chdir into their data directory, which is how they are found)."""
-    import os
-
-    targets = {str(Path(d).resolve()) for d in data_dirs if d}
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "cwd") not in targets:
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 class LagSampler(threading.Thread):

@@ -24,7 +24,8 @@ that from the edge's own cost: the function against raw ``nlp.pipe`` at the batc
 actually formed in that round (median over rounds).
 
 ``python -m bench.edge [--quick] [--rounds N]`` (own PostgreSQL pair under build/local/bench/edge-pg)
-or the ``edge`` phase of ``python -m bench.run``. Results: stdout table + ``bench/results/edge-latest.json``.
+or the ``edge`` phase of ``python -m bench.run``. Results: stdout table +
+``build/local/bench/results/edge-latest.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from pathlib import Path
 from bench import clients
 from bench.common import MODEL, REPO, loadavg, own_cpu_seconds, process_tree, write_json
 from bench.corpus import iter_generate
+from bench.localstack import LOCAL_RESULTS, fresh_cluster, start_ready
+from bench.metering import scrape
 from devtools.processes import LOCAL_DIR
 
 RAW_CHILD_ENV = "BENCH_EDGE_RAW_CHILD"
@@ -129,15 +132,7 @@ class RawPipe:
 
 def _batch_metrics(fn) -> tuple[float, float, float]:
     """(documents, batches, seconds in batches) the model has run so far, from the function's /metrics."""
-    from devtools.processes import call
-
-    _, _, body = call(fn, "/metrics", method="GET", body=None, content_type=None)
-    values = {}
-    for line in body.decode().splitlines():
-        if line.startswith(("nlp_model_batch_documents_sum", "nlp_model_batch_documents_count",
-                            "nlp_model_batch_seconds_sum")):
-            name, value = line.split()
-            values[name] = float(value)
+    values = scrape(fn)
     return (values.get("nlp_model_batch_documents_sum", 0.0), values.get("nlp_model_batch_documents_count", 0.0),
             values.get("nlp_model_batch_seconds_sum", 0.0))
 
@@ -268,23 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per level (3 quick, 5 full)")
     args = parser.parse_args(argv)
-    from devtools.pgcluster import LocalCluster
-    from devtools.processes import start_function
-
     work = LOCAL_DIR / "bench" / "edge"
-    cluster = LocalCluster(LOCAL_DIR / "bench" / "edge-pg")
-    cluster.destroy()
-    cluster.start()
-    try:
+    with fresh_cluster(LOCAL_DIR / "bench" / "edge-pg") as cluster:
         def start_fn():
-            fn = start_function("ner-processor", work / "logs", secrets_dir=cluster.secrets_dir, wait=False)
-            fn.wait_ready(timeout=120)
-            return fn
+            return start_ready("ner-processor", work / "logs", cluster.secrets_dir)
 
         result = measure(start_fn, work, args.quick, time.strftime("%Y%m%dT%H%M%S"), rounds=args.rounds)
-    finally:
-        cluster.destroy()
-    write_json(REPO / "bench" / "results" / "edge-latest.json", result)
+    write_json(LOCAL_RESULTS / "edge-latest.json", result)
     print(table(result))
     return 0
 

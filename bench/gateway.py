@@ -1,12 +1,12 @@
 """The local gateway's cost, and a loopback load test through it.
 
-``phase(bench)`` (the ``gateway`` phase of ``python -m bench.run``): one ner-processor process, the
-local gateway in its own process fronting it (``python -m devtools.gateway --upstream``), and the same
-closed-loop client (``bench.clients``, single comments, same corpus) sent alternately straight to the
-function and through ``/function/ner-processor`` at 16 and 64 clients, in 10 short rounds (3 in quick
-mode). Directions alternate per round (direct, gateway, gateway, direct, ...) so a drift in machine load
-hits both sides alike; the reported ratio is the median of the rounds'; the goal is gateway >= 0.9x
-direct.
+``compare(ctx)`` (the ``gateway`` phase of ``python -m bench.run``, bench/phases/gateway.py): one
+ner-processor process, the local gateway in its own process fronting it (``python -m devtools.gateway
+--upstream``), and the same closed-loop client (``bench.clients``, single comments, same corpus) sent
+alternately straight to the function and through ``/function/ner-processor`` at 16 and 64 clients, in
+10 short rounds (3 in quick mode). Directions alternate per round (direct, gateway, gateway, direct,
+...) so a drift in machine load hits both sides alike; the reported ratio is the median of the rounds';
+the goal is gateway >= 0.9x direct.
 
 ``python -m bench.gateway phase --rounds 10 --quick`` runs that phase alone with more rounds.
 
@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 
 from bench import clients
-from bench.common import REPO, cpu_seconds, run_module_json
+from bench.common import REPO, cpu_seconds, log
 
 CLIENT_LEVELS = (16, 64)
+WARMUP_S = 1.0
 GOAL = 0.9  # gateway throughput / direct throughput
 
 
@@ -71,22 +72,23 @@ def start_gateway_process(upstream_url: str, log_dir: Path, function: str = "ner
 # --------------------------------------------------------------------------------------- bench phase
 
 
-def phase(bench, rounds: int | None = None) -> None:
-    """Gateway vs direct at CLIENT_LEVELS on bench's corpus; stores ``bench.results["gateway"]``.
+def compare(ctx, rounds: int | None = None) -> dict:
+    """Gateway vs direct at CLIENT_LEVELS on the context's corpus (a bench.context.Context); stores the
+    figures in ``ctx.results["gateway"]`` as it goes and returns them.
 
     Each round runs both sides back to back (order alternating), so each round gives one ratio measured
     under the same machine load; the reported ratio is the median of the rounds' ratios. Also recorded:
     CPU seconds per answered request of the gateway process and of the function process (the gateway's
     cost where the CPU is the bottleneck, independent of what else the machine runs)."""
-    p = bench.plan
     # Many short rounds beat few long ones on a shared machine: each round's ratio is taken under one
     # load, and the median of many rounds shrugs off the rounds another process disturbed.
-    rounds = rounds or (3 if bench.mode == "quick" else 10)
-    warmup_s, duration_s = 1.0, min(p.closed_duration_s, 5.0)
-    fn = bench.start_fn()
-    gw_proc, gw_url = start_gateway_process(fn.url, bench.work / "gateway-logs")
+    rounds = rounds or (3 if ctx.quick else 10)
+    duration_s = min(ctx.plan.closed_duration_s, 5.0)
+    fn = ctx.start_fn()
+    gw_proc, gw_url = start_gateway_process(fn.url, ctx.work / "gateway-logs")
     out: dict = {"levels": {}, "rounds": rounds, "duration_s": duration_s}
-    bench.results["gateway"] = out
+    ctx.results["gateway"] = out
+    targets = {"direct": (fn.url, "/"), "gateway": (gw_url, "/function/ner-processor")}
     try:
         index = 0
         for n in CLIENT_LEVELS:
@@ -96,27 +98,11 @@ def phase(bench, rounds: int | None = None) -> None:
                 order = ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")
                 got = {}
                 for side in order:
-                    cfg = {"mode": "closed", "clients": n, "warmup_s": warmup_s,
-                           "duration_s": duration_s, "texts_path": str(bench.sample_path),
-                           "id_prefix": f"{bench.run_id}-gw{n}-{side}-{r}", "start_index": index,
-                           "timeout_s": 60.0,
-                           "url": fn.url if side == "direct" else gw_url,
-                           "path": "/" if side == "direct" else "/function/ner-processor"}
-                    gw0, fn0 = cpu_seconds(gw_proc.pid), cpu_seconds(fn.process.pid)
-                    res = run_module_json("bench.gateway", {"command": "closed", **cfg},
-                                          timeout=warmup_s + duration_s + 180)
-                    gw_cpu, fn_cpu = cpu_seconds(gw_proc.pid) - gw0, cpu_seconds(fn.process.pid) - fn0
+                    res = _one_side(ctx, fn, gw_proc, level, n, r, side, targets[side], index, duration_s)
                     index = res["next_index"]
                     got[side] = res["docs_s"]
-                    level[side].append({"docs_s": res["docs_s"], "p50_ms": res["p50_ms"],
-                                        "errors": res["errors"], "statuses": res["statuses"]})
-                    # requests answered over warm-up + window, estimated from the window's rate
-                    answered = max((warmup_s + duration_s) * res["req_s"], 1.0)
-                    if side == "gateway":
-                        level["gateway_cpu_ms"].append(gw_cpu * 1000 / answered)
-                        level["function_cpu_ms"].append(fn_cpu * 1000 / answered)
-                    bench_log(f"gateway phase: {n} clients, round {r + 1}/{rounds}, {side}: "
-                              f"{res['docs_s']:.1f} docs/s, p50 {res['p50_ms']:.1f} ms, errors {res['errors'] or 0}")
+                    log(f"gateway phase: {n} clients, round {r + 1}/{rounds}, {side}: "
+                        f"{res['docs_s']:.1f} docs/s, p50 {res['p50_ms']:.1f} ms, errors {res['errors'] or 0}")
                 if got["direct"]:
                     level["ratios"].append(got["gateway"] / got["direct"])
             level.update(direct_docs_s=statistics.mean(x["docs_s"] for x in level["direct"]),
@@ -129,12 +115,29 @@ def phase(bench, rounds: int | None = None) -> None:
         except subprocess.TimeoutExpired:
             gw_proc.kill()
         fn.stop()
-    for line in render(bench.results).splitlines():
-        bench_log(line)
+    for line in render(ctx.results).splitlines():
+        log(line)
+    return out
 
 
-def bench_log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+def _one_side(ctx, fn, gw_proc, level: dict, n: int, r: int, side: str, target: tuple[str, str], index: int,
+              duration_s: float) -> dict:
+    """One closed-loop run of ``n`` clients against ``target`` (url, path); appends its figures (and, for
+    the gateway side, the CPU milliseconds per request of both processes) to ``level``."""
+    cfg = {"mode": "closed", "clients": n, "warmup_s": WARMUP_S, "duration_s": duration_s,
+           "texts_path": str(ctx.sample_path), "id_prefix": f"{ctx.run_id}-gw{n}-{side}-{r}",
+           "start_index": index, "timeout_s": 60.0, "url": target[0], "path": target[1]}
+    gw0, fn0 = cpu_seconds(gw_proc.pid), cpu_seconds(fn.process.pid)
+    res = clients.run(cfg, timeout=WARMUP_S + duration_s + 180)
+    gw_cpu, fn_cpu = cpu_seconds(gw_proc.pid) - gw0, cpu_seconds(fn.process.pid) - fn0
+    level[side].append({"docs_s": res["docs_s"], "p50_ms": res["p50_ms"],
+                        "errors": res["errors"], "statuses": res["statuses"]})
+    # requests answered over warm-up + window, estimated from the window's rate
+    answered = max((WARMUP_S + duration_s) * res["req_s"], 1.0)
+    if side == "gateway":
+        level["gateway_cpu_ms"].append(gw_cpu * 1000 / answered)
+        level["function_cpu_ms"].append(fn_cpu * 1000 / answered)
+    return res
 
 
 def render(results: dict) -> str:
@@ -163,17 +166,10 @@ def render(results: dict) -> str:
 # ------------------------------------------------------------------------------------------- clients
 
 
-async def _closed(cfg: dict) -> dict:
-    """bench.clients' closed loop with the request path set (it always sends ``POST /``)."""
-    host, port = cfg["url"].removeprefix("http://").rstrip("/").split(":")
-    texts = json.loads(Path(cfg["texts_path"]).read_text(encoding="utf-8"))
-    factory = clients.RequestFactory(texts, host, int(port), cfg["id_prefix"], 1, cfg.get("start_index", 0))
-    factory.head = factory.head.replace(b"POST / ", f"POST {cfg['path']} ".encode(), 1)
-    cpu0 = time.process_time()
-    result = await clients._closed(cfg, factory, host, int(port))
-    result["client_cpu_s"] = time.process_time() - cpu0
-    result["next_index"] = factory.next_text
-    return result
+def closed_loop(cfg: dict) -> dict:
+    """bench.clients' closed loop in this process, ``cfg["path"]`` as the request path (e.g.
+    ``/function/ner-processor``); same config and result as ``bench.clients`` mode "closed"."""
+    return clients.run_inline(cfg | {"mode": "closed"})
 
 
 async def load(cfg: dict) -> dict:
@@ -247,7 +243,7 @@ def standalone(argv: list[str]) -> int:
     import argparse
     import shutil
 
-    from bench.run import QUICK, Bench, Plan, deployed_env
+    from bench.context import QUICK, Context, Plan, deployed_env
     from devtools.processes import LOCAL_DIR
 
     ap = argparse.ArgumentParser(prog="python -m bench.gateway phase")
@@ -257,15 +253,15 @@ def standalone(argv: list[str]) -> int:
     work = LOCAL_DIR / "bench" / "gateway"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    bench = Bench(QUICK if args.quick else Plan(), "quick" if args.quick else "full", work,
+    ctx = Context(QUICK if args.quick else Plan(), "quick" if args.quick else "full", work,
                   deployed_env() | {"LOG_LEVEL": "INFO"}, {"gateway"}, False)
-    bench.corpus()
-    bench.start_db()
+    ctx.corpus()
+    ctx.start_db()
     try:
-        phase(bench, rounds=args.rounds)
+        compare(ctx, rounds=args.rounds)
     finally:
-        bench.stop_db()
-    print(render(bench.results))
+        ctx.stop_db()
+    print(render(ctx.results))
     return 0
 
 
@@ -275,7 +271,7 @@ def main() -> None:
     cfg = json.loads(sys.stdin.read())
     command = cfg.get("command", sys.argv[1] if len(sys.argv) > 1 else "")
     if command == "closed":
-        print(json.dumps(asyncio.run(_closed(cfg))))
+        print(json.dumps(closed_loop(cfg)))
     elif command == "load":
         print(json.dumps(asyncio.run(load(cfg))))
     else:

@@ -85,23 +85,9 @@ def measure(dsn_writer: str, texts: list[str], *, rounds: int = 3, warmup_docs: 
     return out
 
 
-def phase(bench, log) -> dict:
-    """The `image` phase of bench/run.py: its local primary, its sample texts, its cold-start rounds.
-    Without Docker/podman the phase records why it was skipped instead of failing the run."""
-    from scripts.image import build as image_build
-
-    if image_build.detect_engine() is None:
-        log("image phase skipped: no container engine (Docker or podman)")
-        return {"skipped": "no container engine (Docker or podman)"}
-    # 5 rounds in a full run: a container start is cheap next to the noise of a shared machine.
-    rounds = 5 if bench.plan.cold_rounds >= 3 else bench.plan.cold_rounds
-    log(f"container images: build check, cold start ({rounds} round(s)), RSS")
-    return measure(bench.cluster.dsn("writer", "primary"), bench.sample, rounds=rounds,
-                   warmup_docs=bench.plan.warmup_docs, log=log)
-
-
 def render(result: dict | None, error: str | None = None) -> str:
-    """Markdown rows (same columns as bench/report.py's table) for bench/results/latest.md."""
+    """Markdown rows (same columns as bench/report.py's table) for bench/results/latest.md; the row says
+    why when the phase was skipped or crashed (``error``), empty when it did not run."""
     if error or (result and result.get("skipped")):
         return f"\n| 8 image | container images | not measured: {error or result['skipped']} |  |  |  |\n"
     if not result:
@@ -134,21 +120,17 @@ def render(result: dict | None, error: str | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Standalone: own local PostgreSQL under build/local/bench/image-pg, 3 rounds, table to stdout."""
     from bench.corpus import iter_generate
-    from devtools.pgcluster import LocalCluster
+    from bench.localstack import fresh_cluster
     from devtools.processes import LOCAL_DIR
 
     rounds = int((argv or sys.argv[1:] or ["3"])[0])
-    cluster = LocalCluster(LOCAL_DIR / "bench" / "image-pg")
-    cluster.start()
-    try:
+    with fresh_cluster(LOCAL_DIR / "bench" / "image-pg") as cluster:
         texts = [t for _, t in zip(range(300), iter_generate(300), strict=False)]
         started = time.perf_counter()
         result = measure(cluster.dsn("writer", "primary"), texts, rounds=rounds,
                          log=lambda m: print(m, file=sys.stderr))
         print(render(result))
         print(f"(measured in {time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    finally:
-        cluster.destroy()
     return 0
 
 

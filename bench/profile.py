@@ -7,7 +7,7 @@ closed-loop clients as the benchmark, then stops it and summarises the collapsed
 samples per thread kind (HTTP request threads, the model worker, the DB committer) and per category
 (model, JSON, HTTP parsing/writing, logging, waiting for the GIL ...). ``--gil`` samples only the
 thread holding the GIL, which shows how the single CPU's worth of Python is split between threads.
-Outputs go to ``bench/results/profile-<timestamp>.*``: the raw stacks (for flamegraph.pl or
+Outputs go to ``build/local/bench/results/profile-<timestamp>.*``: the raw stacks (for flamegraph.pl or
 speedscope), an SVG flame graph and a markdown summary.
 """
 
@@ -27,9 +27,8 @@ from pathlib import Path
 from bench import clients
 from bench.common import REPO, children, write_json
 from bench.corpus import generate
+from bench.localstack import LOCAL_RESULTS as RESULTS
 from devtools.processes import FPROCESS, LOCAL_DIR, FunctionProcess, free_port
-
-RESULTS = REPO / "bench" / "results"
 
 # (category, regex on a frame "function (file:line)"), first match from the leaf upwards wins.
 CATEGORIES = [
@@ -64,12 +63,12 @@ def _blocking_lines(path: str, call: str) -> frozenset[str]:
 
 
 # The model worker waiting for its next batch (NerEngine._run / _collect on its queue).
-_ENGINE_IDLE = _blocking_lines("functions/runtime/nlp.py", "self._queue.get(")
+ENGINE_IDLE = _blocking_lines("functions/runtime/nlp.py", "self._queue.get(")
 
 
 def is_waiting(leaf: str) -> bool:
     """True when the leaf frame is a thread sleeping rather than running."""
-    return WAITING.search(leaf) is not None or leaf[leaf.rfind(" ") + 1:] in _ENGINE_IDLE
+    return WAITING.search(leaf) is not None or leaf[leaf.rfind(" ") + 1:] in ENGINE_IDLE
 
 
 def thread_kind(stack: list[str]) -> str:
@@ -179,7 +178,7 @@ def profile(
     work.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as out:
         spy = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    fn = FunctionProcess("ner-processor", port, spy, log_path, env)
+    fn = FunctionProcess(name="ner-processor", port=port, process=spy, log_path=log_path, env=env)
     try:
         fn.wait_ready(timeout=120)
         result = clients.run({"url": fn.url} | client_cfg)
@@ -233,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--short", action="store_true",
                     help="bench.edge's short corpus (median ~100 characters) instead of the generated one")
     args = ap.parse_args(argv)
-    from bench.run import deployed_env
+    from bench.context import deployed_env
 
     fn_env = deployed_env() | dict(item.partition("=")[::2] for item in args.fn_env)
     work = LOCAL_DIR / "bench" / "profile"

@@ -19,8 +19,8 @@ CAVEATS = (
     "The corpus has a realistic long tail (about 2.5% multi-paragraph reviews of 1,500-7,000 chars): one "
     "such comment holds the single model worker 10-50x longer than a median one, which is what sets p99.",
     "The function and seed rows compare phases that run minutes apart, and this machine's speed drifts by "
-    "10-20 % within seconds, so one run's ratio there can be off by a third either way (README, "
-    "Performance). The edge section alternates raw nlp.pipe and the function in short rounds and gives each "
+    "10-20 % within seconds, so one run's ratio there can be off by a third either way (docs/performance.md). "
+    "The edge section alternates raw nlp.pipe and the function in short rounds and gives each "
     "round's ratio: compare those.",
 )
 
@@ -186,33 +186,24 @@ def _engine(phase: dict | None) -> str:
     )
 
 
-def render(r: dict) -> str:  # noqa: C901 - one table, one place
-    meta = r.get("meta", {})
-    lim = r.get("limits") or {}
-    pipe128 = _get(lim, "ner_pipe128", "docs_s")
-    pipe16 = _get(lim, "ner_pipe16", "docs_s")
-    closed = _get(r, "function", "closed", default={}) or {}
-    batch = _get(r, "function", "batch", default={}) or {}
-    latency = _get(r, "function", "latency", default={}) or {}
-    seed = _get(r, "seed", "closed", default={}) or {}
-    cold = r.get("cold") or {}
-    sizes = r.get("sizes") or {}
-    mem = r.get("memory") or {}
-    db = r.get("db") or {}
-    lag = r.get("lag") or {}
-    gl = goals(r)
-    rows: list[tuple[str, ...]] = []
+class Table:
+    """The main table's rows: (section, measure, value, reference, ratio, goal) cells."""
 
-    def row(
-        section: str, what: str, value: str, reference: str = "", ratio: str = "", goal: str = ""
-    ) -> None:
-        rows.append((section, what, value, reference, ratio, goal))
+    def __init__(self, r: dict):
+        self.goals = goals(r)
+        self.rows: list[tuple[str, ...]] = []
 
-    def verdict(key: str) -> str:
-        goal = gl[key]
+    def row(self, section: str, what: str, value: str, reference: str = "", ratio: str = "", goal: str = "") -> None:
+        self.rows.append((section, what, value, reference, ratio, goal))
+
+    def verdict(self, key: str) -> str:
+        goal = self.goals[key]
         return f"**{goal.status}** ({goal.target})"
 
-    # 1. limits
+
+def _limit_rows(t: Table, r: dict) -> None:
+    lim = r.get("limits") or {}
+    pipe128 = _get(lim, "ner_pipe128", "docs_s")
     for key, label in (
         ("ner_pipe128", "raw NER-only `nlp.pipe(batch_size=128)`"),
         ("ner_pipe16", "raw NER-only `nlp.pipe(batch_size=16)`"),
@@ -221,7 +212,7 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
     ):
         m = lim.get(key)
         if m:
-            row(
+            t.row(
                 "1 limit",
                 label,
                 f"{fmt(m['docs_s'])} docs/s · {fmt(m['chars_s'] / 1000)}k chars/s",
@@ -229,67 +220,76 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
                 fmt_ratio(_ratio(m["docs_s"], pipe128), " of pipe(128)"),
             )
     if lim.get("ner_long"):
-        row(
+        t.row(
             "1 limit",
             f"raw NER-only `nlp(text)`, {lim['ner_long']['docs']} text(s) of ~20k chars",
             f"{fmt(lim['ner_long']['ms_per_doc'], 0)} ms/doc",
         )
-    # 2. function path
-    for n, m in _by_int(closed):
+
+
+def _function_rows(t: Table, r: dict) -> None:
+    lim = r.get("limits") or {}
+    pipe128 = _get(lim, "ner_pipe128", "docs_s")
+    pipe16 = _get(lim, "ner_pipe16", "docs_s")
+    for n, m in _by_int(_get(r, "function", "closed", default={}) or {}):
         ref, ref_name = (pipe16, "pipe(16)") if n == "16" else (pipe128, "pipe(128)")
-        row(
+        t.row(
             "2a function",
             f"{n} closed-loop client(s), single comments",
             f"{fmt(m['docs_s'])} docs/s · p50 {fmt(m['p50_ms'])} ms",
             f"raw {ref_name} {fmt(ref)} docs/s",
             fmt_ratio(_ratio(m["docs_s"], ref))
             + _cpu_ratio(m, _get(lim, "ner_pipe16" if n == "16" else "ner_pipe128")),
-            verdict("c64") if n == "64" else verdict("c16") if n == "16" else "",
+            t.verdict("c64") if n == "64" else t.verdict("c16") if n == "16" else "",
         )
-    for n, m in _by_int(batch):
-        row(
+    for n, m in _by_int(_get(r, "function", "batch", default={}) or {}):
+        t.row(
             "2b function",
             f"batch requests of {n} docs ({m.get('clients', '?')} in flight)",
             f"{fmt(m['docs_s'])} docs/s · {fmt(m['chars_s'] / 1000)}k chars/s",
             f"raw pipe(128) {fmt(pipe128)} docs/s",
             fmt_ratio(_ratio(m["docs_s"], pipe128)) + _cpu_ratio(m, lim.get("ner_pipe128")),
-            verdict("b256") if n == "256" else "",
+            t.verdict("b256") if n == "256" else "",
         )
-    # 3. seed design
-    for n, m in _by_int(seed):
+
+
+def _seed_rows(t: Table, r: dict) -> None:
+    closed = _get(r, "function", "closed", default={}) or {}
+    for n, m in _by_int(_get(r, "seed", "closed", default={}) or {}):
         ours = _get(closed, n, "docs_s")
-        row(
+        t.row(
             "3 seed design",
             f"seed design, {n} closed-loop client(s)",
             f"{fmt(m['docs_s'])} docs/s · p50 {fmt(m['p50_ms'])} ms",
             f"function {fmt(ours)} docs/s",
             fmt_ratio(_ratio(ours, m["docs_s"]), " function/seed"),
-            verdict("seed") if n == "16" else "",
+            t.verdict("seed") if n == "16" else "",
         )
-    # 4. latency
-    loop = lim.get("ner_loop") or {}
+
+
+def _latency_rows(t: Table, r: dict) -> None:
+    loop = _get(r, "limits", "ner_loop", default={}) or {}
     if loop.get("doc_ms_p50"):
-        row(
+        t.row(
             "4 latency",
             "raw NER-only model time per comment (`nlp(text)`, no queueing)",
-            f"p50 {fmt(loop['doc_ms_p50'])} · p95 {fmt(loop['doc_ms_p95'])} · "
-            f"p99 {fmt(loop['doc_ms_p99'])} ms",
+            f"p50 {fmt(loop['doc_ms_p50'])} · p95 {fmt(loop['doc_ms_p95'])} · p99 {fmt(loop['doc_ms_p99'])} ms",
             "the floor any single-worker server inherits",
             fmt_ratio(_ratio(loop["doc_ms_p99"], loop["doc_ms_p50"]), " p99/p50"),
         )
-    for frac, m in _by_int(latency):
-        row(
+    for frac, m in _by_int(_get(r, "function", "latency", default={}) or {}):
+        t.row(
             "4 latency",
             f"open loop at {float(frac):.0%} of max ({fmt(m['offered_rate'])} req/s offered)",
             f"p50 {fmt(m['p50_ms'])} · p95 {fmt(m['p95_ms'])} · p99 {fmt(m['p99_ms'])} ms",
             f"achieved {fmt(m['req_s'])} req/s; ≤{m.get('short_chars', 1000)} chars: p50 "
             f"{fmt(m.get('short_p50_ms'))} · p99 {fmt(m.get('short_p99_ms'))} ms",
             fmt_ratio(_ratio(m.get("p99_ms"), m.get("p50_ms")), " p99/p50"),
-            verdict("p99") if frac == "0.5" else "",
+            t.verdict("p99") if frac == "0.5" else "",
         )
     short = _get(r, "function", "latency_short") or {}
     if short.get("requests"):
-        row(
+        t.row(
             "4 latency",
             f"same {fmt(short['offered_rate'])} req/s, comments ≤ {short.get('short_chars', 1000)} "
             "chars only (informational)",
@@ -298,45 +298,54 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
             fmt_ratio(_ratio(short.get("p99_ms"), short.get("p50_ms")), " p99/p50"),
             "tail the server adds without the long reviews",
         )
-    # 5. cold start
+
+
+def _cold_rows(t: Table, r: dict) -> None:
+    cold, sizes = r.get("cold") or {}, r.get("sizes") or {}
     if cold:
-        row(
+        t.row(
             "5 cold start",
             "bare `import spacy; spacy.load(model)` in a fresh process, end to end",
             f"{fmt(cold.get('bare_full_s_median'), 2)} s",
             f"NER-only load: {fmt(cold.get('bare_ner_s_median'), 2)} s",
         )
-        row(
+        t.row(
             "5 cold start",
             "function: spawn → listening / → readiness 200",
             f"{fmt(cold.get('fn_listen_s_median'), 2)} s / {fmt(cold.get('fn_ready_s_median'), 2)} s",
         )
-        row(
+        t.row(
             "5 cold start",
             "function: spawn → first persisted 200 answer",
             f"{fmt(cold.get('fn_first_s_median'), 2)} s",
             f"median of {len(cold.get('fn_first_s', []))}",
             fmt_ratio(_ratio(cold.get("fn_first_s_median"), cold.get("bare_full_s_median")), " of bare load"),
-            verdict("cold"),
+            t.verdict("cold"),
         )
     if sizes:
-        row(
+        t.row(
             "5 image",
             "installed size: venv site-packages / model package",
             f"{fmt(sizes.get('site_packages_mb'), 0)} MB / {fmt(sizes.get('model_mb'), 1)} MB",
         )
-    # 6. memory
+
+
+def _memory_rows(t: Table, r: dict) -> None:
+    mem = r.get("memory") or {}
     if mem.get("rss"):
-        row(
+        t.row(
             "6 memory",
             f"RSS after {fmt(mem['first_docs'], 0)} → {fmt(mem['last_docs'], 0)} distinct comments "
             f"(batches of {mem.get('batch')})",
             f"{fmt(mem['first_mb'])} → {fmt(mem['last_mb'])} MB (max {fmt(mem['max_mb'])})",
             f"{fmt(mem.get('start_mb'))} MB after start-up · {fmt(mem.get('docs_s'))} docs/s",
             fmt_ratio(mem.get("ratio")),
-            verdict("rss"),
+            t.verdict("rss"),
         )
-    # 7. database
+
+
+def _db_rows(t: Table, r: dict) -> None:
+    db = r.get("db") or {}
     bulk, single = db.get("bulk"), db.get("single")
     per_doc = {k: m["seconds"] * 1000 / m["docs"] for k, m in db.items() if m and m.get("docs")}
     for key, label in (
@@ -346,7 +355,7 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
     ):
         m = db.get(key)
         if m:
-            row(
+            t.row(
                 "7 database",
                 label,
                 f"{fmt(per_doc[key], 3)} ms/doc · {fmt(m['rows'] / m['seconds'], 0)} rows/s",
@@ -356,6 +365,10 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
                 if key == "bulk" and single
                 else "",
             )
+
+
+def _lag_rows(t: Table, r: dict) -> None:
+    lag = r.get("lag") or {}
     lag_rows = (
         ("closed64", "64 single-comment clients"),
         ("batch", "batch-256 requests"),
@@ -365,7 +378,7 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
     for key, label in lag_rows:
         m = lag.get(key)
         if key in measured:
-            row(
+            t.row(
                 "7 database",
                 f"replica lag during {label}: end to end / `replay_lag`",
                 f"p50 {fmt(m['e2e_p50_s'] * 1000)} · p99 {fmt(m['e2e_p99_s'] * 1000)} ms",
@@ -373,26 +386,31 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
                 f"p99 {fmt(m['replay_lag_p99_s'] * 1000)} ms; "
                 f"{m['samples']} samples",
                 "",
-                verdict("lag") if key == measured[-1] else "",
+                t.verdict("lag") if key == measured[-1] else "",
             )
 
-    out = [f"# nlp-enrichment benchmark — {meta.get('timestamp', '?')} ({meta.get('mode', '?')} mode)", ""]
-    out.append(
+
+# The main table's sections, in the table's order.
+SECTIONS = (_limit_rows, _function_rows, _seed_rows, _latency_rows, _cold_rows, _memory_rows, _db_rows, _lag_rows)
+
+
+def _header(r: dict) -> list[str]:
+    meta, lim = r.get("meta", {}), r.get("limits") or {}
+    return [
+        f"# nlp-enrichment benchmark — {meta.get('timestamp', '?')} ({meta.get('mode', '?')} mode)",
+        "",
         f"spaCy {lim.get('spacy', '?')}, model {lim.get('model', '?')} {lim.get('model_version', '')}, "
         f"{meta.get('cores', '?')} cores, load average {meta.get('loadavg_start', '?')} → "
-        f"{meta.get('loadavg_end', '?')}, run took {fmt(meta.get('elapsed_s'), 0)} s. "
-    )
-    out.append(f"Corpus: {meta.get('corpus', '?')}.  ")
-    out.append(f"Function settings: {meta.get('fn_env_text', 'defaults')}.")
-    out.append("")
-    out.append("| # | measure | value | reference | ratio | goal |")
-    out.append("|---|---|---|---|---|---|")
-    for cells in rows:
-        out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    out += ["", "## Goals", ""]
-    for goal in gl.values():
-        out.append(f"- **{goal.status}** — {goal.name}: {goal.shown()}")
-    out.append("")
+        f"{meta.get('loadavg_end', '?')}, run took {fmt(meta.get('elapsed_s'), 0)} s. ",
+        f"Corpus: {meta.get('corpus', '?')}.  ",
+        f"Function settings: {meta.get('fn_env_text', 'defaults')}.",
+        "",
+    ]
+
+
+def _details(r: dict) -> list[str]:
+    closed = _get(r, "function", "closed", default={}) or {}
+    lim, mem = r.get("limits") or {}, r.get("memory") or {}
     details = []
     for n, m in _by_int(closed):
         srv = m.get("server") or {}
@@ -403,14 +421,14 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
             f"{fmt(srv.get('duration_ms_mean'))}; statuses {m.get('statuses')}; "
             f"client CPU {fmt(m.get('client_cpu_s'), 2)} s"
         )
-    for n, m in _by_int(batch):
+    for n, m in _by_int(_get(r, "function", "batch", default={}) or {}):
         details.append(f"- function, batch {n}: {_cpu(m)}{_engine(m)}; statuses {m.get('statuses')}")
-    for frac, m in _by_int(latency):
+    for frac, m in _by_int(_get(r, "function", "latency", default={}) or {}):
         details.append(
             f"- open loop {float(frac):.0%}: {_cpu(m)}{_engine(m)}; statuses {m.get('statuses')}, "
             f"dropped {m.get('dropped')}"
         )
-    for n, m in _by_int(seed):
+    for n, m in _by_int(_get(r, "seed", "closed", default={}) or {}):
         details.append(f"- seed design, {n} client(s): {_cpu(m)}; statuses {m.get('statuses')}")
     if lim.get("ner_pipe128"):
         details.append(
@@ -422,7 +440,24 @@ def render(r: dict) -> str:  # noqa: C901 - one table, one place
         details.append(f"- RSS (MB) by comments processed: {series}; {_cpu(mem)}")
     for phase, err in (r.get("errors") or {}).items():
         details.append(f"- phase **{phase}** failed: {err}")
-    if details:
-        out += ["## Details", ""] + details + [""]
+    return ["## Details", "", *details, ""] if details else []
+
+
+def render(r: dict) -> str:
+    """The main report of one run's results (shaped as bench/run.py records them; missing phases leave
+    their rows out and their goals "not measured"): header, table, goals, details, caveats."""
+    table = Table(r)
+    for section in SECTIONS:
+        section(table, r)
+    out = _header(r)
+    out.append("| # | measure | value | reference | ratio | goal |")
+    out.append("|---|---|---|---|---|---|")
+    for cells in table.rows:
+        out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    out += ["", "## Goals", ""]
+    for goal in table.goals.values():
+        out.append(f"- **{goal.status}** — {goal.name}: {goal.shown()}")
+    out.append("")
+    out += _details(r)
     out += ["## Caveats", ""] + [f"- {c}" for c in CAVEATS] + [""]
     return "\n".join(out)

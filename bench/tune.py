@@ -18,8 +18,9 @@ import time
 
 from bench import clients
 from bench.common import write_json
+from bench.context import deployed_env
 from bench.corpus import generate
-from bench.run import CpuMeter, deployed_env, engine_stats, scrape
+from bench.metering import CpuMeter, engine_stats, scrape
 from devtools.processes import LOCAL_DIR, start_function
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from secrets import token_urlsafe
 
 import psycopg
 from psycopg import sql
@@ -137,11 +138,12 @@ class Roles:
         )
 
     def write_secrets(self, directory: Path | str | None = None, route: str | None = None) -> Path:
-        """Write every DSN secret of :data:`SECRETS` (files, 0600, in a 0700 dir; default
+        """Write every DSN secret of :data:`SECRETS` and every token secret of the credentials (a token
+        generated once, kept for the cluster's life) as files (0600, in a 0700 dir; default
         ``secrets_dir``) and return the directory. ``route`` decides how the functions' secrets reach
         the primary: ``direct``, ``pgbouncer`` or ``multihost`` (both ports, read-write; the replica DSN
         then prefers the standby among both). Default: pgbouncer when the cluster runs one, else direct.
-        The Jobs' secrets (migrations) always go direct: DDL and advisory locks need a session."""
+        The Jobs' secrets (migrations, rollups) always go direct: DDL and advisory locks need a session."""
         data = self.state.require()
         route = route or ("pgbouncer" if data.get("pgbouncer") else "direct")
         if route not in ROUTES:
@@ -155,10 +157,21 @@ class Roles:
                 dsn = self.dsn(secret.role, PGBOUNCER)
             elif secret.functions and route == "multihost":
                 dsn = self.multihost_dsn(secret.role, "read-write" if secret.server == "primary" else "prefer-standby")
-            path = directory / name
-            tmp = path.with_name(f".{name}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(dsn + "\n")
-            os.replace(tmp, path)
+            _write_secret(directory / name, dsn)
+        tokens = data.setdefault("tokens", {})
+        for name, secret in credentials.SECRETS.items():
+            if secret.kind == "token":
+                if name not in tokens:
+                    tokens[name] = token_urlsafe(32)
+                    self.state.save()
+                _write_secret(directory / name, tokens[name])
         return directory
+
+
+def _write_secret(path: Path, value: str) -> None:
+    """``value`` and a newline into ``path`` (mode 0600), replaced atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    os.replace(tmp, path)

@@ -163,6 +163,9 @@ class ClusterState:
                 # token_urlsafe: [A-Za-z0-9_-] only, so DSNs never need quoting.
                 "passwords": {user: secrets.token_urlsafe(24) for user in users},
             }
+        # A role declared after this cluster was created gets its password on the next start.
+        for user in users:
+            self.data["passwords"].setdefault(user, secrets.token_urlsafe(24))
         if not self.data.get("data_root"):
             self.data["data_root"] = str(self._choose_data_root())
         self.save()

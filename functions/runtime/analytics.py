@@ -1,6 +1,8 @@
-"""The read side of entity-stats: top entities and label mix, routed between the streaming replica and
-the primary, with an honest freshness report. It depends on two :class:`functions.runtime.stores.stats.
-StatsStore` (replica, primary) only; :func:`build` makes them from the secrets.
+"""The read side of entity-stats: top entities and label mix from the rollups (functions/runtime/rollup.py),
+routed between the streaming replica and the primary, with an honest freshness report. Callers present a
+bearer token from the secret ``entity-stats-token`` (functions/runtime/auth.py); no query runs otherwise.
+It depends on two :class:`functions.runtime.stores.stats.StatsStore` (replica, primary) only; :func:`build`
+makes them from the secrets.
 
 Routing (:meth:`AnalyticsService.query`):
 
@@ -11,7 +13,13 @@ Routing (:meth:`AnalyticsService.query`):
   is polled for up to ``STATS_STRONG_WAIT_MS`` until it has replayed the target and then answers;
   otherwise (replica behind, paused or down) the primary answers. Reading the primary here is the
   purpose of ``strong``, so it does not depend on the fallback setting. ``strong`` without ``min_lsn``
-  needs the primary to know the target: primary down means 503.
+  needs the primary to know the target: primary down means 503. Such an answer adds the raw mentions
+  committed after the rollup watermark to the rollups (TimescaleDB's real-time aggregation), so it
+  counts the caller's own comments even before the rollup worker has.
+
+Windows resolve to rollup buckets (``analytics.window_buckets``, migration 0004): every answer says which
+(``window_start``, ``window_end``), how fresh the rollups are (``freshness.watermark``), and per entity how
+many mentions it may have had beyond its count (``count_error``; ``approximate`` when any is above 0).
 
 Every answer says who served it (``served_by``) and how fresh it is (``freshness``): the replica's
 ``replay_lsn``; ``lag_bytes`` = the primary's flush LSN minus the replay LSN; ``lag_seconds`` = 0 when
@@ -35,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from functions.runtime import app, credentials, db, request_context
+from functions.runtime.auth import BearerTokens
 from functions.runtime.contract import Event
 from functions.runtime.db import Database, Failure, ServerDown, make_pool
 from functions.runtime.errors import MethodNotAllowed, Timeout, Unavailable
@@ -50,12 +59,13 @@ from functions.runtime.stats_params import (
     format_window,
     parse_query_params,
 )
-from functions.runtime.stores.stats import PgStatsStore, StatsQuery, StatsRead, StatsStore
+from functions.runtime.stores.stats import PgStatsStore, RollupsBehind, StatsQuery, StatsRead, StatsStore
 
 log = logging.getLogger(__name__)
 
 REPLICA_SECRET = credentials.SECRETS["stats-replica-dsn"].name
 PRIMARY_SECRET = credentials.SECRETS["stats-primary-dsn"].name
+TOKEN_SECRET = credentials.SECRETS["entity-stats-token"].name
 
 
 class AnalyticsService(app.Service):
@@ -69,6 +79,7 @@ class AnalyticsService(app.Service):
         super().__init__(settings)
         self.replica = replica
         self.primary = primary
+        self.tokens = BearerTokens(settings, TOKEN_SECRET)
         for store, secret in ((replica, REPLICA_SECRET), (primary, PRIMARY_SECRET)):
             if not store.configured:
                 log.warning(f"secret {secret} is not set: entity-stats cannot use the {store.name}",
@@ -114,15 +125,17 @@ class AnalyticsService(app.Service):
     # -- HTTP edge --
 
     def parse(self, event: Event) -> StatsRequest:
-        """GET only (405 + Allow otherwise); query parameters as :func:`parse_query_params` checks them."""
+        """A valid bearer token first (401 otherwise, before anything else), then GET only (405 + Allow
+        otherwise); query parameters as :func:`parse_query_params` checks them."""
         ctx = request_context.for_headers(event.headers)
+        self.tokens.check(event.headers)
         if (event.method or "GET").upper() != "GET":
             raise MethodNotAllowed(f"entity-stats answers GET only, not {event.method}", allow="GET")
         return StatsRequest(request_id=ctx.request_id, **parse_query_params(event.query))
 
     def process(self, request: StatsRequest) -> StatsAnswer:
         return self.query(request.window, request.label, request.limit, request.consistency, request.min_lsn,
-                          window_text=request.window_text)
+                          window_text=request.window_text, source=request.source)
 
     def respond(self, request: StatsRequest, result: StatsAnswer) -> dict:
         return json_response(200, result, request_id=request.request_id, headers={
@@ -134,11 +147,12 @@ class AnalyticsService(app.Service):
 
     def query(self, window: timedelta, label: str | None = None, limit: int = DEFAULT_LIMIT,
               consistency: Consistency = "eventual", min_lsn: str | None = None,
-              window_text: str | None = None) -> StatsAnswer:
+              window_text: str | None = None, source: str = "") -> StatsAnswer:
         """The answer for ``window`` (0 < window <= 30 days), ``label`` (None: all), ``limit``
-        (1..100); ``window`` in the answer is ``window_text`` (the caller's spelling) or the largest
-        whole unit. Raises ValueError for out-of-range arguments (the handler validated them already),
-        Unavailable (503) when no allowed server answers, Timeout (504) when a query exceeds
+        (1..100), ``source`` ('': all); ``window`` in the answer is ``window_text`` (the caller's
+        spelling) or the largest whole unit. Raises ValueError for out-of-range arguments (the handler
+        validated them already), Unavailable (503) when no allowed server answers or the rollups are too
+        far behind for a read-your-writes answer, Timeout (504) when a query exceeds
         ``DB_STATEMENT_TIMEOUT_MS`` or waits that long for a lock."""
         if consistency not in ("eventual", "strong"):
             raise ValueError(f"unknown consistency {consistency!r}")
@@ -149,13 +163,16 @@ class AnalyticsService(app.Service):
         if self._closed:
             raise Unavailable("entity-stats is shutting down", code="shutting_down",
                               retry_after=self.settings.retry_after_s)
-        stats_query = StatsQuery(window, label, limit)
+        stats_query = StatsQuery(window, label, limit, source)
         started = time.perf_counter()
         try:
             if consistency == "eventual" and min_lsn is None:
                 result = self._eventual(stats_query)
             else:
                 result = self._read_your_writes(stats_query, min_lsn)
+        except RollupsBehind as exc:
+            raise Unavailable(f"{exc}; read with consistency=eventual or retry later", code="rollups_behind",
+                              retry_after=self.settings.retry_after_s) from None
         except psycopg.Error as exc:
             if db.classify(exc) is not Failure.TIMEOUT:
                 raise
@@ -164,9 +181,10 @@ class AnalyticsService(app.Service):
         db_ms = (time.perf_counter() - started) * 1000.0
         request_context.log_fields().update(served_by=result["served_by"], db_ms=round(db_ms, 3),
                                             lag_seconds=result["freshness"]["lag_seconds"],
-                                            lag_bytes=result["freshness"]["lag_bytes"])
+                                            lag_bytes=result["freshness"]["lag_bytes"],
+                                            rollup_lag_seconds=result["freshness"]["rollup_lag_seconds"])
         result.update(window=window_text or format_window(window), window_seconds=int(window.total_seconds()),
-                      label=label, limit=limit, consistency=consistency, min_lsn=min_lsn)
+                      label=label, source=source or None, limit=limit, consistency=consistency, min_lsn=min_lsn)
         return result
 
     def _eventual(self, query: StatsQuery) -> StatsAnswer:
@@ -191,13 +209,13 @@ class AnalyticsService(app.Service):
                 raise self._unavailable("the primary is unavailable, so a strong read cannot be "
                                         "guaranteed; retry or pass min_lsn") from None
         try:
-            read = self.replica.read(query, wait_for=target_lsn, deadline=deadline)
+            read = self.replica.read(query, wait_for=target_lsn, deadline=deadline, with_tail=True)
         except ServerDown:
             read = None
         if read is not None:
             return self._from_replica(read)
         try:
-            return self._from_primary(self.primary.read(query))
+            return self._from_primary(self.primary.read(query, with_tail=True))
         except ServerDown:
             raise self._unavailable("the primary is unavailable and the replica has not replayed "
                                     f"{target_lsn}") from None
@@ -234,12 +252,23 @@ class AnalyticsService(app.Service):
                                          "primary_lsn": lsn, "checked_at": _iso(read.position.checked_at)})
 
 
-def _answer(served_by: str, read: StatsRead, freshness: Freshness) -> StatsAnswer:
+def _answer(served_by: str, read: StatsRead, freshness: dict) -> StatsAnswer:
+    """The answer body; ``freshness`` gets the rollup watermark (a read-your-writes answer with the raw
+    tail is current up to ``checked_at``)."""
+    rollup, checked_at = read.rollup, read.position.checked_at
+    covered_to = checked_at if read.with_tail else rollup.watermark
+    full: Freshness = {**freshness, "watermark": _iso(rollup.watermark), "watermark_lsn": rollup.watermark_lsn,
+                       "rollup_lag_seconds": round(max(0.0, (checked_at - covered_to).total_seconds()), 3)}
+    top = [{"text": text, "label": label, "count": int(count), "count_error": int(error)}
+           for text, label, count, error in read.top]
     return {
-        "top_entities": [{"text": text, "label": label, "count": int(count)} for text, label, count in read.top],
+        "top_entities": top,
         "label_mix": [{"label": label, "count": int(count)} for label, count in read.mix],
         "served_by": served_by,
-        "freshness": freshness,
+        "freshness": full,
+        "window_start": _iso(read.window_start),
+        "window_end": _iso(read.window_end),
+        "approximate": any(entity["count_error"] > 0 for entity in top),
     }
 
 

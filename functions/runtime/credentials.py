@@ -57,6 +57,7 @@ ROLES: dict[str, Role] = {role.key: role for role in (
     Role("owner", "nlp_owner", "owns every object; runs migrations and retention", managed=False),
     Role("writer", "nlp_writer", "ner-processor: INSERT documents and entities, read the idempotency columns"),
     Role("analyst", "nlp_analyst", "entity-stats and analysts: SELECT on schema analytics"),
+    Role("rollup", "nlp_rollup", "the rollup worker: reads new rows of nlp, maintains the analytics rollups"),
 )}
 
 # The superuser of a local cluster (devtools only; never in a DSN a function gets).
@@ -71,6 +72,10 @@ SECRETS: dict[str, Secret] = {secret.name: secret for secret in (
            role="analyst", server="primary", functions=("entity-stats",)),
     Secret("migrations-dsn", "dsn", "migrations (PreSync Job) and retention (CronJob) as the owner",
            role="owner", server="primary", jobs=("nlp-migrate", "nlp-retention")),
+    Secret("rollup-dsn", "dsn", "the rollup worker (Deployment) on the primary",
+           role="rollup", server="primary", jobs=("nlp-rollup",)),
+    Secret("entity-stats-token", "token", "bearer tokens entity-stats accepts, one per line (rotation: add "
+           "the new one, move callers, remove the old one)", functions=("entity-stats",)),
 )}
 
 

@@ -30,6 +30,16 @@ class BadRequest(FunctionError):
     code = "invalid_request"
 
 
+class Unauthorized(FunctionError):
+    """No valid credential: the message never says which part failed."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="nlp-enrichment"'})
+
+
 class MethodNotAllowed(FunctionError):
     status = 405
     code = "method_not_allowed"

@@ -7,7 +7,15 @@ model (what to scale on) and database write time.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -29,6 +37,11 @@ DB_WRITE_SECONDS = Histogram("nlp_db_write_seconds", "Time of one group commit o
                              buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 DEAD_LETTERS = Counter("nlp_dead_letters", "Refused inputs kept as dead letters, by function and HTTP status",
                        ["function", "status"], registry=REGISTRY)
+# The rollup worker's own (functions/runtime/rollup.py): served on ROLLUP_METRICS_PORT, not by the functions.
+ROLLUP_REGISTRY = CollectorRegistry(auto_describe=True)
+ROLLUP_LAG_SECONDS = Gauge("nlp_rollup_lag_seconds", "How far the rollup watermark is behind the clock",
+                           registry=ROLLUP_REGISTRY)
+ROLLUP_ROWS = Counter("nlp_rollup_change_ids", "Change ids rolled up", registry=ROLLUP_REGISTRY)
 MODEL_INFO = Gauge("nlp_model_info", "The loaded model (value 1)", ["name", "version"], registry=REGISTRY)
 
 
@@ -45,6 +58,11 @@ def observe_model_batch(documents: int, seconds: float) -> None:
     """One model batch: its documents and wall time (seconds)."""
     MODEL_BATCH_DOCUMENTS.observe(documents)
     MODEL_BATCH_SECONDS.observe(seconds)
+
+
+def serve_rollup_metrics(port: int) -> None:
+    """Serve the rollup worker's metrics at ``http://0.0.0.0:port/metrics`` from a daemon thread."""
+    start_http_server(port, registry=ROLLUP_REGISTRY)
 
 
 def exposition() -> tuple[bytes, str]:

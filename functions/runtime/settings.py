@@ -53,12 +53,14 @@ def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | No
 
 
 def _setting(default: Any, env: str, doc: str, *, minimum: float | None = None, kind: type | None = None,
-             choices: tuple[str, ...] | None = None, upper: bool = False, image_only: bool = False) -> Any:
+             choices: tuple[str, ...] | None = None, upper: bool = False, image_only: bool = False,
+             worker: bool = False) -> Any:
     """A Settings field: ``default`` is the one default; ``env`` the variable that overrides it;
-    ``image_only`` marks settings the Dockerfile/runtime set (not deploy-time tuning in env.yml)."""
+    ``image_only`` marks settings the Dockerfile/runtime set (not deploy-time tuning in env.yml);
+    ``worker`` marks the rollup worker's settings (its Deployment's environment, not the functions')."""
     return field(default=default, metadata={
         "env": env, "doc": doc, "min": minimum, "kind": kind or type(default), "choices": choices,
-        "upper": upper, "image_only": image_only})
+        "upper": upper, "image_only": image_only, "worker": worker})
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,26 @@ class Settings:
     stats_strong_wait_ms: int = _setting(1000, "STATS_STRONG_WAIT_MS",
                                          "entity-stats: how long a strong read waits for the replica",
                                          minimum=0)
+    rollup_top_k: int = _setting(64, "ROLLUP_TOP_K",
+                                 "entities kept per minute, label and source in the rollups (hours keep twice "
+                                 "as many); more: smaller error bounds, slower dashboard windows", minimum=1,
+                                 worker=True)
+    rollup_interval_ms: int = _setting(250, "ROLLUP_INTERVAL_MS",
+                                       "the rollup worker's pause between cycles when it is current", minimum=10,
+                                       worker=True)
+    rollup_grace_s: float = _setting(10.0, "ROLLUP_GRACE_S",
+                                     "a minute stays open (counted in memory) this long after it ends; later "
+                                     "rows rebuild it from the base tables", minimum=0, worker=True)
+    rollup_minute_retention_h: int = _setting(48, "ROLLUP_MINUTE_RETENTION_H", "minute rollups are kept this long",
+                                              minimum=2, worker=True)
+    rollup_hour_retention_d: int = _setting(400, "ROLLUP_HOUR_RETENTION_D", "hour rollups are kept this long",
+                                            minimum=1, worker=True)
+    rollup_lag_alert_s: float = _setting(30.0, "ROLLUP_LAG_ALERT_S",
+                                         "the worker logs rollup.lagging when its watermark is this far behind",
+                                         minimum=1, worker=True)
+    rollup_metrics_port: int = _setting(8082, "ROLLUP_METRICS_PORT",
+                                        "the rollup worker's Prometheus /metrics port (0: off)", minimum=0,
+                                        worker=True)
     log_level: str = _setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", upper=True)
     host: str = _setting("127.0.0.1", "HOST", "the runtime server's address (the watchdog's upstream)",
                          image_only=True)

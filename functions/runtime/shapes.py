@@ -56,7 +56,8 @@ class WriteResult:
 class TopEntity(TypedDict):
     text: str
     label: str
-    count: int
+    count: int  # mentions counted (a lower bound)
+    count_error: int  # it may have had up to this many more (0: exact)
 
 
 class LabelCount(TypedDict):
@@ -70,6 +71,9 @@ class Freshness(TypedDict):
     replay_lsn: str | None
     primary_lsn: str | None
     checked_at: str  # ISO 8601, UTC, milliseconds, Z
+    watermark: str  # every comment committed before it is counted (ISO 8601)
+    watermark_lsn: str  # every commit at or before this WAL position is counted
+    rollup_lag_seconds: float  # checked_at - watermark
 
 
 class StatsAnswer(TypedDict, total=False):
@@ -81,7 +85,11 @@ class StatsAnswer(TypedDict, total=False):
     freshness: Freshness
     window: str
     window_seconds: int
+    window_start: str  # the buckets the answer covers (ISO 8601): at least the window asked for
+    window_end: str
+    approximate: bool  # some count has a count_error > 0
     label: str | None
+    source: str | None
     limit: int
     consistency: str
     min_lsn: str | None

@@ -1,7 +1,8 @@
 """entity-stats' request parameters: parsing and validation, one function per parameter.
 
-``GET ?window=1h&label=ORG&limit=20&consistency=eventual|strong&min_lsn=X/Y``; unknown parameters are
-ignored (dashboards add cache busters). Every function raises InvalidField (422) naming its parameter.
+``GET ?window=1h&label=ORG&limit=20&source=spring-sale&consistency=eventual|strong&min_lsn=X/Y``; unknown
+parameters are ignored (dashboards add cache busters). Every function raises InvalidField (422) naming its
+parameter.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class StatsRequest:
     limit: int
     consistency: Consistency
     min_lsn: str | None
+    source: str = ""
 
 
 def parse_window(raw: str | None) -> tuple[str, timedelta]:
@@ -103,6 +105,16 @@ def parse_lsn(raw: str | None, field: str = "min_lsn") -> str | None:
     return value
 
 
+def parse_source(raw: str | None) -> str:
+    """A document source (the campaign) as ner-processor stored it: 1-200 characters; '' (absent or
+    empty) for all sources. Raises InvalidField('source')."""
+    if raw is None or raw == "":
+        return ""
+    if len(raw) > 200 or "\x00" in raw:
+        raise InvalidField("source", "'source' must be a source of at most 200 characters")
+    return raw
+
+
 def parse_query_params(query: Any) -> dict[str, Any]:
     """Validate entity-stats query parameters (``event.query``: anything with ``.get``).
 
@@ -117,6 +129,7 @@ def parse_query_params(query: Any) -> dict[str, Any]:
         "limit": parse_limit(query.get("limit")),
         "consistency": parse_consistency(query.get("consistency")),
         "min_lsn": parse_lsn(query.get("min_lsn")),
+        "source": parse_source(query.get("source")),
     }
 
 

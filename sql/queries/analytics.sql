@@ -1,56 +1,31 @@
 -- Queries run by entity-stats as role nlp_analyst, on the replica (or on the primary for strong reads /
--- fallback). They read the views of schema `analytics` only (migration 0002). Parameters use psycopg's
--- %(name)s style; a Python timedelta adapts to interval.
+-- fallback). They read schema `analytics` only: the rollup tables the rollup worker keeps (migration 0004,
+-- functions/runtime/rollup.py), and for read-your-writes answers the raw rows after the watermark.
+-- A window is a set of buckets (analytics.window_buckets, migration 0004). source '' means all sources.
+
+-- name: rollup_position
+-- Where the rollups stand on this server (as far as it has replayed them).
+SELECT last_change_id, watermark, watermark_lsn::text, hours_merged_before
+FROM analytics.rollup_state WHERE name = 'entities';
+
+-- name: window
+-- The window an answer covers (analytics.window_buckets: at least what was asked, on bucket boundaries).
+SELECT min(window_start), max(window_end) FROM analytics.window_buckets(%(window)s, %(until)s);
 
 -- name: top_entities
--- Most mentioned entities of every label in the window. An entity is (label, norm); it is displayed
--- with its most recent spelling. The count only needs (label, processed_at, norm), which the index
--- entities_label_processed_at_idx holds (index-only scan when the visibility map is current); the
--- spelling is then fetched for the few winners only, by a backward scan of that index that stops at
--- the first match. Ties are broken by label and norm so the order is stable.
-SELECT latest.text, top.label, top.count
-FROM (SELECT label, norm, count(*) AS count
-      FROM analytics.entity_mentions
-      WHERE processed_at >= now() - %(window)s::interval
-      GROUP BY label, norm
-      ORDER BY count DESC, label, norm
-      LIMIT %(limit)s) AS top
-CROSS JOIN LATERAL (
-      SELECT m.text
-      FROM analytics.entity_mentions AS m
-      WHERE m.label = top.label AND m.norm = top.norm
-        AND m.processed_at >= now() - %(window)s::interval
-      ORDER BY m.processed_at DESC
-      LIMIT 1) AS latest
-ORDER BY top.count DESC, top.label, top.norm;
-
--- name: top_entities_for_label
--- Same for one label. Kept as its own statement (not `label = %(label)s OR %(label)s IS NULL`) so the
--- plan can always use the (label, processed_at) index.
-SELECT latest.text, top.label, top.count
-FROM (SELECT label, norm, count(*) AS count
-      FROM analytics.entity_mentions
-      WHERE processed_at >= now() - %(window)s::interval
-        AND label = %(label)s
-      GROUP BY label, norm
-      ORDER BY count DESC, norm
-      LIMIT %(limit)s) AS top
-CROSS JOIN LATERAL (
-      SELECT m.text
-      FROM analytics.entity_mentions AS m
-      WHERE m.label = top.label AND m.norm = top.norm
-        AND m.processed_at >= now() - %(window)s::interval
-      ORDER BY m.processed_at DESC
-      LIMIT 1) AS latest
-ORDER BY top.count DESC, top.norm;
+-- The window's top entities with their error bounds (analytics.top_entities, migration 0004); `until`
+-- set: a read-your-writes answer that adds the raw mentions after the watermark.
+SELECT text, label, mentions, mentions_error
+FROM analytics.top_entities(%(window)s, %(limit)s, %(label)s, %(source)s, %(until)s);
 
 -- name: label_mix
--- Mentions per label in the window (always every label: the dashboard's mix does not follow `label`).
-SELECT label, count(*) AS count
-FROM analytics.entity_mentions
-WHERE processed_at >= now() - %(window)s::interval
-GROUP BY label
-ORDER BY count DESC, label;
+-- Exact mentions per label in the window (every label: the mix does not follow `label`).
+SELECT label, mentions FROM analytics.label_mix(%(window)s, %(source)s, %(until)s);
+
+-- name: tail_size
+-- Raw mentions after the watermark, counted up to a bound: a read-your-writes answer adds them to the
+-- rollups, which is only cheap while the worker is current.
+SELECT count(*) FROM (SELECT 1 FROM analytics.recent_mentions LIMIT %(bound)s) AS r;
 
 -- name: replica_freshness
 -- Where this server's data stands. On a standby: replay_lsn, the age of the last replayed commit, and

@@ -16,9 +16,9 @@ from devtools.processes import free_port
 def test_closed_loop_through_the_gateway_hits_the_function_path(fake_gateway, echo, tmp_path):
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(["Tim Cook visited Berlin.", "short"]))
-    result = asyncio.run(bench_gateway._closed({
+    result = bench_gateway.closed_loop({
         "url": fake_gateway.url, "path": "/function/ner-processor", "texts_path": str(texts), "clients": 4,
-        "warmup_s": 0.1, "duration_s": 0.5, "id_prefix": "t", "timeout_s": 5}))
+        "warmup_s": 0.1, "duration_s": 0.5, "id_prefix": "t", "timeout_s": 5})
     assert result["requests"] > 0 and result["statuses"] == {"200": result["requests"]} and not result["errors"]
 
 

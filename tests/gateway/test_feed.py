@@ -75,4 +75,4 @@ def test_feed_against_a_gateway_that_is_gone_reports_every_comment():
 
 
 def test_summary_describes_an_unreachable_entity_stats_instead_of_raising():
-    assert "could not be read" in summary(f"http://127.0.0.1:{free_port()}")
+    assert "could not be read" in summary(f"http://127.0.0.1:{free_port()}", "no-token")

@@ -1,7 +1,8 @@
-"""entity-stats against the real local primary + streaming replica.
+"""entity-stats against the real local primary + streaming replica and the real rollups.
 
-The read side is under test, so documents and entities are written with plain SQL as nlp_writer; the
-expected answers are computed in Python from what was inserted. Each test uses its own random labels,
+The read side is under test, so documents and entities are written with plain SQL as nlp_writer and rolled
+up by the session's rollup worker (``rollups.catch_up()``); the expected answers are computed in Python
+from what was inserted. Each test uses its own random labels,
 so data written by other tests of the session never changes the numbers compared here. The service
 always connects as nlp_analyst (the cluster's analyst DSNs), never as the owner.
 """
@@ -149,10 +150,11 @@ def replay_resumed(pg_running):
 
 # -- answers match independent counts --------------------------------------------------------------
 
-def test_counts_on_the_replica_match_what_was_written(pg_cluster, writer_dsn, service):
+def test_counts_on_the_replica_match_what_was_written(pg_cluster, writer_dsn, service, rollups):
     labels = [new_label() for _ in range(3)]
     docs = random_docs(labels, seed=7)
-    pg_cluster.wait_for_replay(insert(writer_dsn, docs))
+    insert(writer_dsn, docs)
+    pg_cluster.wait_for_replay(rollups.catch_up())
     _, per_label = expected(docs)
 
     answer = service.query(HOUR, None, 100)
@@ -178,20 +180,22 @@ def test_counts_on_the_replica_match_what_was_written(pg_cluster, writer_dsn, se
             assert row["text"] in variants[(row["label"], norm(row["text"]))]
 
 
-def test_limit_cuts_the_ranking(pg_cluster, writer_dsn, service):
+def test_limit_cuts_the_ranking(pg_cluster, writer_dsn, service, rollups):
     label = new_label()
     ranking = (("Alpha", 5), ("Beta", 4), ("Gamma", 3), ("Delta", 1))
     docs = [[(label, name)] * count for name, count in ranking]
-    pg_cluster.wait_for_replay(insert(writer_dsn, docs))
+    insert(writer_dsn, docs)
+    pg_cluster.wait_for_replay(rollups.catch_up())
     answer = service.query(HOUR, label, 2)
     assert [(row["text"], row["count"]) for row in answer["top_entities"]] == [("Alpha", 5), ("Beta", 4)]
     assert mix_of(answer, {label}) == {label: 13}  # the mix is not cut by limit
 
 
-def test_window_excludes_older_mentions(pg_cluster, writer_dsn, service):
+def test_window_excludes_older_mentions(pg_cluster, writer_dsn, service, rollups):
     label = new_label()
     insert(writer_dsn, [[(label, "Old News")] * 3], age=timedelta(hours=2))
-    pg_cluster.wait_for_replay(insert(writer_dsn, [[(label, "Fresh")] * 2]))
+    insert(writer_dsn, [[(label, "Fresh")] * 2])
+    pg_cluster.wait_for_replay(rollups.catch_up())
 
     last_hour = service.query(HOUR, label, 10)
     assert [(r["text"], r["count"]) for r in last_hour["top_entities"]] == [("Fresh", 2)]
@@ -202,10 +206,10 @@ def test_window_excludes_older_mentions(pg_cluster, writer_dsn, service):
     assert three_hours["window"] == "3h" and three_hours["window_seconds"] == 10800
 
 
-def test_answer_reports_freshness_and_echoes_the_request(pg_cluster, writer_dsn, service):
+def test_answer_reports_freshness_and_echoes_the_request(pg_cluster, writer_dsn, service, rollups):
     label = new_label()
     lsn = insert(writer_dsn, [[(label, "Echo")]])
-    pg_cluster.wait_for_replay(lsn)
+    pg_cluster.wait_for_replay(rollups.catch_up())
     answer = service.query(timedelta(minutes=15), label, 5)
     assert {k: answer[k] for k in ("window", "label", "limit", "consistency", "min_lsn")} == {
         "window": "15m", "label": label, "limit": 5, "consistency": "eventual", "min_lsn": None}
@@ -219,9 +223,10 @@ def test_answer_reports_freshness_and_echoes_the_request(pg_cluster, writer_dsn,
 # -- lag and read-your-writes ----------------------------------------------------------------------
 
 def test_paused_replay_shows_lag_and_strong_reads_go_to_the_primary(
-        pg_cluster, writer_dsn, analyst_replica_dsn, analyst_primary_dsn, replay_resumed):
+        pg_cluster, writer_dsn, analyst_replica_dsn, analyst_primary_dsn, replay_resumed, rollups):
     label = new_label()
-    pg_cluster.wait_for_replay(insert(writer_dsn, [[(label, "Before")]]))
+    insert(writer_dsn, [[(label, "Before")]])
+    pg_cluster.wait_for_replay(rollups.catch_up())
     with make_service(analyst_replica_dsn, analyst_primary_dsn, stats_strong_wait_ms=800) as service:
         pg_cluster.pause_replay()
         commit_lsn = insert(writer_dsn, [[(label, "After")] * 4])
@@ -266,7 +271,7 @@ def test_strong_read_waits_for_the_replica_instead_of_reading_the_primary(pg_clu
         commit_lsn = insert(writer_dsn, [[(label, "Written"), (label, "Written")]])  # no wait_for_replay
         answer = service.query(HOUR, label, 10, min_lsn=commit_lsn)
         assert answer["served_by"] == "replica"
-        assert answer["top_entities"] == [{"text": "Written", "label": label, "count": 2}]
+        assert answer["top_entities"] == [{"text": "Written", "label": label, "count": 2, "count_error": 0}]
 
         lsn2 = insert(writer_dsn, [[(label, "Written")]])
         answer = service.query(HOUR, label, 10, consistency="strong")
@@ -276,16 +281,17 @@ def test_strong_read_waits_for_the_replica_instead_of_reading_the_primary(pg_clu
 
 
 def test_min_lsn_the_replica_never_reaches_is_read_from_the_primary_after_the_wait_bound(
-        pg_cluster, writer_dsn, analyst_replica_dsn, analyst_primary_dsn):
+        pg_cluster, writer_dsn, analyst_replica_dsn, analyst_primary_dsn, rollups):
     label = new_label()
-    pg_cluster.wait_for_replay(insert(writer_dsn, [[(label, "Bounded")]]))
+    insert(writer_dsn, [[(label, "Bounded")]])
+    pg_cluster.wait_for_replay(rollups.catch_up())
     with make_service(analyst_replica_dsn, analyst_primary_dsn, stats_strong_wait_ms=300) as service:
         service.query(HOUR, label, 5)  # pools warm: time only the wait
         started = time.monotonic()
         answer = service.query(HOUR, label, 5, min_lsn="FFFF/0")
         elapsed = time.monotonic() - started
     assert answer["served_by"] == "primary"
-    assert answer["top_entities"] == [{"text": "Bounded", "label": label, "count": 1}]
+    assert answer["top_entities"] == [{"text": "Bounded", "label": label, "count": 1, "count_error": 0}]
     assert 0.3 <= elapsed < 1.3
 
 
@@ -301,14 +307,14 @@ def test_service_connects_as_the_analyst_on_both_servers(service):
 
 def test_analyst_reads_views_only_and_cannot_write_through_them(analyst_primary_dsn, analyst_replica_dsn):
     with psycopg.connect(analyst_replica_dsn, autocommit=True) as conn:
-        for view in ("entity_mentions", "documents", "document_texts", "hourly_entity_counts", "label_mix",
-                     "documents_summary", "freshness"):
+        for view in ("entity_mentions", "documents", "document_texts", "freshness", "recent_mentions",
+                     "rollup_state", "entity_top", "entity_buckets", "document_buckets"):
             conn.execute(f"SELECT * FROM analytics.{view} LIMIT 1").fetchall()
         columns = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns"
             " WHERE table_schema = 'analytics' AND table_name IN ('entity_mentions', 'documents')")}
         assert "body" not in columns  # raw text only through analytics.document_texts
-        for table in ("nlp.entities", "nlp.documents"):
+        for table in ("nlp.entities", "nlp.documents", "nlp.document_keys"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT count(*) FROM {table}")
     with psycopg.connect(analyst_primary_dsn, autocommit=True) as conn:
@@ -320,6 +326,8 @@ def test_analyst_reads_views_only_and_cannot_write_through_them(analyst_primary_
             " end_char, processed_at) VALUES ('x', 0, 'ORG', 'x', 'x', 0, 1, now())",
             "UPDATE analytics.documents SET source = 'x'",
             "DELETE FROM analytics.entity_mentions",
+            "DELETE FROM analytics.entity_top",
+            "UPDATE analytics.rollup_state SET last_change_id = 0",
             "CREATE VIEW analytics.mine AS SELECT 1",
         ]
         for statement in statements:
@@ -333,58 +341,62 @@ def test_writer_cannot_read_the_analytics_views(writer_dsn):
         conn.execute("SELECT * FROM analytics.entity_mentions LIMIT 1")
 
 
-def test_service_reads_its_dsns_from_the_secret_files(pg_cluster, writer_dsn):
+def test_service_reads_its_dsns_from_the_secret_files(pg_cluster, writer_dsn, rollups):
     label = new_label()
-    pg_cluster.wait_for_replay(insert(writer_dsn, [[(label, "Secret")]]))
+    insert(writer_dsn, [[(label, "Secret")]])
+    pg_cluster.wait_for_replay(rollups.catch_up())
     service = AnalyticsService.from_dsns(Settings.from_env({"SECRETS_DIR": str(pg_cluster.secrets_dir)})).open()
     try:
         assert wait_until(service.ready, 10)
         answer = service.query(HOUR, label, 10)
         assert answer["served_by"] == "replica"
-        assert answer["top_entities"] == [{"text": "Secret", "label": label, "count": 1}]
+        assert answer["top_entities"] == [{"text": "Secret", "label": label, "count": 1, "count_error": 0}]
     finally:
         service.close()
 
 
 # -- HTTP: the real function process ----------------------------------------------------------------
 
-def test_http_get_returns_the_stats_json(pg_cluster, writer_dsn, stats_server):
+def test_http_get_returns_the_stats_json(pg_cluster, writer_dsn, stats_server, stats_token):
     from tests.fixtures.servers import call
 
     label = new_label()
     commit_lsn = insert(writer_dsn, [[(label, "Over HTTP")] * 2])
     path = f"/?window=24h&label={label.lower()}&limit=5&min_lsn={commit_lsn}"
     status, headers, body = call(stats_server, path, method="GET", content_type=None,
-                                 headers={"X-Call-Id": "stats-call-1"})
+                                 headers={"X-Call-Id": "stats-call-1", "Authorization": f"Bearer {stats_token}"})
     assert status == 200, body
     assert headers["content-type"].startswith("application/json")
     assert headers["x-request-id"] == "stats-call-1"
     assert headers["x-served-by"] == body["served_by"]
     assert body["window"] == "24h" and body["label"] == label
-    assert body["top_entities"] == [{"text": "Over HTTP", "label": label, "count": 2}]
+    assert body["top_entities"] == [{"text": "Over HTTP", "label": label, "count": 2, "count_error": 0}]
     assert {"lag_seconds", "lag_bytes", "replay_lsn"} <= set(body["freshness"])
     assert stats_server.ready_status() == 200
 
 
-def test_http_rejects_bad_parameters_and_methods(stats_server):
+def test_http_rejects_bad_parameters_and_methods(stats_server, stats_token):
     from tests.fixtures.servers import call
 
-    status, _, body = call(stats_server, "/?limit=1000", method="GET", content_type=None)
+    auth = {"Authorization": f"Bearer {stats_token}"}
+    status, _, body = call(stats_server, "/?limit=1000", method="GET", content_type=None, headers=auth)
     assert status == 422 and body["error"] == "invalid_field" and body["field"] == "limit"
-    status, _, body = call(stats_server, "/?min_lsn=nope", method="GET", content_type=None)
+    status, _, body = call(stats_server, "/?min_lsn=nope", method="GET", content_type=None, headers=auth)
     assert status == 422 and body["field"] == "min_lsn"
-    status, headers, body = call(stats_server, "/", method="POST", body={})
+    status, headers, body = call(stats_server, "/", method="POST", body={}, headers=auth)
     assert status == 405 and headers["allow"] == "GET" and body["error"] == "method_not_allowed"
 
 
 # -- outages (last: they stop servers of the session cluster and start them again) ------------------
 
 def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_running, writer_dsn, analyst_replica_dsn,
-                                                             analyst_primary_dsn, function_factory):
+                                                             analyst_primary_dsn, function_factory, rollups,
+                                                             stats_token):
     from tests.fixtures.servers import call
 
     label = new_label()
-    pg_running.wait_for_replay(insert(writer_dsn, [[(label, "Survivor")] * 2]))
+    insert(writer_dsn, [[(label, "Survivor")] * 2])
+    pg_running.wait_for_replay(rollups.catch_up())
     strict_http = function_factory("entity-stats", STATS_PRIMARY_FALLBACK="false")
     path = f"/?label={label}"
     with make_service(analyst_replica_dsn, analyst_primary_dsn) as fallback, \
@@ -398,7 +410,7 @@ def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_running, writer
                 answer = fallback.query(HOUR, label, 5)
                 assert time.monotonic() - started < 2.0
                 assert answer["served_by"] == "primary"
-                assert answer["top_entities"] == [{"text": "Survivor", "label": label, "count": 2}]
+                assert answer["top_entities"] == [{"text": "Survivor", "label": label, "count": 2, "count_error": 0}]
 
                 started = time.monotonic()
                 with pytest.raises(Unavailable) as info:
@@ -408,7 +420,8 @@ def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_running, writer
                 assert info.value.headers["Retry-After"] == "2"
                 assert "password" not in info.value.message and "port" not in info.value.message
 
-            status, headers, body = call(strict_http, path, method="GET", content_type=None)
+            status, headers, body = call(strict_http, path, method="GET", content_type=None,
+                                         headers={"Authorization": f"Bearer {stats_token}"})
             assert status == 503 and headers["retry-after"] == "2", body
             assert body["error"] == "database_unavailable"
             assert strict_http.ready_status() == 503
@@ -425,14 +438,16 @@ def test_replica_down_falls_back_to_the_primary_or_fails_fast(pg_running, writer
         print(f"replica reads again {time.monotonic() - restarted:.1f}s after the restart")
         wait_until(lambda: fallback.query(HOUR, label, 5)["served_by"] == "replica", 20, 0.5)
         assert wait_until(strict.ready, 10)
-        wait_until(lambda: call(strict_http, path, method="GET", content_type=None)[0] == 200, 20, 0.5)
+        wait_until(lambda: call(strict_http, path, method="GET", content_type=None,
+                                headers={"Authorization": f"Bearer {stats_token}"})[0] == 200, 20, 0.5)
         assert strict_http.ready_status() == 200
 
 
 def test_both_servers_down_is_503_and_replica_reads_survive_a_primary_outage(
-        pg_running, writer_dsn, analyst_replica_dsn, analyst_primary_dsn):
+        pg_running, writer_dsn, analyst_replica_dsn, analyst_primary_dsn, rollups):
     label = new_label()
-    pg_running.wait_for_replay(insert(writer_dsn, [[(label, "Durable")]]))
+    insert(writer_dsn, [[(label, "Durable")]])
+    pg_running.wait_for_replay(rollups.catch_up())
     with make_service(analyst_replica_dsn, analyst_primary_dsn) as service:
         assert service.query(HOUR, label, 5)["served_by"] == "replica"
         pg_running.stop_primary()
@@ -463,4 +478,4 @@ def test_both_servers_down_is_503_and_replica_reads_survive_a_primary_outage(
             return answer if answer["served_by"] == "replica" else None
 
         answer = wait_until(from_replica, 20, 0.5)
-        assert answer["top_entities"] == [{"text": "Durable", "label": label, "count": 2}]
+        assert answer["top_entities"] == [{"text": "Durable", "label": label, "count": 2, "count_error": 0}]

@@ -139,7 +139,8 @@ def test_faas_cli_describe_and_ready_read_system_function(gateway):
     described = faas_cli.decode_function_status(json.loads(body))
     assert status == 200 and described["name"] == "entity-stats"
     assert described["availableReplicas"] >= 1  # what `faas-cli ready` waits for
-    assert described["invocationCount"] >= 1 and described["secrets"] == ["stats-replica-dsn", "stats-primary-dsn"]
+    assert described["invocationCount"] >= 1
+    assert described["secrets"] == ["stats-replica-dsn", "stats-primary-dsn", "entity-stats-token"]
     assert described["usage"]["totalMemoryBytes"] > 0
 
 
@@ -206,7 +207,7 @@ def test_faas_cli_logs_follow_streams_new_lines_and_ends_within_the_bound(gatewa
     assert FOLLOW_S - 0.5 <= result["seconds"] <= FOLLOW_S + 3
 
 
-def test_feed_survives_a_function_killed_mid_run_and_the_stack_keeps_serving(pg_cluster, tmp_path):
+def test_feed_survives_a_function_killed_mid_run_and_the_stack_keeps_serving(pg_cluster, tmp_path, stats_token):
     from devtools.up import feed
 
     gw = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=pg_cluster.secrets_dir, log_dir=tmp_path,
@@ -231,7 +232,7 @@ def test_feed_survives_a_function_killed_mid_run_and_the_stack_keeps_serving(pg_
         # the rest of the stack still answers
         assert call(gw.url, "/healthz", method="GET", body=None, content_type=None)[0] == 200
         status, _, stats = call(gw.url, "/function/entity-stats?window=1h&limit=3", method="GET", body=None,
-                                content_type=None)
+                                content_type=None, headers={"Authorization": f"Bearer {stats_token}"})
         assert status == 200 and "top_entities" in stats
         described = json.loads(faas_cli.request(gw.url, "GET", "/system/function/ner-processor")[2])
         assert described["availableReplicas"] == 0  # what `faas-cli ready` would now wait on

@@ -15,8 +15,8 @@ import pytest
 
 from bench import clients, report
 from bench.common import percentile
+from bench.context import QUICK, Plan
 from bench.profile import parse_collapsed, summarize
-from bench.run import QUICK, Plan
 
 
 class _Stub(BaseHTTPRequestHandler):
@@ -202,9 +202,9 @@ def test_report_survives_a_crashed_phase():
 
 
 def test_profile_summary_splits_threads_and_waiting(tmp_path):
-    from bench.profile import _ENGINE_IDLE
+    from bench.profile import ENGINE_IDLE
 
-    engine_idle = sorted(_ENGINE_IDLE)[0]
+    engine_idle = sorted(ENGINE_IDLE)[0]
     raw = tmp_path / "stacks.txt"
     handler = ("_bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:83);"
                "run (concurrent/futures/thread.py:58)")
@@ -238,7 +238,7 @@ def test_profile_summary_splits_threads_and_waiting(tmp_path):
 
 
 def test_engine_stats_turn_two_metric_scrapes_into_batching_figures():
-    from bench.run import engine_stats
+    from bench.metering import engine_stats
 
     before = {
         "nlp_model_batch_documents_sum": 100.0,
@@ -274,3 +274,29 @@ def test_edge_table_separates_model_busy_from_the_cpu_the_model_process_got():
     # A result file written before the column existed still renders.
     del function["model_busy"]
     assert "| 0.34 + 0.87 | - | 7.5 |" in table(result).splitlines()[-1]
+
+
+def test_every_listed_phase_is_a_module_with_a_run_function():
+    from bench import phases
+
+    assert phases.PHASES[:3] == ("limits", "cold", "function")
+    for name in phases.PHASES:
+        assert callable(phases.load(name).run), name
+
+
+def test_only_selection_adds_the_phases_a_phase_reads_and_refuses_unknown_names():
+    from bench import phases
+    from bench.run import selected
+
+    assert selected("db") == {"db", "limits"}
+    assert selected("") == set(phases.PHASES)
+    with pytest.raises(ValueError, match="nope"):
+        selected("edge,nope")
+
+
+def test_the_report_appends_each_phase_section_after_the_main_table():
+    from bench.run import render
+
+    results = _fake_results() | {"errors": {"edge": "RuntimeError: boom"}}
+    text = render(results)
+    assert text.index("## Caveats") < text.index("The edge phase failed: RuntimeError: boom")

@@ -18,6 +18,8 @@ from functions.runtime.settings import Settings, SettingsError, defaults_by_env,
 REPO = Path(__file__).resolve().parents[2]
 SPECS = {f.metadata["env"]: f for f in fields()}
 DEPLOY_SETTINGS = sorted(env for env, f in SPECS.items() if not f.metadata["image_only"])
+# env.yml is the functions' environment; the rollup worker's settings are its Deployment's.
+FUNCTION_SETTINGS = sorted(env for env in DEPLOY_SETTINGS if not SPECS[env].metadata["worker"])
 
 
 def readme_table() -> dict[str, str]:
@@ -74,7 +76,7 @@ def env_yml() -> dict[str, str]:
     return yaml.safe_load((REPO / "env.yml").read_text(encoding="utf-8"))["environment"]
 
 
-@pytest.mark.parametrize("env", DEPLOY_SETTINGS)
+@pytest.mark.parametrize("env", FUNCTION_SETTINGS)
 def test_env_yml_sets_every_deploy_setting_to_its_default(env):
     values = env_yml()
     assert env in values, f"env.yml lacks {env}"
@@ -86,6 +88,7 @@ def test_env_yml_holds_only_known_deploy_settings():
     for env in env_yml():
         assert env in SPECS, f"env.yml sets {env}, which the runtime does not read"
         assert not SPECS[env].metadata["image_only"], f"{env} is set by the image, not env.yml"
+        assert not SPECS[env].metadata["worker"], f"{env} is the rollup worker's, not the functions'"
 
 
 def dockerfile_runtime_env() -> tuple[dict[str, str], dict[str, str]]:

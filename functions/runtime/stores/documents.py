@@ -1,4 +1,5 @@
-"""The writer's store: documents and their entities on the PostgreSQL primary (``sql/queries/writer.sql``).
+"""The writer's store: document keys, documents and their entities on the PostgreSQL primary
+(``sql/queries/writer.sql``).
 
 Shapes::
 
@@ -45,7 +46,8 @@ class DocumentTransaction(Protocol):
         ...
 
     def insert_documents(self, records: Sequence[DocumentRecord]) -> set[str]:
-        """Insert the documents; an id another writer inserted first is skipped. Returns the ids inserted."""
+        """Insert the documents whose ids are new (their key first: an id another writer inserted first is
+        skipped). Returns the ids inserted."""
         ...
 
     def insert_entities(self, records: Sequence[DocumentRecord]) -> None:
@@ -91,14 +93,22 @@ class _PgTransaction:
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     def insert_documents(self, records: Sequence[DocumentRecord]) -> set[str]:
-        return {row[0] for row in self.conn.execute(self.sql["insert_documents"], self._params(records))}
+        keys = {"document_ids": [r.document_id for r in records],
+                "text_sha256s": [r.text_sha256 for r in records],
+                "model_names": [r.model_name for r in records],
+                "model_versions": [r.model_version for r in records]}
+        inserted = {row[0] for row in self.conn.execute(self.sql["insert_keys"], keys)}
+        new = [r for r in records if r.document_id in inserted]
+        if new:
+            self.conn.execute(self.sql["insert_documents"], self._params(new))
+        return inserted
 
     def insert_entities(self, records: Sequence[DocumentRecord]) -> None:
         with self.conn.cursor() as cur, cur.copy(self.sql["copy_entities"]) as copy:
             for record in records:
-                document_id = record.document_id
+                document_id, source = record.document_id, record.source
                 for ordinal, (text, label, start, end) in enumerate(record.entities):
-                    copy.write_row((document_id, ordinal, label, text, normalize(text), start, end))
+                    copy.write_row((document_id, ordinal, label, text, normalize(text), start, end, source))
 
     def _params(self, records: Sequence[DocumentRecord]) -> dict[str, list]:
         return {

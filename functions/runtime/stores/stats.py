@@ -1,15 +1,16 @@
-"""entity-stats' store: one server's analytics and its position (``sql/queries/analytics.sql``).
+"""entity-stats' store: one server's rollups and its position (``sql/queries/analytics.sql``).
 
 Shapes::
 
     store = PgStatsStore(database)                       # replica or primary, role nlp_analyst
-    read = store.read(StatsQuery(window, label, limit))  # StatsRead: position + top + mix, one snapshot
-    read = store.read(query, wait_for="0/16B3748", deadline=t)  # None if not replayed by t (monotonic s)
+    read = store.read(StatsQuery(window, label, limit, source))   # StatsRead, one snapshot
+    read = store.read(query, wait_for="0/16B3748", deadline=t)    # None if not replayed by t (monotonic s)
+    read = store.read(query, with_tail=True)             # + raw rows after the watermark (read-your-writes)
     store.flush_position(replay_lsn, probe=True)         # (primary flush LSN, bytes behind) or (None, None)
 
 Errors: :class:`functions.runtime.db.ServerDown` when no working connection can be had; psycopg's
 ``QueryCanceled``/``LockNotAvailable`` when a query exceeds the statement timeout or waits that long for a
-lock.
+lock; :class:`RollupsBehind` when a read-your-writes answer would have to count too many raw rows.
 """
 
 from __future__ import annotations
@@ -27,15 +28,35 @@ from functions.runtime.db import Database, ServerDown
 # Strong reads poll the replica's replay position this often (grows up to the maximum), seconds.
 POLL_FIRST_S = 0.005
 POLL_MAX_S = 0.05
+# A read-your-writes answer counts at most this many raw mentions after the watermark.
+MAX_TAIL_MENTIONS = 200_000
+
+
+class RollupsBehind(Exception):
+    """The rollup worker is too far behind for a read-your-writes answer to count the raw rows."""
 
 
 @dataclass(frozen=True)
 class StatsQuery:
-    """What to read: ``window`` back from now, one ``label`` (None: all), the top ``limit`` entities."""
+    """What to read: ``window`` back from the watermark, one ``label`` (None: all), the top ``limit``
+    entities, one ``source`` ('' : all sources)."""
 
     window: timedelta
     label: str | None
     limit: int
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class RollupPosition:
+    """How far this server's rollups reach: every row with a change id up to ``last_change_id``, every
+    commit before ``watermark`` (and at or before ``watermark_lsn``); hour lists before
+    ``hours_merged_before``."""
+
+    last_change_id: int
+    watermark: datetime
+    watermark_lsn: str
+    hours_merged_before: datetime
 
 
 @dataclass(frozen=True)
@@ -54,11 +75,17 @@ class ServerPosition:
 
 @dataclass(frozen=True)
 class StatsRead:
-    """One answer's data: ``top`` rows ``(text, label, count)``, ``mix`` rows ``(label, count)``."""
+    """One answer's data: ``top`` rows ``(text, label, count, count_error)``, ``mix`` rows
+    ``(label, count)``, over [``window_start``, ``window_end``] (bucket boundaries, at least the window
+    asked for: analytics.window_buckets); ``with_tail``: raw rows after the watermark are included."""
 
     position: ServerPosition
-    top: list[tuple[str, str, int]]
+    rollup: RollupPosition
+    window_start: datetime
+    window_end: datetime
+    top: list[tuple[str, str, int, int]]
     mix: list[tuple[str, int]]
+    with_tail: bool = False
 
 
 class StatsStore(Protocol):
@@ -77,10 +104,11 @@ class StatsStore(Protocol):
 
     def ready(self) -> bool: ...
 
-    def read(self, query: StatsQuery, *, wait_for: str | None = None,
-             deadline: float | None = None) -> StatsRead | None:
+    def read(self, query: StatsQuery, *, wait_for: str | None = None, deadline: float | None = None,
+             with_tail: bool = False) -> StatsRead | None:
         """The data for ``query``; with ``wait_for``, first wait until the server has replayed that LSN
-        (None when it has not by ``deadline``, a ``time.monotonic()`` value, or replay is paused)."""
+        (None when it has not by ``deadline``, a ``time.monotonic()`` value, or replay is paused);
+        ``with_tail``: add the raw mentions after the watermark (the window then ends now)."""
         ...
 
     def flush_position(self, replay_lsn: str | None, *, probe: bool = False) -> tuple[str | None, int | None]:
@@ -110,19 +138,24 @@ class PgStatsStore:
     def ready(self) -> bool:
         return self.database.ready()
 
-    def read(self, query: StatsQuery, *, wait_for: str | None = None,
-             deadline: float | None = None) -> StatsRead | None:
+    def read(self, query: StatsQuery, *, wait_for: str | None = None, deadline: float | None = None,
+             with_tail: bool = False) -> StatsRead | None:
         with self.database.connection() as conn:
             if wait_for is not None and not self._wait_replayed(conn, wait_for, deadline):
                 return None
             # Position first: the data queries take their snapshot afterwards.
             position = ServerPosition(*conn.execute(self._sql["replica_freshness"]).fetchone())
-            params = {"window": query.window, "label": query.label, "limit": query.limit}
-            name = "top_entities" if query.label is None else "top_entities_for_label"
             with self.database.transaction(conn):
-                top = conn.execute(self._sql[name], params).fetchall()
+                rollup = RollupPosition(*conn.execute(self._sql["rollup_position"]).fetchone())
+                if with_tail and conn.execute(self._sql["tail_size"], {"bound": MAX_TAIL_MENTIONS}).fetchone()[0] \
+                        >= MAX_TAIL_MENTIONS:
+                    raise RollupsBehind(f"more than {MAX_TAIL_MENTIONS} mentions are not rolled up yet")
+                params = {"window": query.window, "until": position.checked_at if with_tail else None,
+                          "source": query.source, "label": query.label, "limit": query.limit}
+                start, end = conn.execute(self._sql["window"], params).fetchone()
+                top = conn.execute(self._sql["top_entities"], params).fetchall()
                 mix = conn.execute(self._sql["label_mix"], params).fetchall()
-        return StatsRead(position, top, mix)
+        return StatsRead(position, rollup, start, end, top, mix, with_tail)
 
     def flush_position(self, replay_lsn: str | None, *, probe: bool = False) -> tuple[str | None, int | None]:
         if not self.configured:

@@ -1,0 +1,207 @@
+"""The rollup worker's store: positions, deltas and rollup tables on the primary (``sql/queries/rollups.sql``).
+
+One connection (role nlp_rollup) for the worker's life: it holds the session advisory lock that makes
+the worker the active one. Shapes::
+
+    store = PgRollupStore(conn)
+    store.try_lock(key) -> bool
+    lsn, at = store.wal_position(); upto = store.sequence_position(); snap = store.snapshot()
+    store.still_running(snap) -> int
+    with store.transaction():               # everything a cycle writes, with the state update
+        store.state() -> RollupState
+        store.entity_delta(after, upto) -> [MentionRow]; store.document_delta(after, upto) -> [DocumentRow]
+        store.write_lists("minute", {(bucket, source, label): TopList}); store.add_document_minutes(rows)
+        store.advance(...) -> bool           # False: another worker moved the state first
+
+Errors are psycopg's (``OperationalError`` when the server goes away); the worker reconnects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+import psycopg
+
+from functions.runtime import queries
+from functions.runtime.topk import Entry, TopList
+
+GroupKey = tuple[datetime, str, str]  # (bucket, source, label); source '' = all sources
+
+
+class MentionRow(NamedTuple):
+    bucket: datetime
+    source: str
+    label: str
+    norm: str
+    mentions: int
+    text: str
+    newest: int  # newest change id among the mentions (0: rows written before change ids)
+
+
+class DocumentRow(NamedTuple):
+    bucket: datetime
+    source: str
+    model_name: str
+    model_version: str
+    length_class: int
+    bin: int
+    documents: int
+    entities: int
+    text_chars: int
+    ner_ms_sum: float
+
+
+@dataclass(frozen=True)
+class RollupState:
+    last_change_id: int
+    watermark: datetime
+    watermark_lsn: str
+    history_before: datetime | None
+    history_floor: datetime | None
+    hours_merged_before: datetime
+
+
+class PgRollupStore:
+    """The named queries of ``rollups.sql`` on one autocommit connection."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+        self._sql = queries.load("rollups")
+
+    def _one(self, name: str, params: Mapping | None = None):
+        return self.conn.execute(self._sql[name], params).fetchone()
+
+    # -- positions --------------------------------------------------------------------------------------
+
+    def try_lock(self, key: int) -> bool:
+        return bool(self._one("try_lock", {"key": key})[0])
+
+    def unlock(self, key: int) -> None:
+        self._one("unlock", {"key": key})
+
+    def wal_position(self) -> tuple[str, datetime]:
+        """(current WAL LSN, clock time) — read before the sequence."""
+        lsn, at = self._one("wal_position")
+        return lsn, at
+
+    def sequence_position(self) -> int:
+        return int(self._one("sequence_position")[0])
+
+    def snapshot(self) -> str:
+        return self._one("snapshot")[0]
+
+    def still_running(self, snapshot: str) -> int:
+        return int(self._one("still_running", {"snapshot": snapshot})[0])
+
+    def partition_horizon(self) -> datetime | None:
+        return self._one("partition_horizon")[0]
+
+    # -- one cycle's transaction --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+    def state(self) -> RollupState:
+        return RollupState(*self._one("state"))
+
+    def advance(self, *, after: int, upto: int, watermark: datetime, watermark_lsn: str,
+                history_before: datetime | None, hours_merged_before: datetime) -> bool:
+        cur = self.conn.execute(self._sql["advance"], {
+            "after": after, "upto": upto, "watermark": watermark, "watermark_lsn": watermark_lsn,
+            "history_before": history_before, "hours_merged_before": hours_merged_before})
+        return cur.rowcount == 1
+
+    def entity_delta(self, after: int, upto: int) -> list[MentionRow]:
+        """Mentions with change ids in (after, upto], per minute, source and entity."""
+        rows = self.conn.execute(self._sql["entity_rows"], {"start": None, "after": after, "upto": upto})
+        return [MentionRow(*row) for row in rows]
+
+    def entity_bucket(self, start: datetime, upto: int) -> list[MentionRow]:
+        """Every mention of the minute ``start`` up to change id ``upto`` (and those without one)."""
+        rows = self.conn.execute(self._sql["entity_rows"], {"start": start, "after": 0, "upto": upto})
+        return [MentionRow(*row) for row in rows]
+
+    def document_delta(self, after: int, upto: int) -> list[DocumentRow]:
+        rows = self.conn.execute(self._sql["document_rows"], {"start": None, "after": after, "upto": upto})
+        return [DocumentRow(*row) for row in rows]
+
+    def document_bucket(self, start: datetime, upto: int) -> list[DocumentRow]:
+        rows = self.conn.execute(self._sql["document_rows"], {"start": start, "after": 0, "upto": upto})
+        return [DocumentRow(*row) for row in rows]
+
+    def minutes_with_history(self, start: datetime, end: datetime) -> list[datetime]:
+        return [row[0] for row in self.conn.execute(self._sql["minutes_with_data"], {"start": start, "end": end})]
+
+    def write_lists(self, resolution: str, lists: Mapping[GroupKey, TopList]) -> None:
+        """Replace the lists and bucket totals of these (bucket, source, label) groups."""
+        if not lists:
+            return
+        keys = list(lists)
+        key_params = {"resolution": resolution, "buckets": [k[0] for k in keys],
+                      "sources": [k[1] for k in keys], "labels": [k[2] for k in keys]}
+        self.conn.execute(self._sql["delete_lists"], key_params)
+        rows = [(key, entry) for key in keys for entry in lists[key].entries]
+        if rows:
+            self.conn.execute(self._sql["insert_lists"], {
+                "resolution": resolution, "buckets": [k[0] for k, _ in rows], "sources": [k[1] for k, _ in rows],
+                "labels": [k[2] for k, _ in rows], "norms": [e.norm for _, e in rows],
+                "texts": [e.text for _, e in rows], "mentions": [e.mentions for _, e in rows],
+                "errors": [e.error for _, e in rows]})
+        self.conn.execute(self._sql["upsert_buckets"], {
+            **key_params, "mentions": [lists[k].mentions for k in keys],
+            "unlisted": [lists[k].unlisted_max for k in keys], "distincts": [lists[k].distinct for k in keys]})
+
+    def replace_document_minutes(self, buckets: Sequence[datetime]) -> None:
+        """Forget these minutes' document totals (they are about to be rebuilt from the base tables)."""
+        if buckets:
+            self.conn.execute(self._sql["delete_document_minutes"], {"buckets": list(buckets)})
+
+    def add_document_minutes(self, rows: Sequence[DocumentRow]) -> None:
+        """Add documents to their minute totals (one histogram per bucket, source, model and class)."""
+        grouped: dict[tuple, dict] = {}
+        for row in rows:
+            key = (row.bucket, row.source, row.model_name, row.model_version, row.length_class)
+            item = grouped.setdefault(key, {
+                "bucket": row.bucket, "source": row.source, "model_name": row.model_name,
+                "model_version": row.model_version, "length_class": row.length_class, "documents": 0,
+                "entities": 0, "text_chars": 0, "ner_ms_sum": 0.0, "hist": [0] * 64})
+            item["documents"] += row.documents
+            item["entities"] += int(row.entities or 0)
+            item["text_chars"] += int(row.text_chars or 0)
+            item["ner_ms_sum"] += float(row.ner_ms_sum or 0.0)
+            item["hist"][row.bin] += row.documents
+        if grouped:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._sql["add_document_minute"], list(grouped.values()))
+
+    def minute_lists(self, start: datetime, end: datetime) -> dict[tuple[str, str], list[TopList]]:
+        """{(source, label): [TopList per minute bucket, oldest first]} for [start, end)."""
+        out: dict[tuple[str, str], list[TopList]] = {}
+        current: tuple | None = None
+        for (source, label, bucket, mentions, unlisted, distinct,
+             norm, text, listed, error) in self.conn.execute(self._sql["minute_lists"], {"start": start, "end": end}):
+            if current != (source, label, bucket):
+                current = (source, label, bucket)
+                out.setdefault((source, label), []).append(TopList([], mentions, unlisted, distinct))
+            if norm is not None:
+                out[(source, label)][-1].entries.append(Entry(norm, text, listed, error))
+        return out
+
+    def write_hour(self, hour: datetime, lists: Mapping[tuple[str, str], TopList]) -> None:
+        """Replace the hour's lists, bucket totals and document totals (the latter summed from its minutes)."""
+        for name in ("delete_hour", "delete_hour_buckets", "delete_document_hour"):
+            self.conn.execute(self._sql[name], {"hour": hour})
+        self.write_lists("hour", {(hour, source, label): top for (source, label), top in lists.items()})
+        self.conn.execute(self._sql["merge_document_hour"], {"hour": hour})
+
+    def expire(self, resolution: str, before: datetime, batch: int) -> int:
+        """Delete up to ``batch`` rows of each rollup table older than ``before``; rows deleted."""
+        params = {"resolution": resolution, "before": before, "batch": batch}
+        return sum(self.conn.execute(self._sql[name], params).rowcount
+                   for name in ("expire_lists", "expire_buckets", "expire_document_buckets"))
