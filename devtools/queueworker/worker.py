@@ -37,7 +37,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from devtools.jetstream import OUTCOME_STREAM, REQUEST_STREAM, Invocation, QueueLimits, ensure_streams
 from devtools.jetstream.streams import outcome_subject, request_filter
-from devtools.queueworker import callbacks, metrics
+from devtools.queueworker.callbacks import CONCURRENCY, start_sender, stop_sender
+from devtools.queueworker.metrics import DEAD_LETTERS, INFLIGHT, OLDEST_AGE, PENDING, PROCESSED
 from devtools.queueworker.outcomes import Outcome, callback_job, error_of, letter_of
 from devtools.queueworker.policy import DeliveryPolicy
 from functions.runtime.db import ServerDown
@@ -96,7 +97,7 @@ class QueueWorker:
 
     def __init__(self, nats_url: str, targets: list[Target], dead_letters: DeadLetterStore | None, *,
                  limits: QueueLimits | None = None, depth_interval_s: float = 10.0,
-                 callback_concurrency: int = callbacks.CONCURRENCY):
+                 callback_concurrency: int = CONCURRENCY):
         self.nats_url = nats_url
         self.targets = {t.name: t for t in targets}
         self.dead_letters = dead_letters
@@ -120,7 +121,7 @@ class QueueWorker:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               cookie_jar=aiohttp.DummyCookieJar())
-        sender = await callbacks.start_sender(self.nats_url, self.callback_concurrency)
+        sender = await start_sender(self.nats_url, self.callback_concurrency)
         loops = [asyncio.create_task(self._consume(self.targets[name], sub)) for name, sub in subs.items()]
         loops.append(asyncio.create_task(self._report_depth()))
         log.info("queue-worker ready", extra={"event": "queueworker.ready", "functions": sorted(self.targets)})
@@ -134,7 +135,7 @@ class QueueWorker:
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
-            await callbacks.stop_sender(sender)
+            await stop_sender(sender)
             await self._session.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 5)  # not drain(): pull subscriptions would hold it
@@ -241,7 +242,7 @@ class QueueWorker:
             await self._js.publish(subject, data, headers=headers)
         await msg.ack()
         self.counts[outcome.state] += 1
-        metrics.PROCESSED.labels(target.name, outcome.state).inc()
+        PROCESSED.labels(target.name, outcome.state).inc()
         log.info("invocation finished", extra={
             "event": "queueworker.invocation_finished", "function": target.name, "request_id": invocation.call_id,
             "status_code": outcome.status, "outcome": outcome.state, "attempts": outcome.attempts,
@@ -266,7 +267,7 @@ class QueueWorker:
             "event": "dead_letter.recorded", "function": target.name, "request_id": outcome.call_id,
             "dead_letter.status": outcome.status, "reason": outcome.reason, "attempts": outcome.attempts,
             "error.code": outcome.error_code, "recorded_by": "queue-worker"})
-        metrics.DEAD_LETTERS.labels(target.name, str(outcome.status)).inc()
+        DEAD_LETTERS.labels(target.name, str(outcome.status)).inc()
         return True
 
     async def _last_outcome(self, invocation: Invocation) -> Outcome | None:
@@ -294,9 +295,9 @@ class QueueWorker:
                     depth = await queue_depth(self._js, name)
                 except (nats.errors.Error, nats.js.errors.Error):
                     continue
-                metrics.PENDING.labels(name).set(depth["queue.pending"])
-                metrics.INFLIGHT.labels(name).set(depth["queue.in_flight"])
-                metrics.OLDEST_AGE.labels(name).set(depth["queue.oldest_age_s"])
+                PENDING.labels(name).set(depth["queue.pending"])
+                INFLIGHT.labels(name).set(depth["queue.in_flight"])
+                OLDEST_AGE.labels(name).set(depth["queue.oldest_age_s"])
                 log.info("queue depth", extra={"event": "queue.depth", "function": name, **depth})
 
 
