@@ -11,9 +11,10 @@ restart-stack] [--fault-seconds 20] [--data-dir DIR] [--out DIR]`` (``make campa
 The stack is ``python -m devtools.up`` (what ``make run`` runs) as a child process on its own data folder
 and port: PostgreSQL primary + replica, NATS JetStream, the functions, the gateway, the queue-worker. The
 profile: ``quiet_s`` seconds at ``quiet_rate`` comments/s, then the burst (``comments`` comments, 1 % of
-them invalid: empty text, from ``clients`` concurrent clients as fast as the gateway accepts them), then
-quiet again. Faults start once ``fault_at`` of the burst is persisted: the primary stalled (SIGSTOP of
-all its processes) or stopped for ``fault_seconds``, or the whole stack stopped (Ctrl-C) and started again.
+them invalid: empty text, from ``clients`` concurrent clients as fast as the gateway accepts them), then,
+once the burst has drained, quiet again. Faults start once ``fault_at`` of the burst is persisted: the
+primary stalled (SIGSTOP of all its processes) or stopped for ``fault_seconds``, or the whole stack stopped
+(Ctrl-C) and started again.
 
 The summary counts, per comment id: accepted (202), persisted once (``nlp.documents``, one row per id by
 its key), answered as duplicates on redelivery (the function's ``duplicate_count`` log field),
@@ -387,8 +388,10 @@ def run(config: CampaignConfig) -> dict:
         asyncio.run(send(url, phases["quiet-before"], config.clients, rate=config.quiet_rate))
         fault.start()
         asyncio.run(send(url, phases["burst"], config.clients))
-        asyncio.run(send(url, phases["quiet-after"], config.clients, rate=config.quiet_rate))
         fault.join(config.drain_timeout_s)
+        # quiet again once the burst has drained: the steady part's latency is not a backlog's
+        campaign_report.wait_drained(stack.owner_dsn(), run_id, phases, config.drain_timeout_s)
+        asyncio.run(send(url, phases["quiet-after"], config.clients, rate=config.quiet_rate))
         campaign_report.wait_drained(stack.owner_dsn(), run_id, phases, config.drain_timeout_s)
         time.sleep(2 * POLL_S + 2.0)  # a last watermark after the last commit
         pollers.stop()
