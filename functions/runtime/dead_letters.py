@@ -11,9 +11,9 @@ Usage (as nlp_owner: the ``migrations-dsn`` secret, like the retention job)::
 ``list`` prints one JSON line per original invocation (``call_id``, ``function``, ``status``, ``error``,
 ``attempts``, ``body``, then the rest of the record). ``redrive`` sends each open letter's original request
 again to ``GATEWAY/async-function/<function><path>`` under its own call id (so a comment that was stored
-in the meantime is answered as a duplicate, never stored twice) with ``X-Redrive: <n>``, and marks it
-``redriven`` once the gateway answered 202; one line per letter. A redriven invocation that fails again
-reopens the same letter (no duplicate, and no loop: nothing redrives by itself). ``purge`` deletes letters
+in the meantime is answered as a duplicate, never stored twice) with ``X-Redrive: <n>``; it marks the
+letter ``redriven`` first and opens it again if the gateway does not answer 202; one line per letter. A
+redriven invocation that fails again reopens the same letter (no duplicate, and no loop: nothing redrives by itself). ``purge`` deletes letters
 whose last failure is older than ``--days``. Exit status 1 when the database or the gateway fails.
 """
 
@@ -52,16 +52,18 @@ def redrive(store: DeadLetterStore, gateway: str, *, function: str | None = None
     0 when it did not answer) and ``error`` when it was not redriven."""
     results = []
     for letter in store.letters(state="open", function=function, call_id=call_id):
-        status, error = post_again(gateway, letter)
-        marked = status == 202 and store.mark_redriven(letter)
-        if status == 202 and not marked:
-            error = "failed again before it was marked: still open"
-        results.append({"call_id": letter.call_id, "function": letter.function, "redriven": marked,
-                        "status": status, "redrive": letter.redrives + 1, **({"error": error} if error else {})})
+        redrives = store.mark_redriven(letter)  # first: a quick new failure must find it marked
+        if redrives is None:  # no longer open (another redrive got there first)
+            continue
+        status, error = post_again(gateway, letter, redrives)
+        if status != 202:
+            store.unmark_redriven(letter, redrives)
+        results.append({"call_id": letter.call_id, "function": letter.function, "redriven": status == 202,
+                        "status": status, "redrive": redrives, **({"error": error} if error else {})})
     return results
 
 
-def post_again(gateway: str, letter: DeadLetter) -> tuple[int, str | None]:
+def post_again(gateway: str, letter: DeadLetter, redrive: int) -> tuple[int, str | None]:
     """POST the letter's original request to the gateway's async route: (status, error or None)."""
     parts = urlsplit(gateway)
     path = f"/async-function/{quote(letter.function)}{letter.path if letter.path != '/' else ''}"
@@ -69,7 +71,7 @@ def post_again(gateway: str, letter: DeadLetter) -> tuple[int, str | None]:
         path += "?" + letter.query
     replaced = {"x-call-id", "x-redrive", "content-type", "content-length"}
     headers = {k: v for k, v in letter.headers.items() if k.lower() not in replaced}
-    headers.update({"X-Call-Id": letter.call_id, "X-Redrive": str(letter.redrives + 1)})
+    headers.update({"X-Call-Id": letter.call_id, "X-Redrive": str(redrive)})
     if letter.content_type:
         headers["Content-Type"] = letter.content_type
     conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection

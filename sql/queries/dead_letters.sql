@@ -42,12 +42,17 @@ ORDER BY last_failed_at, function, call_id
 LIMIT %(limit)s;
 
 -- name: mark_redriven
--- Only if nothing failed since it was read: a redrive that already failed again stays open.
+-- Before the request is sent again: a redriven invocation that fails again reopens the letter, which it
+-- could not if the mark came after the failure.
 UPDATE nlp.dead_letters
 SET state = 'redriven', redrives = redrives + 1, redriven_at = now()
 WHERE function = %(function)s AND call_id = %(call_id)s AND state = 'open'
-  AND last_failed_at = %(last_failed_at)s
 RETURNING redrives;
+
+-- name: unmark_redriven
+-- The gateway did not queue it: open again, as it was.
+UPDATE nlp.dead_letters SET state = 'open', redrives = redrives - 1
+WHERE function = %(function)s AND call_id = %(call_id)s AND state = 'redriven' AND redrives = %(redrives)s;
 
 -- name: count_by_state
 SELECT state, count(*) FROM nlp.dead_letters GROUP BY state;

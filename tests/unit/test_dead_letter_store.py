@@ -40,13 +40,15 @@ def test_a_redriven_letter_that_fails_again_is_one_open_letter_again():
     assert again.redrives == 1 and len(store.rows) == 1
 
 
-def test_a_redrive_is_not_marked_when_the_letter_failed_again_since_it_was_read():
+def test_a_redrive_the_gateway_did_not_queue_leaves_the_letter_open_as_it_was():
     store = InMemoryDeadLetterStore()
     store.record_final(letter())
     (read,) = store.letters()
-    store.record_final(letter(status=503, reason="retries_exhausted"))
-    assert not store.mark_redriven(read)
-    assert [r.state for r in store.letters()] == ["open"]
+    redrives = store.mark_redriven(read)
+    assert redrives == 1 and store.mark_redriven(read) is None  # a second redrive finds it taken
+    store.unmark_redriven(read, redrives)
+    (again,) = store.letters()
+    assert (again.state, again.redrives) == ("open", 0)
 
 
 def test_a_redriven_letter_resolves_when_its_invocation_succeeds():

@@ -8,7 +8,8 @@ Shapes::
     store.record_final(letter) -> redrives           # the queue-worker's final outcome: new or reopened
     store.resolve("ner-processor", call_id) -> bool  # a redriven invocation ended in a 2xx
     store.letters(state="open") -> [DeadLetter]      # oldest first
-    store.mark_redriven(letter) -> bool              # False when it failed again since it was read
+    store.mark_redriven(letter) -> redrives | None   # before sending it again; None: not open any more
+    store.unmark_redriven(letter, redrives)          # the gateway did not queue it: open again
     store.count_by_state() -> {"open": 3, ...}
     store.purge_older(days=30) -> rows deleted
 
@@ -98,7 +99,9 @@ class DeadLetterStore(Protocol):
     def letters(self, *, state: str | None = "open", function: str | None = None, call_id: str | None = None,
                 limit: int = 10_000) -> list[DeadLetter]: ...
 
-    def mark_redriven(self, letter: DeadLetter) -> bool: ...
+    def mark_redriven(self, letter: DeadLetter) -> int | None: ...
+
+    def unmark_redriven(self, letter: DeadLetter, redrives: int) -> None: ...
 
     def count_by_state(self) -> dict[str, int]: ...
 
@@ -143,11 +146,16 @@ class PgDeadLetterStore:
                                                              "call_id": call_id, "limit": limit}).fetchall()
         return [_letter(dict(zip(_COLUMNS, row, strict=True))) for row in rows]
 
-    def mark_redriven(self, letter: DeadLetter) -> bool:
+    def mark_redriven(self, letter: DeadLetter) -> int | None:
         with self._tx() as conn:
-            return conn.execute(self._sql["mark_redriven"], {
-                "function": letter.function, "call_id": letter.call_id,
-                "last_failed_at": letter.last_failed_at}).fetchone() is not None
+            row = conn.execute(self._sql["mark_redriven"], {"function": letter.function,
+                                                             "call_id": letter.call_id}).fetchone()
+        return None if row is None else row[0]
+
+    def unmark_redriven(self, letter: DeadLetter, redrives: int) -> None:
+        with self._tx() as conn:
+            conn.execute(self._sql["unmark_redriven"], {"function": letter.function, "call_id": letter.call_id,
+                                                         "redrives": redrives})
 
     def count_by_state(self) -> dict[str, int]:
         with self._tx() as conn:

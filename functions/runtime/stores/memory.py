@@ -153,7 +153,7 @@ class InMemoryDocumentStore:
 class InMemoryDeadLetterStore:
     """:class:`functions.runtime.stores.dead_letters.DeadLetterStore` on a dict keyed by (function, call
     id), with the same rules as the named queries: the function's record never replaces one, the
-    queue-worker's reopens a letter, a redrive is marked only if nothing failed since it was read.
+    queue-worker's reopens a letter, a redrive is marked before it is sent and unmarked if it was not queued.
     ``unreachable``: the next N calls raise ServerDown (the primary is away)."""
 
     def __init__(self):
@@ -207,14 +207,20 @@ class InMemoryDeadLetterStore:
                 and (function is None or r.function == function) and (call_id is None or r.call_id == call_id)]
         return sorted(rows, key=lambda r: (r.last_failed_at, r.function, r.call_id))[:limit]
 
-    def mark_redriven(self, letter: DeadLetter) -> bool:
+    def mark_redriven(self, letter: DeadLetter) -> int | None:
         self._check()
         old = self.rows.get((letter.function, letter.call_id))
-        if old is None or old.state != "open" or old.last_failed_at != letter.last_failed_at:
-            return False
+        if old is None or old.state != "open":
+            return None
         self.rows[(letter.function, letter.call_id)] = replace(old, state="redriven", redrives=old.redrives + 1,
                                                                redriven_at=self._now())
-        return True
+        return old.redrives + 1
+
+    def unmark_redriven(self, letter: DeadLetter, redrives: int) -> None:
+        self._check()
+        old = self.rows.get((letter.function, letter.call_id))
+        if old is not None and old.state == "redriven" and old.redrives == redrives:
+            self.rows[(letter.function, letter.call_id)] = replace(old, state="open", redrives=redrives - 1)
 
     def count_by_state(self) -> dict[str, int]:
         self._check()
