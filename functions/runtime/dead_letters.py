@@ -10,11 +10,12 @@ Usage (as nlp_owner: the ``migrations-dsn`` secret, like the retention job)::
 
 ``list`` prints one JSON line per original invocation (``call_id``, ``function``, ``status``, ``error``,
 ``attempts``, ``body``, then the rest of the record). ``redrive`` sends each open letter's original request
-again to ``GATEWAY/async-function/<function><path>`` under its own call id (so a comment that was stored
-in the meantime is answered as a duplicate, never stored twice) with ``X-Redrive: <n>``; it marks the
-letter ``redriven`` first and opens it again if the gateway does not answer 202; one line per letter. A
-redriven invocation that fails again reopens the same letter (no duplicate, and no loop: nothing redrives by itself). ``purge`` deletes letters
-whose last failure is older than ``--days``. Exit status 1 when the database or the gateway fails.
+again to ``GATEWAY/async-function/<function><path>`` under its own call id (so a comment that was stored in
+the meantime is answered as a duplicate, never stored twice) with ``X-Redrive: <n>``; it marks the letter
+``redriven`` first and opens it again if the gateway does not answer 202; one line per letter. A redriven
+invocation that fails again reopens the same letter (no duplicate, and no loop: nothing redrives by itself).
+``purge`` deletes letters whose last failure is older than ``--days``. Exit status 1 when the database or the
+gateway fails.
 """
 
 from __future__ import annotations
