@@ -18,6 +18,8 @@ import pytest
 
 from devtools.gateway import Gateway, Timeouts, read_stack
 from devtools.processes import free_port
+from devtools.queueworker import start_queue_worker
+from tests.fixtures.queue import start_private_nats
 from tests.fixtures.servers import call
 from tests.gateway import faas_cli
 
@@ -29,12 +31,19 @@ FOLLOW_S = 3.0
 
 @pytest.fixture(scope="module")
 def gateway(pg_cluster, tmp_path_factory):
+    """The gateway with the stack's function processes, /async-function/ on a NATS server of its own and
+    a queue-worker delivering to those processes."""
+    log_dir = tmp_path_factory.mktemp("gateway-logs")
+    nats = start_private_nats(log_dir)
     gw = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=pg_cluster.secrets_dir,
-                 log_dir=tmp_path_factory.mktemp("gateway-logs"), port=free_port(),
-                 timeouts=Timeouts(logs_follow_s=FOLLOW_S))
+                 log_dir=log_dir, port=free_port(), timeouts=Timeouts(logs_follow_s=FOLLOW_S), nats_url=nats.url)
     gw.start()
+    worker = start_queue_worker(nats.url, log_dir, secrets_dir=pg_cluster.secrets_dir,
+                                functions={name: fn.url for name, fn in gw.processes.items()})
     yield gw
+    worker.stop()
     gw.stop()
+    nats.destroy()
 
 
 def _entities(doc: dict) -> list[tuple]:

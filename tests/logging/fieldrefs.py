@@ -86,6 +86,11 @@ def representative_lines() -> list[dict]:
         except ConnectionError:
             log.error("database write failed", exc_info=True,
                       extra={"event": "db.write_failed", "request_id": "r-3"})
+        log.warning("dead letter", extra={
+            "event": "dead_letter.recorded", "request_id": "r-4", "dead_letter.status": 422, "reason": "rejected",
+            "error.code": "empty_text", "recorded_by": "function"})
+        log.info("queue depth", extra={  # the queue-worker's (devtools/queueworker), same contract
+            "event": "queue.depth", "queue.pending": 120, "queue.in_flight": 64, "queue.oldest_age_s": 3.5})
         log.warning("big line", extra={"event": "probe.truncated", "detail": "x" * 100_000})
     finally:
         _restore_logging_state(saved)
