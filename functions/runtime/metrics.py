@@ -35,6 +35,8 @@ QUEUED_DOCUMENTS = Gauge("nlp_model_queued_documents", "Documents waiting for or
 DB_WRITE_SECONDS = Histogram("nlp_db_write_seconds", "Time of one group commit on the primary",
                              registry=REGISTRY,
                              buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+DEAD_LETTERS = Counter("nlp_dead_letters", "Refused inputs kept as dead letters, by function and HTTP status",
+                       ["function", "status"], registry=REGISTRY)
 # The rollup worker's own (functions/runtime/rollup.py): served on ROLLUP_METRICS_PORT, not by the functions.
 ROLLUP_REGISTRY = CollectorRegistry(auto_describe=True)
 ROLLUP_LAG_SECONDS = Gauge("nlp_rollup_lag_seconds", "How far the rollup watermark is behind the clock",

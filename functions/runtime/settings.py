@@ -91,6 +91,9 @@ class Settings:
     store_text: bool = _setting(True, "STORE_TEXT",
                                 "store the raw comment in `nlp.documents.body`; `false` keeps only length "
                                 "+ SHA-256")
+    record_rejected: bool = _setting(True, "RECORD_REJECTED",
+                                     "keep the inputs a function refuses for good (400, 409, 413, 415, 422 of a "
+                                     "request with an X-Call-Id) as dead letters in nlp.dead_letters")
     db_pool_min_size: int = _setting(1, "DB_POOL_MIN_SIZE", "connections kept open per pool", minimum=0)
     db_pool_max_size: int = _setting(4, "DB_POOL_MAX_SIZE", "connections at most per pool", minimum=1)
     db_pool_timeout_s: float = _setting(1.0, "DB_POOL_TIMEOUT_S",

@@ -363,6 +363,19 @@ def db_write_failures() -> dict:
         'event : "db.write_failed"')
 
 
+def dead_letters() -> dict:
+    return visualization(
+        "nlp-dead-letters", "Dead letters by status and error code",
+        "event dead_letter.recorded over time (the queue-worker's final failures and the inputs the function "
+        "refused), split by the final HTTP status (dead_letter.status: status_code marks a request's one line) "
+        "and the function's error code. Listed and redriven with "
+        "python -m functions.runtime.dead_letters (docs/operations.md, Dead letters).",
+        "histogram", _xy_params("histogram", [("1", "Dead letters")], "Dead letters", mode="stacked"),
+        [_agg("1", "count", "metric"), _date_histogram("2"), _terms("3", "dead_letter.status", "group"),
+         _terms("4", "error.code", "group")],
+        'event : "dead_letter.recorded"')
+
+
 def entities_per_label() -> dict:
     metrics = [_agg(str(i), "sum", "metric", field=f"entities_by_label.{label}", customLabel=label)
                for i, label in enumerate(NER_LABELS, start=1)]
@@ -425,6 +438,7 @@ def build() -> list[dict]:
         "cold_starts": cold_starts(),
         "db": db_write_failures(),
         "entities": entities_per_label(),
+        "dead_letters": dead_letters(),
     }
     trail, errors = trail_search(), errors_search()
     last_hour = {"timeRange": {"from": "now-1h", "to": "now"}}
@@ -437,7 +451,8 @@ def build() -> list[dict]:
         (visualizations["cold_starts"], {"x": 12, "y": 24, "w": 12, "h": 10}, {}),
         (visualizations["db"], {"x": 24, "y": 24, "w": 24, "h": 10}, {}),
         (visualizations["entities"], {"x": 0, "y": 34, "w": 48, "h": 12}, {}),
-        (errors, {"x": 0, "y": 46, "w": 48, "h": 15}, {}),
+        (visualizations["dead_letters"], {"x": 0, "y": 46, "w": 48, "h": 10}, {}),
+        (errors, {"x": 0, "y": 56, "w": 48, "h": 15}, {}),
     ])
     return [data_view(), trail, errors, *visualizations.values(), board]
 

@@ -118,8 +118,8 @@ def _pod_spec(obj: dict) -> dict:
 
 def test_the_jobs_mounting_each_secret_are_the_ones_credentials_declares():
     workloads = [obj for path in sorted(ARGOCD.rglob("*.yaml")) for obj in load_all(path.read_text())
-                 if obj.get("kind") in ("Job", "CronJob")]
-    assert workloads, "no Job or CronJob under argocd/"
+                 if obj.get("kind") in ("Job", "CronJob", "Deployment")]
+    assert workloads, "no Job, CronJob or Deployment under argocd/"
     mounted: dict[str, set[str]] = {}
     for obj in workloads:
         for volume in _pod_spec(obj).get("volumes") or []:

@@ -112,14 +112,15 @@ def consistency_problems(root: Path) -> list[str]:
         if (root / source.get("path", ".") / stack_file).resolve() != (root / "stack.yml").resolve():
             problems.append(f"functions app renders {source.get('path')}/{stack_file}, not stack.yml")
 
-    # Migration/retention jobs run the ner-processor image of the same release.
-    migrations = load_yaml(root / "argocd" / "migrations" / "kustomization.yaml")
+    # Migration/retention jobs and the rollup worker run the ner-processor image of the same release.
     writer_repo, _, writer_tag = functions["ner-processor"]["image"].rpartition(":")
-    pins = {i["name"]: i.get("newTag") for i in migrations.get("images", [])}
-    if pins.get(writer_repo) != writer_tag:
-        problems.append(
-            f"argocd/migrations pins {writer_repo}:{pins.get(writer_repo)}, stack.yml has {writer_tag}"
-        )
+    for folder in ("migrations", "rollups"):
+        kustomization = load_yaml(root / "argocd" / folder / "kustomization.yaml")
+        pins = {i["name"]: i.get("newTag") for i in kustomization.get("images", [])}
+        if pins.get(writer_repo) != writer_tag:
+            problems.append(
+                f"argocd/{folder} pins {writer_repo}:{pins.get(writer_repo)}, stack.yml has {writer_tag}"
+            )
     return problems
 
 
@@ -166,6 +167,12 @@ def test_a_migration_image_out_of_step_with_stack_yml_is_reported(repo_copy):
     kustomization = repo_copy / "argocd" / "migrations" / "kustomization.yaml"
     kustomization.write_text(kustomization.read_text().replace("newTag: 0.1.0", "newTag: 0.0.9"))
     assert any("argocd/migrations" in p for p in consistency_problems(repo_copy))
+
+
+def test_a_rollup_worker_image_out_of_step_with_stack_yml_is_reported(repo_copy):
+    kustomization = repo_copy / "argocd" / "rollups" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace("newTag: 0.1.0", "newTag: 0.0.9"))
+    assert any("argocd/rollups" in p for p in consistency_problems(repo_copy))
 
 
 def test_generate_script_is_the_one_plugin_yaml_runs():

@@ -83,8 +83,10 @@ class Http:
     a fresh connection; every request the suite sends carries a request id, so a resend is idempotent.
     """
 
-    def __init__(self, port: int, timeout: float = 35.0, host: str = "127.0.0.1"):
+    def __init__(self, port: int, timeout: float = 35.0, host: str = "127.0.0.1",
+                 headers: dict[str, str] | None = None):
         self.host, self.port, self.timeout = host, port, timeout
+        self.headers = dict(headers or {})  # sent with every request (e.g. entity-stats' bearer token)
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -102,7 +104,7 @@ class Http:
                 skip_host: bool = False) -> Reply:
         if isinstance(body, str):
             body = body.encode("utf-8")
-        all_headers = dict(headers or {})
+        all_headers = {**self.headers, **(headers or {})}
         if content_type is not None:
             all_headers.setdefault("Content-Type", content_type)
         for attempt in (0, 1):
@@ -313,3 +315,8 @@ def rss_kib(pid: int) -> int:
     from bench.common import rss_mb
 
     return int(rss_mb(pid) * 1024)
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header entity-stats asks for."""
+    return {"Authorization": f"Bearer {token}"}

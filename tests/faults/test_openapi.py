@@ -48,7 +48,7 @@ def test_document_lists_every_error_status_with_the_json_error_schema_and_the_ru
     ner = spec["paths"]["/function/ner-processor"]["post"]["responses"]
     stats = spec["paths"]["/function/entity-stats"]["get"]["responses"]
     assert {"400", "405", "409", "413", "415", "422", "429", "500", "503", "504"} <= set(ner)
-    assert {"405", "422", "500", "503", "504"} <= set(stats)
+    assert {"401", "405", "422", "500", "503", "504"} <= set(stats)
     for responses in (ner, stats):
         for status, response in responses.items():
             if int(status) < 400:
@@ -68,11 +68,11 @@ def test_document_lists_every_error_status_with_the_json_error_schema_and_the_ru
     assert schemas["Text"]["maxLength"] == defaults.max_text_chars
     assert schemas["BatchRequest"]["properties"]["documents"]["maxItems"] == defaults.max_batch_docs
     params = {p["name"]: p for p in spec["paths"]["/function/entity-stats"]["get"]["parameters"]}
-    assert set(params) == {"window", "label", "limit", "consistency", "min_lsn"}
+    assert set(params) == {"window", "label", "limit", "consistency", "min_lsn", "source"}
     assert params["consistency"]["schema"]["enum"] == ["eventual", "strong"]
 
 
-def _schemathesis(tmp_path: Path, url: str, path: str) -> dict:
+def _schemathesis(tmp_path: Path, url: str, path: str, headers: dict | None = None) -> dict:
     executable = Path(sys.executable).with_name("schemathesis")
     if not executable.exists():
         pytest.skip("schemathesis is not installed (see requirements/dev-extra.txt)")
@@ -82,6 +82,8 @@ def _schemathesis(tmp_path: Path, url: str, path: str) -> dict:
                "--seed", "1", "--generation-database", "none", "--workers", "1", "--request-timeout", "30",
                "--no-color", "--suppress-health-check", "all",
                "--report", "json", "--report-json-path", str(report_path)]
+    for name, value in (headers or {}).items():
+        command += ["--header", f"{name}: {value}"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240)
     if not report_path.exists():
         raise AssertionError(f"schemathesis did not run (exit {result.returncode}):\n{result.stdout[-3000:]}"
@@ -97,10 +99,10 @@ def _schemathesis(tmp_path: Path, url: str, path: str) -> dict:
 @pytest.mark.parametrize("function,path", [("ner-processor", "/function/ner-processor"),
                                            ("entity-stats", "/function/entity-stats")])
 def test_schemathesis_against_a_real_process_finds_no_5xx_and_no_contract_violation(
-        function_factory, healthy, tmp_path, function, path):
+        function_factory, healthy, tmp_path, function, path, stats_token):
     # Random far-future min_lsn values would each wait the full strong-read bound for the replica.
     fn = function_factory(function, STATS_STRONG_WAIT_MS="50")
-    outcome = _schemathesis(tmp_path, fn.url, path)
+    outcome = _schemathesis(tmp_path, fn.url, path, {"Authorization": f"Bearer {stats_token}"})
     cases = outcome["test_cases"]
     report(f"schemathesis_{function}", generated=cases["generated"], with_failures=cases["with_failures"],
            unique_failures=cases["unique_failures"], errored=cases["errored"],

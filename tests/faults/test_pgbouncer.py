@@ -22,7 +22,7 @@ import time
 import psycopg
 import pytest
 
-from tests.faults.support import Http, Load, audit, report, status_counts
+from tests.faults.support import Http, Load, audit, bearer, report, status_counts
 
 pytestmark = [pytest.mark.integration]
 
@@ -215,13 +215,14 @@ def test_primary_sigkill_under_load_behind_pgbouncer_loses_no_acknowledged_write
 
 
 def test_entity_stats_primary_pool_through_pgbouncer_answers_and_leaves_no_session_setting(
-        function_factory, pg_cluster, pooled_secrets_dir, healthy, pgbouncer_admin_dsn, tmp_path):
+        function_factory, pg_cluster, pooled_secrets_dir, healthy, pgbouncer_admin_dsn, tmp_path, stats_token):
     # Only the primary DSN (through PgBouncer): every read takes the primary path.
     secrets = tmp_path / "secrets"
     secrets.mkdir(mode=0o700)
     (secrets / "stats-primary-dsn").write_text((pooled_secrets_dir / "stats-primary-dsn").read_text())
+    (secrets / "entity-stats-token").write_text(stats_token + "\n")
     fn = function_factory("entity-stats", SECRETS_DIR=str(secrets), DB_STATEMENT_TIMEOUT_MS="1234")
-    client = Http(fn.port)
+    client = Http(fn.port, headers=bearer(stats_token))
     try:
         replies = [client.request("GET", f"/?window=1h&limit={5 + i % 3}", content_type=None) for i in range(30)]
     finally:

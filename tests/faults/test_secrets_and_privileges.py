@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from functions.runtime.settings import DEFAULT_SECRETS_DIR, Settings, read_secret
-from tests.faults.support import REPO, Http, report
+from tests.faults.support import REPO, Http, bearer, report
 
 pytestmark = [pytest.mark.faults]
 
@@ -109,18 +109,20 @@ CASES = {
 
 @pytest.mark.integration
 @pytest.mark.parametrize("case", list(CASES))
-def test_connection_errors_never_reveal_the_dsn_or_password(function_factory, healthy, tmp_path, case):
+def test_connection_errors_never_reveal_the_dsn_or_password(function_factory, healthy, tmp_path, case,
+                                                           stats_token):
     password = _canary()
     secrets = CASES[case](healthy, password)
     secrets_dir = tmp_path / f"secrets-{case}"
     secrets_dir.mkdir()
     for name, value in secrets.items():
         (secrets_dir / name).write_text(value + "\n")
+    (secrets_dir / "entity-stats-token").write_text(stats_token + "\n")
     function = "entity-stats" if case.startswith("stats") else "ner-processor"
     fn = function_factory(function, wait=False, SECRETS_DIR=str(secrets_dir), DB_CONNECT_TIMEOUT_S="1",
                           DB_POOL_TIMEOUT_S="0.5")
     _wait_listening(fn)
-    client = Http(fn.port)
+    client = Http(fn.port, headers=bearer(stats_token))
     answers = []
     for request in _requests_for(function):
         request = dict(request)
@@ -161,13 +163,14 @@ def test_secret_file_beats_a_wrong_env_dsn_in_a_real_process(function_factory, h
 
 
 @pytest.mark.integration
-def test_functions_connect_as_their_least_privileged_roles(function_factory, healthy, admin_dsn):
+def test_functions_connect_as_their_least_privileged_roles(function_factory, healthy, admin_dsn, stats_token):
     ner = function_factory("ner-processor")
     stats = function_factory("entity-stats")
     reply = Http(ner.port).post_json({"text": "Apple in Paris.", "request_id": f"role-{uuid.uuid4().hex}"})
     assert reply.status == 200
-    assert Http(stats.port).request("GET", "/?window=1h", content_type=None).status == 200
-    assert Http(stats.port).request("GET", "/?consistency=strong", content_type=None).status == 200
+    authorized = Http(stats.port, headers=bearer(stats_token))
+    assert authorized.request("GET", "/?window=1h", content_type=None).status == 200
+    assert authorized.request("GET", "/?consistency=strong", content_type=None).status == 200
     query = ("SELECT a.application_name, a.usename, r.rolsuper OR r.rolcreaterole OR r.rolcreatedb"
              " FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename"
              " WHERE a.application_name IN ('ner-writer', 'entity-stats-replica', 'entity-stats-primary')")

@@ -16,6 +16,8 @@ from aiohttp import web
 
 from devtools.gateway import Gateway, Timeouts, read_stack
 from devtools.processes import REPO, free_port
+from devtools.queueworker import start_queue_worker
+from tests.fixtures.queue import start_private_nats
 
 
 class EchoUpstream:
@@ -93,14 +95,20 @@ def echo():
 
 @pytest.fixture(scope="module")
 def fake_gateway(echo, tmp_path_factory):
-    """The gateway fronting the echo upstream as ner-processor, a closed port as entity-stats."""
+    """The gateway fronting the echo upstream as ner-processor, a closed port as entity-stats; its
+    /async-function/ goes to a NATS server of its own and a queue-worker delivers to the echo upstream."""
     closed = f"http://127.0.0.1:{free_port()}"
-    gw = Gateway(stack_specs(), log_dir=Path(tmp_path_factory.mktemp("gw")), port=free_port(),
+    base = Path(tmp_path_factory.mktemp("gw"))
+    nats = start_private_nats(base)
+    gw = Gateway(stack_specs(), log_dir=base, port=free_port(),
                  upstreams={"ner-processor": echo.url, "entity-stats": closed},
-                 timeouts=Timeouts(upstream_s=2.0, connect_s=1.0))
+                 timeouts=Timeouts(upstream_s=2.0, connect_s=1.0), nats_url=nats.url)
     gw.start()
+    worker = start_queue_worker(nats.url, base, functions={"ner-processor": echo.url})
     yield gw
+    worker.stop()
     gw.stop()
+    nats.destroy()
 
 
 def raw_request(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:

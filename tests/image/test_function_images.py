@@ -50,9 +50,10 @@ def ner(engine, built, stack, writer_dsn):
 
 
 @pytest.fixture(scope="module")
-def stats(engine, built, stack, analyst_replica_dsn, analyst_primary_dsn):
+def stats(engine, built, stack, analyst_replica_dsn, analyst_primary_dsn, stats_token):
     ref = built["entity-stats"]["ref"]
-    secrets = {"stats-replica-dsn": analyst_replica_dsn, "stats-primary-dsn": analyst_primary_dsn}
+    secrets = {"stats-replica-dsn": analyst_replica_dsn, "stats-primary-dsn": analyst_primary_dsn,
+               "entity-stats-token": stats_token}
     with run_function(engine, ref, function_env("entity-stats", stack), secrets) as c:
         yield c
 
@@ -116,14 +117,15 @@ def test_runs_as_uid_10001_on_a_read_only_root_with_only_tmp_writable(request, f
     assert secrets and " ro," in secrets[0], mounts
 
 
-def test_entity_stats_serves_from_the_replica_and_has_no_spacy_model(stats, engine, built, stack):
+def test_entity_stats_serves_from_the_replica_and_has_no_spacy_model(stats, engine, built, stack, stats_token):
     def ready():
         return stats.request("/_/ready", timeout=5)[0] == 200
 
     from scripts.image.container import wait_for
 
     assert wait_for(ready, timeout=60), stats.logs()
-    status, _headers, body = stats.request("/?window=1h&limit=5")
+    assert stats.request("/?window=1h&limit=5")[0] == 401  # no token, no answer
+    status, _headers, body = stats.request("/?window=1h&limit=5", headers={"Authorization": f"Bearer {stats_token}"})
     assert status == 200, body
     assert json.loads(body)["served_by"] in {"replica", "primary"}
     ref = built["entity-stats"]["ref"]
@@ -282,8 +284,10 @@ def test_the_unit_suite_passes_inside_the_slimmed_image(engine, built, tmp_path)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tools / src.name)
     tools.chmod(0o755)
     # Modules that import a dev-only package (PyYAML for the env.yml check, hypothesis for property
-    # tests) test no runtime code the image could lack; they run on the host.
-    dev_only = re.compile(r"^(?:import|from) (?:yaml|hypothesis)\b", re.MULTILINE)
+    # tests, the local queue's nats-py and aiohttp) test no runtime code the image could lack; they run
+    # on the host.
+    dev_only = re.compile(r"^(?:import|from) (?:yaml|hypothesis|nats|aiohttp"
+                          r"|devtools\.(?:jetstream|queueworker|gateway))\b", re.MULTILINE)
     unit = sorted(p.name for p in (REPO / "tests" / "unit").glob("test_*.py")
                   if p.name not in {"test_code_style.py", "test_bench_smoke.py"}
                   and not dev_only.search(p.read_text(encoding="utf-8")))

@@ -20,6 +20,8 @@ import pytest
 
 from devtools.gateway import Gateway, read_stack
 from devtools.processes import free_port
+from devtools.queueworker import start_queue_worker
+from tests.fixtures.queue import start_private_nats
 
 pytestmark = pytest.mark.integration
 
@@ -220,11 +222,19 @@ def test_a_real_nul_anywhere_is_a_422_and_nothing_is_stored(ner_server, admin_ds
 
 @pytest.fixture(scope="module")
 def gateway(pg_cluster, tmp_path_factory):
+    """The gateway with the stack's function processes; /async-function/ on a NATS server of its own,
+    delivered by a queue-worker process."""
+    log_dir = tmp_path_factory.mktemp("gateway-logs")
+    nats = start_private_nats(log_dir)
     gw = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=pg_cluster.secrets_dir,
-                 log_dir=tmp_path_factory.mktemp("gateway-logs"), port=free_port())
+                 log_dir=log_dir, port=free_port(), nats_url=nats.url)
     gw.start()
+    worker = start_queue_worker(nats.url, log_dir, secrets_dir=pg_cluster.secrets_dir,
+                                functions={name: fn.url for name, fn in gw.processes.items()})
     yield gw
+    worker.stop()
     gw.stop()
+    nats.destroy()
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ import pytest
 
 from devtools.gateway import Gateway, Timeouts, read_stack
 from devtools.processes import free_port
+from devtools.queueworker import start_queue_worker
+from tests.fixtures.queue import start_private_nats
 from tests.fixtures.servers import call
 from tests.gateway import faas_cli
 
@@ -29,12 +31,19 @@ FOLLOW_S = 3.0
 
 @pytest.fixture(scope="module")
 def gateway(pg_cluster, tmp_path_factory):
+    """The gateway with the stack's function processes, /async-function/ on a NATS server of its own and
+    a queue-worker delivering to those processes."""
+    log_dir = tmp_path_factory.mktemp("gateway-logs")
+    nats = start_private_nats(log_dir)
     gw = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=pg_cluster.secrets_dir,
-                 log_dir=tmp_path_factory.mktemp("gateway-logs"), port=free_port(),
-                 timeouts=Timeouts(logs_follow_s=FOLLOW_S))
+                 log_dir=log_dir, port=free_port(), timeouts=Timeouts(logs_follow_s=FOLLOW_S), nats_url=nats.url)
     gw.start()
+    worker = start_queue_worker(nats.url, log_dir, secrets_dir=pg_cluster.secrets_dir,
+                                functions={name: fn.url for name, fn in gw.processes.items()})
     yield gw
+    worker.stop()
     gw.stop()
+    nats.destroy()
 
 
 def _entities(doc: dict) -> list[tuple]:
@@ -130,7 +139,8 @@ def test_faas_cli_describe_and_ready_read_system_function(gateway):
     described = faas_cli.decode_function_status(json.loads(body))
     assert status == 200 and described["name"] == "entity-stats"
     assert described["availableReplicas"] >= 1  # what `faas-cli ready` waits for
-    assert described["invocationCount"] >= 1 and described["secrets"] == ["stats-replica-dsn", "stats-primary-dsn"]
+    assert described["invocationCount"] >= 1
+    assert described["secrets"] == ["stats-replica-dsn", "stats-primary-dsn", "entity-stats-token"]
     assert described["usage"]["totalMemoryBytes"] > 0
 
 
@@ -197,7 +207,7 @@ def test_faas_cli_logs_follow_streams_new_lines_and_ends_within_the_bound(gatewa
     assert FOLLOW_S - 0.5 <= result["seconds"] <= FOLLOW_S + 3
 
 
-def test_feed_survives_a_function_killed_mid_run_and_the_stack_keeps_serving(pg_cluster, tmp_path):
+def test_feed_survives_a_function_killed_mid_run_and_the_stack_keeps_serving(pg_cluster, tmp_path, stats_token):
     from devtools.up import feed
 
     gw = Gateway(read_stack(REPO / "stack.yml"), secrets_dir=pg_cluster.secrets_dir, log_dir=tmp_path,
@@ -222,7 +232,7 @@ def test_feed_survives_a_function_killed_mid_run_and_the_stack_keeps_serving(pg_
         # the rest of the stack still answers
         assert call(gw.url, "/healthz", method="GET", body=None, content_type=None)[0] == 200
         status, _, stats = call(gw.url, "/function/entity-stats?window=1h&limit=3", method="GET", body=None,
-                                content_type=None)
+                                content_type=None, headers={"Authorization": f"Bearer {stats_token}"})
         assert status == 200 and "top_entities" in stats
         described = json.loads(faas_cli.request(gw.url, "GET", "/system/function/ner-processor")[2])
         assert described["availableReplicas"] == 0  # what `faas-cli ready` would now wait on

@@ -27,18 +27,21 @@ REPO = Path(__file__).resolve().parents[2]
 def _insert_document(dsn: str, request_id: str) -> str:
     """Insert one document as the given role; return the commit LSN (taken after COMMIT)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO nlp.documents (request_id, model_name, model_version, text_length, text_sha256,"
-            " entity_count) VALUES (%s, 'm', '1', 1, %s, 0)",
-            (request_id, "0" * 64),
-        )
+        with conn.transaction():
+            conn.execute("INSERT INTO nlp.document_keys (request_id, text_sha256, model_name, model_version)"
+                         " VALUES (%s, %s, 'm', '1')", (request_id, "0" * 64))
+            conn.execute(
+                "INSERT INTO nlp.documents (request_id, model_name, model_version, text_length, text_sha256,"
+                " entity_count) VALUES (%s, 'm', '1', 1, %s, 0)",
+                (request_id, "0" * 64),
+            )
         return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
 
 
 def _document_exists(dsn: str, request_id: str) -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return (
-            conn.execute("SELECT 1 FROM nlp.documents WHERE request_id = %s", (request_id,)).fetchone()
+            conn.execute("SELECT 1 FROM nlp.document_keys WHERE request_id = %s", (request_id,)).fetchone()
             is not None
         )
 
@@ -66,7 +69,7 @@ def test_second_start_reuses_running_servers_ports_and_passwords(pg_running):
 
 
 def test_secret_files_are_private_and_connect_as_the_right_role_and_server(pg_running):
-    expected_user = {"writer": "nlp_writer", "analyst": "nlp_analyst", "owner": "nlp_owner"}
+    expected_user = {"writer": "nlp_writer", "analyst": "nlp_analyst", "owner": "nlp_owner", "rollup": "nlp_rollup"}
     assert stat.S_IMODE(pg_running.secrets_dir.stat().st_mode) == 0o700
     for name, (role, server) in SECRETS.items():
         path = pg_running.secrets_dir / name
@@ -78,6 +81,8 @@ def test_secret_files_are_private_and_connect_as_the_right_role_and_server(pg_ru
             user, in_recovery = conn.execute("SELECT current_user, pg_is_in_recovery()").fetchone()
         assert user == expected_user[role], name
         assert in_recovery is (server == "replica"), name
+    token = pg_running.secrets_dir / "entity-stats-token"  # a token secret: generated, kept, private
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text().strip()) >= 32
 
 
 def test_servers_listen_on_loopback_only_and_demand_scram_passwords(pg_running, admin_dsn):
@@ -279,7 +284,8 @@ def test_failover_promotes_the_replica_rebuilds_one_and_every_route_follows_the_
             with psycopg.connect(dsn, prepare_threshold=None, autocommit=True) as conn:
                 port, in_recovery = conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone()
                 assert (port, in_recovery) == (ports["replica"], False)
-                assert conn.execute("SELECT 1 FROM nlp.documents WHERE request_id = 'before-failover'").fetchone()
+                assert conn.execute("SELECT 1 FROM nlp.document_keys WHERE request_id = 'before-failover'"
+                                    ).fetchone()
         _insert_document(writer_secret, "after-promotion")
 
         cluster.rebuild_replica()

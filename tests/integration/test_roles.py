@@ -1,5 +1,6 @@
-"""Least privilege: the writer can only insert (and read the idempotency columns), the analyst can only
-read the analytics views, nothing can write on the replica, and writes replicate."""
+"""Least privilege: the writer can only insert (and read the idempotency keys), the analyst can only read
+schema analytics, the rollup worker can only read the columns it rolls up and write the rollups, nothing
+can write on the replica, and writes replicate."""
 
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ FORBIDDEN_FOR_WRITER = [
     "DROP SCHEMA nlp CASCADE",
 ]
 
+FORBIDDEN_FOR_ROLLUP = [
+    "SELECT body FROM nlp.documents LIMIT 1",
+    "SELECT request_id FROM nlp.entities LIMIT 1",
+    "SELECT * FROM nlp.document_keys LIMIT 1",
+    "INSERT INTO nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char)"
+    " VALUES ('x', 0, 'ORG', 'x', 'x', 0, 1)",
+    "DELETE FROM nlp.entities",
+    "SELECT nextval('nlp.change_id_seq')",
+    "DROP TABLE analytics.entity_top",
+    "TRUNCATE analytics.entity_top",
+    "CREATE TABLE analytics.sneaky (id int)",
+]
+
 FORBIDDEN_FOR_ANALYST = [
     "SELECT * FROM nlp.documents LIMIT 1",
     "SELECT * FROM nlp.entities LIMIT 1",
@@ -57,10 +71,13 @@ def _doc_params(request_id: str, text: str = "hello") -> dict:
     return {"id": request_id, "sha": hashlib.sha256(text.encode()).hexdigest(), "len": len(text)}
 
 
+INSERT_KEY = (
+    "INSERT INTO nlp.document_keys (request_id, text_sha256, model_name, model_version)"
+    " VALUES (%(id)s, %(sha)s, 'm', '1') ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+)
 INSERT_DOC = (
     "INSERT INTO nlp.documents (request_id, source, model_name, model_version, text_length, text_sha256,"
     " body, entity_count) VALUES (%(id)s, 'test', 'm', '1', %(len)s, %(sha)s, 'secret body', 1)"
-    " ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 )
 INSERT_ENTITY = (
     "INSERT INTO nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char, processed_at)"
@@ -92,22 +109,24 @@ def test_writer_inserts_idempotently_and_reads_back_only_the_idempotency_columns
     request_id = f"roles-{uuid.uuid4()}"
     with psycopg.connect(writer_dsn) as conn:
         with conn.transaction():
-            inserted = conn.execute(INSERT_DOC, _doc_params(request_id)).fetchall()
+            inserted = conn.execute(INSERT_KEY, _doc_params(request_id)).fetchall()
+            conn.execute(INSERT_DOC, _doc_params(request_id))
             conn.execute(INSERT_ENTITY, {"id": request_id})
         assert inserted == [(request_id,)]
         with conn.transaction():
-            assert conn.execute(INSERT_DOC, _doc_params(request_id)).fetchall() == []  # duplicate: no row
+            assert conn.execute(INSERT_KEY, _doc_params(request_id)).fetchall() == []  # duplicate: no row
         row = conn.execute(
-            "SELECT request_id, text_sha256, model_name, model_version, entity_count FROM nlp.documents"
+            "SELECT request_id, text_sha256, model_name, model_version FROM nlp.document_keys"
             " WHERE request_id = %s",
             (request_id,),
         ).fetchone()
-    assert row == (request_id, _doc_params(request_id)["sha"], "m", "1", 1)
+    assert row == (request_id, _doc_params(request_id)["sha"], "m", "1")
 
 
 def test_writer_can_use_copy_for_bulk_entity_inserts(writer_dsn):
     request_id = f"roles-copy-{uuid.uuid4()}"
     with psycopg.connect(writer_dsn) as conn, conn.transaction():
+        conn.execute(INSERT_KEY, _doc_params(request_id))
         conn.execute(INSERT_DOC, _doc_params(request_id))
         with conn.cursor().copy(
             "COPY nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char,"
@@ -121,15 +140,20 @@ def test_no_application_role_has_cluster_level_powers(admin_dsn):
     with psycopg.connect(admin_dsn) as conn:
         rows = conn.execute(
             "SELECT rolname, rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls"
-            " FROM pg_roles WHERE rolname IN ('nlp_owner', 'nlp_writer', 'nlp_analyst') ORDER BY 1"
+            " FROM pg_roles WHERE rolname IN ('nlp_owner', 'nlp_writer', 'nlp_analyst', 'nlp_rollup') ORDER BY 1"
         ).fetchall()
         owners = conn.execute(
             "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname IN ('nlp', 'analytics', 'nlp_meta')"
         ).fetchall()
-    assert rows == [("nlp_analyst", False), ("nlp_owner", False), ("nlp_writer", False)]
+    assert rows == [("nlp_analyst", False), ("nlp_owner", False), ("nlp_rollup", False), ("nlp_writer", False)]
     assert owners == [("nlp_owner",)]
+
+
+@pytest.mark.parametrize("statement", FORBIDDEN_FOR_ROLLUP)
+def test_the_rollup_worker_reads_only_what_it_rolls_up_and_writes_only_the_rollups(pg_running, statement):
+    assert _denied(pg_running.dsn("rollup", "primary"), statement) is errors.InsufficientPrivilege
 
 
 @pytest.mark.parametrize("statement", FORBIDDEN_FOR_ANALYST)
@@ -159,11 +183,7 @@ def test_analyst_can_select_every_analytics_view_on_the_replica(analyst_replica_
 
 @pytest.mark.parametrize("role", ["admin", "owner", "writer"])
 def test_any_write_on_the_replica_fails_as_read_only(pg_running, role):
-    statement = (
-        INSERT_DOC.replace("%(id)s", "'replica-write'")
-        .replace("%(len)s", "1")
-        .replace("%(sha)s", f"'{'0' * 64}'")
-    )
+    statement = INSERT_KEY.replace("%(id)s", "'replica-write'").replace("%(sha)s", f"'{'0' * 64}'")
     assert _denied(pg_running.dsn(role, "replica"), statement) is errors.ReadOnlySqlTransaction
 
 
@@ -171,6 +191,7 @@ def test_document_written_on_the_primary_is_on_the_replica_after_wait_for_replay
     request_id = f"roles-repl-{uuid.uuid4()}"
     with psycopg.connect(writer_dsn, autocommit=True) as conn:
         with conn.transaction():
+            conn.execute(INSERT_KEY, _doc_params(request_id))
             conn.execute(INSERT_DOC, _doc_params(request_id))
             conn.execute(INSERT_ENTITY, {"id": request_id})
         lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]

@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -68,9 +68,13 @@ def insert(cluster, rows, *, change_id_null: bool = False) -> None:
 
 
 def zipf_rows(n: int, seed: int, *, minutes: int = 40, sources=("camp-a", "camp-b", None)) -> list[tuple]:
+    """``n`` rows whose names follow a heavy-tailed law, spread over the last ``minutes`` whole minutes
+    (no row in a partly filled minute at either end: a campaign's minutes are all dense)."""
     rng = random.Random(seed)
+    now = time.time()
+    first = (now // 60 - minutes) * 60
     return [(rng.choice(sources), rng.choice(LABELS), f"Name{int(600 ** rng.random())}",
-             rng.uniform(1, minutes * 60)) for _ in range(n)]
+             now - first - rng.uniform(1, minutes * 60 - 2)) for _ in range(n)]
 
 
 def exact_top(cluster, window: str, source: str | None, limit: int, start) -> list[tuple[str, str, int]]:
@@ -93,7 +97,7 @@ def answer(cluster, window: str, limit: int, *, source: str = "", label: str | N
 
 @pytest.mark.parametrize("source", ["", "camp-a"])
 def test_the_top_20_of_an_hour_at_rest_equal_the_exact_top_20_of_the_base_tables(cluster, clean, source):
-    insert(cluster, zipf_rows(20_000, seed=3, minutes=6))
+    insert(cluster, zipf_rows(40_000, seed=3, minutes=3))
     cluster.wait_for_replay(clean.catch_up())
     got, start = answer(cluster, "1 hour", 20, source=source)
     want = exact_top(cluster, "1 hour", source or None, 21, start)
@@ -228,3 +232,24 @@ def test_a_long_window_reads_hour_lists_and_covers_at_least_what_was_asked(clust
         end = conn.execute("SELECT max(window_end) FROM analytics.window_buckets('4 hours')").fetchone()[0]
         hours = conn.execute("SELECT count(*) FROM analytics.entity_top WHERE resolution = 'hour'").fetchone()[0]
     assert end - start >= timedelta(hours=4) and hours >= 1
+
+
+def test_history_and_late_rows_older_than_the_minute_retention_keep_their_hour_exact(cluster, clean):
+    driver = Rollups(cluster, Settings(rollup_grace_s=2.0, rollup_minute_retention_h=2))
+    mid_hour = (time.time() // 3600 - 3) * 3600 + 1800  # the middle of the hour that began 3 hours ago
+    try:
+        insert(cluster, [("", "LOC", "Atlantis", time.time() - mid_hour)] * 3, change_id_null=True)
+        with psycopg.connect(cluster.dsn("owner", "primary"), autocommit=True) as conn:
+            conn.execute("UPDATE analytics.rollup_state SET history_before = now(),"
+                         " history_floor = now() - interval '4 hours'")
+        for _ in range(30):  # ten minutes of history per cycle
+            driver.catch_up()
+        driver.worker.maintain(datetime.now(UTC))  # minute lists older than 2 h go
+        insert(cluster, [("", "LOC", "Atlantis", time.time() - mid_hour)])  # a late row in that old hour
+        cluster.wait_for_replay(driver.catch_up())
+    finally:
+        driver.close()
+    with psycopg.connect(cluster.dsn("analyst", "replica"), autocommit=True) as conn:
+        hours = conn.execute("SELECT mentions, mentions_error FROM analytics.entity_top"
+                             " WHERE resolution = 'hour' AND norm = 'atlantis'").fetchall()
+    assert hours == [(4, 0)]

@@ -26,6 +26,7 @@ TEMPLATE = LOGSTASH / "index-template.json"
 FILEBEAT = LOGSTASH / "filebeat.yml"
 SAVED_OBJECTS = LOGSTASH / "kibana" / "saved-objects.ndjson"
 RULE = LOGSTASH / "kibana" / "error-rate-rule.json"
+RULES = sorted((LOGSTASH / "kibana").glob("*-rule.json"))  # every alert rule of the pack
 STACK = REPO / "stack.yml"
 GENERATOR = LOGSTASH / "kibana" / "generate_saved_objects.py"
 
@@ -35,7 +36,7 @@ SHIPPER_ROOTS = frozenset({"kubernetes", "tags", "@metadata", "_@timestamp", "ag
 # Object fields whose keys are data (entity labels), mapped by a dynamic template.
 DYNAMIC_OBJECTS = frozenset({"entities_by_label"})
 
-# The Log contract of INTERFACES.md: every field and the JSON type it must have.
+# The Log contract (logstash/README.md): every field and the JSON type it must have.
 CONTRACT_TYPES: dict[str, tuple[type, ...]] = {
     "@timestamp": (str,), "log.level": (str,), "message": (str,), "event": (str,), "service": (str,),
     "function": (str,), "request_id": (str,), "status_code": (int,), "duration_ms": (int, float),
@@ -85,6 +86,11 @@ def representative_lines() -> list[dict]:
         except ConnectionError:
             log.error("database write failed", exc_info=True,
                       extra={"event": "db.write_failed", "request_id": "r-3"})
+        log.warning("dead letter", extra={
+            "event": "dead_letter.recorded", "request_id": "r-4", "dead_letter.status": 422, "reason": "rejected",
+            "error.code": "empty_text", "recorded_by": "function"})
+        log.info("queue depth", extra={  # the queue-worker's (devtools/queueworker), same contract
+            "event": "queue.depth", "queue.pending": 120, "queue.in_flight": 64, "queue.oldest_age_s": 3.5})
         log.warning("big line", extra={"event": "probe.truncated", "detail": "x" * 100_000})
     finally:
         _restore_logging_state(saved)
@@ -400,8 +406,8 @@ def saved_objects() -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def load_rule() -> dict:
-    return json.loads(RULE.read_text(encoding="utf-8"))
+def load_rule(path: Path = RULE) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def load_template() -> dict:
@@ -444,7 +450,7 @@ def referenced_logger_fields() -> dict[str, set[str]]:
     pipeline_only = pipeline_produced_fields() - set(CONTRACT_TYPES)
     refs = {"logstash/pipeline/nlp-pipeline.conf": pipeline_logger_fields(parse_pipeline()),
             "logstash/index-template.json": template_logger_fields(load_template()),
-            "logstash/kibana/error-rate-rule.json": kibana_fields(load_rule())}
+            **{f"logstash/kibana/{path.name}": kibana_fields(load_rule(path)) for path in RULES}}
     for obj in saved_objects():
         refs[f"saved object {obj['type']}/{obj['id']}"] = kibana_fields(obj)
     return {artifact: fields - pipeline_only for artifact, fields in refs.items()}

@@ -123,10 +123,32 @@ def test_client_errors_log_error_type_at_warning(server, exchanges, case, status
     assert line["error.type"] and isinstance(line["error.type"], str)
 
 
-def test_every_field_the_logstash_and_kibana_files_name_is_in_the_real_logs(server, exchanges):
-    observed = emitted_fields(server.log_lines()) | FAILURE_ONLY_FIELDS
+@pytest.fixture(scope="module")
+def queue_worker_lines(server, tmp_path_factory) -> list[dict]:
+    """The JSON lines of a real queue-worker delivering to ``server`` (its ``queue.depth`` line included):
+    the asynchronous path's rules name its fields."""
+    from devtools.queueworker import start_queue_worker
+    from tests.fixtures.queue import start_private_nats
+
+    base = tmp_path_factory.mktemp("queue-worker-logs")
+    nats = start_private_nats(base)
+    worker = start_queue_worker(nats.url, base, functions={"ner-processor": server.url},
+                                extra_args=["--depth-interval", "0.2"])
+    try:
+        deadline = time.monotonic() + 15
+        while not any(line.get("event") == "queue.depth" for line in worker.log_lines()):
+            assert time.monotonic() < deadline, "no queue.depth line"
+            time.sleep(0.1)
+        return worker.log_lines()
+    finally:
+        worker.stop()
+        nats.destroy()
+
+
+def test_every_field_the_logstash_and_kibana_files_name_is_in_the_real_logs(server, exchanges, queue_worker_lines):
+    observed = emitted_fields(server.log_lines()) | emitted_fields(queue_worker_lines) | FAILURE_ONLY_FIELDS
     labels = fieldrefs.load_generator().NER_LABELS
     problems = {artifact: sorted(unknown_references(fields, observed, labels))
                 for artifact, fields in fieldrefs.referenced_logger_fields().items()}
     problems = {artifact: names for artifact, names in problems.items() if names}
-    assert not problems, f"named in logstash/ but absent from the real function's logs: {problems}"
+    assert not problems, f"named in logstash/ but absent from the real function's and queue-worker's logs: {problems}"

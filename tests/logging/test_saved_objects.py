@@ -150,8 +150,9 @@ ES_QUERY_PARAMS = {"size", "timeWindowSize", "excludeHitsFromPreviousRun", "time
                    "searchType", "timeField", "searchConfiguration", "esQuery", "index", "esqlQuery"}
 
 
-def test_the_rule_is_a_valid_es_query_create_body():
-    rule = fieldrefs.load_rule()
+@pytest.mark.parametrize("path", fieldrefs.RULES, ids=lambda p: p.name)
+def test_the_rule_is_a_valid_es_query_create_body(path):
+    rule = fieldrefs.load_rule(path)
     assert set(rule) <= RULE_BODY_KEYS
     assert {"name", "rule_type_id", "consumer", "params", "schedule"} <= set(rule)
     assert rule["rule_type_id"] == ".es-query"
@@ -159,7 +160,7 @@ def test_the_rule_is_a_valid_es_query_create_body():
     assert set(params) <= ES_QUERY_PARAMS
     assert params["searchType"] == "esQuery"
     assert params["thresholdComparator"] in {">", ">=", "<", "<=", "between", "notBetween"}
-    assert len(params["threshold"]) == 1 and params["threshold"][0] > 0
+    assert len(params["threshold"]) == 1 and params["threshold"][0] >= 0
     assert (params["timeWindowSize"], params["timeWindowUnit"]) == (5, "m")
     assert params["timeField"] == "@timestamp"
     assert "query" in json.loads(params["esQuery"])

@@ -53,10 +53,10 @@ class Watchdog:
         self.records: list[tuple[str, str, str]] = []
 
     def call(self, server, path: str, *, method: str = "POST", body=None, content_type="application/json",
-             call_id: str | None = None):
+             call_id: str | None = None, headers: dict | None = None):
         from devtools.processes import call
 
-        headers = {"X-Call-Id": call_id} if call_id else {}
+        headers = {**(headers or {}), **({"X-Call-Id": call_id} if call_id else {})}
         started = time.perf_counter()
         status, response_headers, payload = call(server, path, method=method, body=body,
                                                  content_type=content_type, headers=headers)
@@ -123,8 +123,9 @@ def test_a_real_entity_stats_request_trail_has_both_lines(request):
     server = _server(request, "stats_server")
     watchdog = Watchdog()
     call_id = f"join-stats-{uuid.uuid4().hex}"
+    token = request.getfixturevalue("stats_token")
     status, headers, _ = watchdog.call(server, "/?window=1h&limit=5", method="GET", content_type=None,
-                                       call_id=call_id)
+                                       call_id=call_id, headers={"Authorization": f"Bearer {token}"})
     assert (status, headers["x-request-id"]) == (200, call_id)
     _wait_for_request_line(server, call_id)
     pod = pipeline_sim.Pod(name="entity-stats-6c5d4b3a2f-k8s9q",

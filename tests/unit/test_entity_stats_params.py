@@ -30,9 +30,16 @@ def invalid_field(query_string: str) -> str:
     return info.value.field
 
 
-def test_defaults_are_last_hour_all_labels_top_20_eventual():
+def test_defaults_are_last_hour_all_labels_all_sources_top_20_eventual():
     assert params("") == {"window": timedelta(hours=1), "window_text": "1h", "label": None, "limit": 20,
-                          "consistency": "eventual", "min_lsn": None}
+                          "consistency": "eventual", "min_lsn": None, "source": ""}
+
+
+def test_a_source_names_one_campaign_and_an_overlong_one_is_a_422():
+    assert params("source=spring-sale")["source"] == "spring-sale"
+    with pytest.raises(InvalidField) as info:
+        params("source=" + "x" * 201)
+    assert info.value.field == "source"
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -147,6 +154,7 @@ def test_unreachable_replica_without_fallback_fails_within_the_pool_timeout():
 @pytest.fixture(scope="module")
 def handler(monkeypatch_module):
     monkeypatch_module.setenv("SECRETS_DIR", "/nonexistent")
+    monkeypatch_module.setenv("ENTITY_STATS_TOKEN", TOKEN)  # the secret's local fallback
     for name in ("STATS_REPLICA_DSN", "STATS_PRIMARY_DSN"):
         monkeypatch_module.delenv(name, raising=False)
     settings.current.cache_clear()  # the process settings are read once: re-read them without DSNs
@@ -166,8 +174,12 @@ def monkeypatch_module():
         yield patch
 
 
+TOKEN = "unit-test-token"
+
+
 def event(method: str = "GET", query: str = "", headers: dict | None = None) -> Event:
-    return Event(b"", Headers((headers or {}).items()), method, Query(query), "/")
+    all_headers = {"Authorization": f"Bearer {TOKEN}", **(headers or {})}
+    return Event(b"", Headers(all_headers.items()), method, Query(query), "/")
 
 
 def test_handler_import_does_not_wait_for_a_database(handler):

@@ -21,10 +21,13 @@ import copy
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions.runtime.db import ServerDown
 from functions.runtime.shapes import DocumentRecord, Fingerprint
+from functions.runtime.stores.dead_letters import DeadLetter
 from functions.runtime.stores.documents import normalize
 
 
@@ -145,3 +148,94 @@ class InMemoryDocumentStore:
     def stored(self, document_id: str) -> tuple[dict[str, Any], list[tuple]]:
         """The document row and its entity rows."""
         return self.documents[document_id], [e for e in self.entities if e[0] == document_id]
+
+
+class InMemoryDeadLetterStore:
+    """:class:`functions.runtime.stores.dead_letters.DeadLetterStore` on a dict keyed by (function, call
+    id), with the same rules as the named queries: the function's record never replaces one, the
+    queue-worker's reopens a letter, a redrive is marked before it is sent and unmarked if it was not queued.
+    ``unreachable``: the next N calls raise ServerDown (the primary is away)."""
+
+    def __init__(self):
+        self.rows: dict[tuple[str, str], DeadLetter] = {}
+        self.unreachable = 0
+        self.closed = False
+
+    def _check(self) -> None:
+        if self.unreachable:
+            self.unreachable -= 1
+            raise ServerDown("primary", TimeoutError("no connection"), acquired=False)
+
+    @staticmethod
+    def _now() -> datetime:
+        return datetime.now(UTC)
+
+    def record_rejected(self, letter: DeadLetter) -> None:
+        self._check()
+        now = self._now()
+        self.rows.setdefault((letter.function, letter.call_id), replace(
+            letter, reason="rejected", attempts=None, recorded_by="function", state="open", redrives=0,
+            first_failed_at=now, last_failed_at=now))
+
+    def record_final(self, letter: DeadLetter) -> int:
+        self._check()
+        key, now = (letter.function, letter.call_id), self._now()
+        old = self.rows.get(key)
+        if old is None:
+            self.rows[key] = replace(letter, recorded_by="queue-worker", state="open", redrives=0,
+                                     first_failed_at=now, last_failed_at=now)
+            return 0
+        self.rows[key] = replace(old, state="open", reason=letter.reason, status=letter.status,
+                                 error_code=letter.error_code or old.error_code,
+                                 error_message=letter.error_message or old.error_message,
+                                 attempts=letter.attempts, recorded_by="queue-worker",
+                                 last_failed_at=max(now, old.last_failed_at + timedelta(microseconds=1)))
+        return old.redrives
+
+    def resolve(self, function: str, call_id: str) -> bool:
+        self._check()
+        old = self.rows.get((function, call_id))
+        if old is None or old.state != "redriven":
+            return False
+        self.rows[(function, call_id)] = replace(old, state="resolved")
+        return True
+
+    def letters(self, *, state: str | None = "open", function: str | None = None, call_id: str | None = None,
+                limit: int = 10_000) -> list[DeadLetter]:
+        self._check()
+        rows = [r for r in self.rows.values() if (state is None or r.state == state)
+                and (function is None or r.function == function) and (call_id is None or r.call_id == call_id)]
+        return sorted(rows, key=lambda r: (r.last_failed_at, r.function, r.call_id))[:limit]
+
+    def mark_redriven(self, letter: DeadLetter) -> int | None:
+        self._check()
+        old = self.rows.get((letter.function, letter.call_id))
+        if old is None or old.state != "open":
+            return None
+        self.rows[(letter.function, letter.call_id)] = replace(old, state="redriven", redrives=old.redrives + 1,
+                                                               redriven_at=self._now())
+        return old.redrives + 1
+
+    def unmark_redriven(self, letter: DeadLetter, redrives: int) -> None:
+        self._check()
+        old = self.rows.get((letter.function, letter.call_id))
+        if old is not None and old.state == "redriven" and old.redrives == redrives:
+            self.rows[(letter.function, letter.call_id)] = replace(old, state="open", redrives=redrives - 1)
+
+    def count_by_state(self) -> dict[str, int]:
+        self._check()
+        counts: dict[str, int] = {}
+        for row in self.rows.values():
+            counts[row.state] = counts.get(row.state, 0) + 1
+        return counts
+
+    def purge_older(self, days: float) -> int:
+        self._check()
+        cutoff = self._now() - timedelta(days=days)
+        old = [k for k, r in self.rows.items() if r.last_failed_at < cutoff]
+        for key in old:
+            del self.rows[key]
+        return len(old)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.closed = True

@@ -1,0 +1,5 @@
+import sys
+
+from devtools.queueworker.cli import main
+
+sys.exit(main())
