@@ -94,7 +94,8 @@ def _data(a: dict) -> list[str]:
                      f"time-ordered transactions + {fmt(share.get('mentions'))} through EntityWriter, "
                      f"{fmt(load.get('seconds'), 0)} s ({fmt(load.get('mentions_s'), 0)} mentions/s) with the "
                      "rollup worker running "
-                     f"({fmt(load.get('worker_cores'), 2)} cores incl. its backend); VACUUM ANALYZE + replay "
+                     f"({fmt(load.get('worker_cores'), 2)} cores incl. its backend, peak RSS "
+                     f"{fmt(load.get('worker_peak_rss_mb'), 0)} MB); VACUUM ANALYZE + replay "
                      f"{fmt(load.get('vacuum_s'), 0)} s.")
     return lines
 

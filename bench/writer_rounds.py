@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 from bench.campaign_data import WriteStream, fill_day
-from bench.common import cpu_seconds, own_cpu_seconds
+from bench.common import cpu_seconds, own_cpu_seconds, rss_mb
 from devtools.processes import ManagedProcess, start_rollup_worker
 from functions.runtime import queries, retention
 
@@ -60,6 +60,13 @@ class RollupProcess:
                 time.sleep(0.05)
         return time.monotonic() - started
 
+    def rss_mb(self) -> float:
+        """Resident memory of the worker process in MB (0 when not running)."""
+        try:
+            return rss_mb(self.process.process.pid) if self.running else 0.0
+        except RuntimeError:  # exited meanwhile
+            return 0.0
+
     def cpu_s(self) -> float:
         """CPU seconds so far of the worker process and of its server backend (0 when not running)."""
         if not self.running:
@@ -67,6 +74,24 @@ class RollupProcess:
         with psycopg.connect(self.cluster.dsn("admin", "primary"), autocommit=True) as conn:
             pids = [row[0] for row in conn.execute(queries.load("bench")["backend_pids"], {"name": "nlp-rollup"})]
         return cpu_seconds(self.process.process.pid) + sum(own_cpu_seconds(pid) for pid in pids)
+
+
+class PeakRss(threading.Thread):
+    """The highest resident memory (MB) of the rollup worker, sampled every ``interval_s`` until stopped."""
+
+    def __init__(self, worker: RollupProcess, interval_s: float = 0.5):
+        super().__init__(name="worker-rss", daemon=True)
+        self.worker, self.interval_s, self.peak_mb = worker, interval_s, 0.0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval_s):
+            self.peak_mb = max(self.peak_mb, self.worker.rss_mb())
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join(5)
+        return self.peak_mb
 
 
 class LockSampler(threading.Thread):

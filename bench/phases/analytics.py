@@ -48,7 +48,7 @@ from bench.analytics_probes import (
 from bench.campaign_data import Campaign, WriteStream, bulk_load
 from bench.common import loadavg, log
 from bench.localstack import fresh_cluster
-from bench.writer_rounds import RollupProcess, drop_day, writer_rounds
+from bench.writer_rounds import PeakRss, RollupProcess, drop_day, writer_rounds
 from devtools.gateway import Gateway, read_stack
 from devtools.processes import LOCAL_DIR, REPO
 from functions.runtime import queries
@@ -164,6 +164,8 @@ def _load(plan: AnalyticsPlan, cluster, worker: RollupProcess, client: StatsClie
         f"({campaign.writer_comments:,} through EntityWriter), rollup worker running")
     share = WriteStream(cluster.dsn("writer", "primary"), "bench-share", group=64, total=campaign.writer_comments)
     cpu0, started = worker.cpu_s(), time.perf_counter()
+    rss = PeakRss(worker)
+    rss.start()
     share.start()
 
     def progress(done: int, chunks: int) -> None:
@@ -178,6 +180,7 @@ def _load(plan: AnalyticsPlan, cluster, worker: RollupProcess, client: StatsClie
     load_s = time.perf_counter() - started
     counted = counted_within(client, cluster.dsn("admin", "replica"), last_lsn, timeout_s=CATCH_UP_S)
     worker_cores = (worker.cpu_s() - cpu0) / (time.perf_counter() - started)
+    worker_peak_mb = rss.stop()
     if counted.get("counted_after_replay_s") is not None:
         counted["exact_mentions"] = exact_mentions(cluster.dsn("admin", "replica"),
                                                    parse_time(counted["window_start"]),
@@ -186,7 +189,8 @@ def _load(plan: AnalyticsPlan, cluster, worker: RollupProcess, client: StatsClie
     out["load"] = {"bulk": bulk, "writer_share": {"docs": share.docs, "mentions": share.mentions,
                                                   "seconds": share.seconds, "errors": share.errors[:5]},
                    "seconds": load_s, "mentions_s": (bulk["mentions"] + share.mentions) / load_s,
-                   "worker_cores": worker_cores, "counted": counted, "last_lsn": last_lsn,
+                   "worker_cores": worker_cores, "worker_peak_rss_mb": worker_peak_mb, "counted": counted,
+                   "last_lsn": last_lsn,
                    "span": [campaign.start.isoformat(), campaign.end.isoformat()]}
     log(f"analytics: loaded in {load_s:.0f} s; counted {counted.get('counted_after_replay_s')} s after replay; "
         "VACUUM ANALYZE")

@@ -39,6 +39,7 @@ def test_the_load_is_counted_completely_and_the_top_20_at_rest_are_exact(figures
     load = figures["load"]
     assert load["bulk"]["mentions"] > 0 and load["writer_share"]["docs"] > 0 and not load["writer_share"]["errors"]
     assert load["counted"]["counted_after_replay_s"] is not None and load["counted"]["complete"]
+    assert load["worker_cores"] > 0 and load["worker_peak_rss_mb"] > 0
     assert figures["shape"]["mentions"] == load["bulk"]["mentions"] + load["writer_share"]["mentions"]
     assert figures["shape"]["labels"] == 18
     rest = figures["at_rest"]  # tiny counts: a bound of a mention or two is far above 0.5 % here
