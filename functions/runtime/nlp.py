@@ -165,7 +165,8 @@ class NerEngine:
                  zone_docs: int = _DEFAULTS.zone_docs, max_batch_chars: int = _DEFAULTS.batch_max_chars,
                  warmup: bool = True,
                  warm_docs: int = 2000, trim_every_docs: int = 5000,
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[[int, float], None] | None = None,
+                 on_answered: Callable[[], None] | None = None):
         self.nlp = nlp
         self.info = model_info(nlp)
         self.max_batch = max_batch
@@ -179,6 +180,9 @@ class NerEngine:
         # (documents, seconds) of every model batch: the Prometheus histograms by default; the model
         # process (functions/runtime/model_process.py) sends them to the process that serves /metrics.
         self._on_batch = on_batch or metrics.observe_model_batch
+        # Called on the worker thread after each round of resolved futures (the model process sends their
+        # answers together from there).
+        self._on_answered = on_answered or (lambda: None)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pending_docs = 0
         self._pending_lock = threading.Lock()
@@ -363,11 +367,13 @@ class NerEngine:
                         # Skipped chunks are answered too: every future resolves (the model process
                         # counts capacity by answers).
                         delivered = self._deliver(jobs, delivered, results)
+                        self._on_answered()
                 except Exception as exc:  # one poisoned batch must not kill the worker
                     log.error("model batch failed", exc_info=True,
                               extra={"event": "ner.batch_failed", "batch_size": len(texts)})
                     for job in jobs[delivered:]:
                         job.future.set_exception(exc)
+                    self._on_answered()
                 finally:
                     with self._pending_lock:
                         self._pending_docs -= sum(len(job.texts) for job in jobs)
@@ -395,3 +401,4 @@ class NerEngine:
                     break
                 if job is not None and job.future.set_running_or_notify_cancel():
                     job.future.set_exception(Unavailable("the model worker stopped", code="shutting_down"))
+            self._on_answered()
