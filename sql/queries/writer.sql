@@ -9,17 +9,16 @@ FROM nlp.document_keys
 WHERE request_id = ANY(%(document_ids)s::text[]);
 
 -- name: insert_new
--- Each document with its key and its entities, in one statement (one round trip, pipelined with BEGIN and
--- the timeouts). A key another writer stored first is skipped (ON CONFLICT DO NOTHING), and so are its
--- document and entities: the caller sees the id missing from what this returns and rolls back. A key
--- stored by a transaction still open waits for it, as a unique index does. processed_at and change_id by
--- default: the transaction time for documents and entities alike.
+-- Each document with its key and its entities, in one statement that the writer does not wait for: it
+-- travels with BEGIN, the timeouts, COMMIT and the LSN query (one round trip). A key stored already (by a
+-- client's retry, or by another writer first) fails the statement with unique_violation and the whole
+-- transaction with it; the caller then checks the keys first. A key stored by a transaction still open
+-- waits for it, as a unique index does. processed_at and change_id by default: the transaction time for
+-- documents and entities alike.
 WITH keys AS (
     INSERT INTO nlp.document_keys (request_id, text_sha256, model_name, model_version)
     SELECT * FROM unnest(%(document_ids)s::text[], %(text_sha256s)s::text[], %(model_names)s::text[],
                          %(model_versions)s::text[])
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING request_id
 ), documents AS (
     INSERT INTO nlp.documents
         (request_id, source, model_name, model_version, text_length, text_sha256, body, metadata,
@@ -31,16 +30,12 @@ WITH keys AS (
                 %(bodies)s::text[], %(metadata)s::text[], %(entity_counts)s::int[], %(ner_ms)s::real[])
          AS d(request_id, source, model_name, model_version, text_length, text_sha256, body, metadata,
               entity_count, ner_ms)
-    JOIN keys USING (request_id)
-), entities AS (
-    INSERT INTO nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char, source)
-    SELECT e.request_id, e.ordinal, e.label, e.text, e.norm, e.start_char, e.end_char, e.source
-    FROM unnest(%(entity_document_ids)s::text[], %(ordinals)s::int[], %(labels)s::text[], %(texts)s::text[],
-                %(norms)s::text[], %(start_chars)s::int[], %(end_chars)s::int[], %(entity_sources)s::text[])
-         AS e(request_id, ordinal, label, text, norm, start_char, end_char, source)
-    JOIN keys USING (request_id)
 )
-SELECT request_id FROM keys;
+INSERT INTO nlp.entities (request_id, ordinal, label, text, norm, start_char, end_char, source)
+SELECT e.request_id, e.ordinal, e.label, e.text, e.norm, e.start_char, e.end_char, e.source
+FROM unnest(%(entity_document_ids)s::text[], %(ordinals)s::int[], %(labels)s::text[], %(texts)s::text[],
+            %(norms)s::text[], %(start_chars)s::int[], %(end_chars)s::int[], %(entity_sources)s::text[])
+     AS e(request_id, ordinal, label, text, norm, start_char, end_char, source);
 
 -- name: current_lsn
 -- Taken after COMMIT: a replica that has replayed this LSN has replayed the commit.

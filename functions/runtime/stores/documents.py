@@ -4,15 +4,16 @@
 Shapes::
 
     store = PgDocumentStore(database, store_text=True)
-    with store.transaction() as tx:                     # BEGIN + timeouts, sent with the first statement
+    with store.transaction() as tx:                     # BEGIN + timeouts, sent with what follows
         stored = tx.existing_documents(["id1", "id2"])  # {document_id: (text_sha256, model, version)}
-        inserted = tx.insert_new(records)               # ids this statement inserted (others were stored)
+        tx.insert_new(records)                          # keys, documents, entities: ids not stored yet
     tx.commit_lsn                                       # after COMMIT: its WAL position, or None
 
-A write of new documents is two round trips: BEGIN, the timeouts and ``insert_new`` in one, COMMIT and the
-commit's WAL position in the other (psycopg's pipeline mode).
+A write of new documents is one round trip: BEGIN, the timeouts, ``insert_new``, COMMIT and the commit's
+WAL position travel together (psycopg's pipeline mode). When one of the ids is stored already the block
+raises :class:`KeyTaken` (at the latest when it ends) and nothing of it is written.
 
-Errors: :class:`functions.runtime.db.ServerDown` when no working connection can be had or it broke in use
+Other errors: :class:`functions.runtime.db.ServerDown` when no working connection can be had or it broke in use
 (``acquired`` says which), psycopg's ``QueryCanceled``/``LockNotAvailable`` for a statement or lock
 timeout, other ``psycopg.Error`` for a value the server refuses. Leaving the ``with`` block by an
 exception rolls the transaction back.
@@ -27,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import psycopg
+import psycopg.errors
 
 from functions.runtime import queries
 from functions.runtime.db import Database
@@ -38,6 +40,10 @@ def normalize(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+class KeyTaken(Exception):
+    """A document id of ``insert_new`` is stored already: the transaction failed and rolled back."""
+
+
 class DocumentTransaction(Protocol):
     """One open write transaction; ``commit_lsn`` is set once it committed (None if unknown)."""
 
@@ -47,10 +53,10 @@ class DocumentTransaction(Protocol):
         """The stored fingerprint of those ids that are already persisted (the idempotency check)."""
         ...
 
-    def insert_new(self, records: Sequence[DocumentRecord]) -> set[str]:
-        """Insert each record's key, document and entities; a record whose id is stored already (or
-        was inserted first by another writer) is skipped whole. Returns the ids inserted: when one is
-        missing, the caller rolls back."""
+    def insert_new(self, records: Sequence[DocumentRecord]) -> None:
+        """Insert each record's key, document and entities, the ids all new (``existing_documents`` said
+        so, or the caller assumes it). May return before the server answered: an id that is stored
+        already (another writer's, or a client's retry) makes the transaction block raise KeyTaken."""
         ...
 
 
@@ -91,9 +97,9 @@ class _PgTransaction:
         rows = self.conn.execute(self.sql["existing_documents"], {"document_ids": list(document_ids)})
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
-    def insert_new(self, records: Sequence[DocumentRecord]) -> set[str]:
-        rows = self.conn.execute(self.sql["insert_new"], self._params(records)).fetchall()
-        return {row[0] for row in rows}
+    def insert_new(self, records: Sequence[DocumentRecord]) -> None:
+        # Not fetched: its answer comes with COMMIT's (a unique_violation skips the COMMIT).
+        self.conn.execute(self.sql["insert_new"], self._params(records))
 
     def _params(self, records: Sequence[DocumentRecord]) -> dict[str, list]:
         return {
@@ -166,6 +172,12 @@ class PgDocumentStore:
             tx = _PgTransaction(conn, self._sql, self.store_text)
             # When only the position is lost after COMMIT, the write is still acknowledged (callers that
             # need to read their writes fall back to consistency=strong).
-            with self.database.pipelined_transaction(conn, after_commit=self._sql["current_lsn"]) as done:
-                yield tx
+            try:
+                with self.database.pipelined_transaction(conn, after_commit=self._sql["current_lsn"]) as done:
+                    yield tx
+            except psycopg.errors.UniqueViolation as exc:
+                # Only insert_new inserts here, and every unique key it can meet holds the document id
+                # (document_keys; the primary keys of the documents' and entities' history partitions):
+                # whichever of the three the server checked first, the id is stored already.
+                raise KeyTaken(exc.diag.message_detail or "a document id is stored already") from None
             tx.commit_lsn = done.after_commit[0] if done.after_commit else None
