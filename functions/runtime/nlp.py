@@ -118,11 +118,15 @@ def extract(doc) -> list[Entity]:
 
 # Adaptive batching: after a batch, the worker waits for the documents it expects back (those of the
 # batch it just ran plus those that queued meanwhile: closed-loop callers come back within a few
-# milliseconds), at most this share of the last batch's run time and never longer than the cap below.
-# Per-document model time falls with the batch (on short comments: ~3.0 ms at 7, ~2.3 ms at 16, ~1.8 ms at
-# 128), so a batch of all the callers instead of half of them is worth a short idle gap.
+# milliseconds), at most this share of the last batch's run time and never longer than the window, which
+# starts at the cap, halves after a wait that brought less than half the missing documents (callers that
+# come back slowly, e.g. on a CPU-starved machine: waiting would only idle the model) down to the floor,
+# and doubles back after a wait that paid. Per-document model time falls with the batch (on short
+# comments: ~3.0 ms at 7, ~2.3 ms at 16, ~1.8 ms at 128), so a batch of all the callers instead of half
+# of them is worth a short idle gap.
 _WAIT_SHARE = 0.25
 _WAIT_CAP_S = 0.010
+_WAIT_FLOOR_S = 0.001
 
 
 class _Job:
@@ -186,6 +190,7 @@ class NerEngine:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pending_docs = 0
         self._pending_lock = threading.Lock()
+        self._window_s = _WAIT_CAP_S  # the adaptive wait's current bound (see _collect)
         self._closed = False
         if warmup:
             for doc in nlp.pipe(_WARMUP_TEXTS):
@@ -249,10 +254,18 @@ class NerEngine:
         chars = first.chars
         stop = False
         deadline = time.perf_counter() + wait_s
+        queued = None  # documents at hand when the queue first ran dry (the wait began)
         while docs < self.max_batch and chars < self.max_batch_chars:
             try:
                 remaining = deadline - time.perf_counter() if docs < target else 0.0
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                if remaining > 0:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        queued = docs if queued is None else queued
+                        job = self._queue.get(timeout=remaining)
+                else:
+                    job = self._queue.get_nowait()
             except queue.Empty:
                 break
             if job is None:
@@ -261,6 +274,11 @@ class NerEngine:
             jobs.append(job)
             docs += len(job.texts)
             chars += job.chars
+        if queued is not None and not self.max_wait_s:
+            # The wait paid if at least half the missing documents came: keep (or widen) the window; else
+            # halve it, so a machine where callers come back slowly (CPU-starved) wastes at most the floor.
+            paid = 2 * (docs - queued) >= target - queued
+            self._window_s = min(_WAIT_CAP_S, self._window_s * 2) if paid else max(_WAIT_FLOOR_S, self._window_s / 2)
         return jobs, stop
 
     def _chunks(self, texts: list[str], split_long: bool = True):
@@ -309,13 +327,13 @@ class NerEngine:
 
         ``BATCH_MAX_WAIT_MS`` > 0 waits that long for a full batch once concurrency was seen. Otherwise the
         worker waits only for the callers it expects back: the previous batch's documents and those that
-        queued while it ran, for at most :data:`_WAIT_SHARE` of its run time, and only when ``first``
-        came back within that window (callers that come back later are not looping: no wait). One
-        caller, or a model that was idle, waits for nothing."""
+        queued while it ran, for at most :data:`_WAIT_SHARE` of its run time and the current window, and
+        only when ``first`` came back within that bound (callers that come back later are not looping:
+        no wait). One caller, or a model that was idle, waits for nothing."""
         if self.max_wait_s:
             return (self.max_batch, self.max_wait_s) if concurrent_recently else (0, 0.0)
         expected, seconds, ended = last
-        wait_s = min(_WAIT_CAP_S, seconds * _WAIT_SHARE)
+        wait_s = min(self._window_s, seconds * _WAIT_SHARE)
         if first.queued_at - ended > wait_s:
             return 0, 0.0
         return min(self.max_batch, expected), wait_s
