@@ -123,9 +123,15 @@ class RollupWorker:
         if upto == after and not history_minutes and time.monotonic() - self._last_write < self.refresh_s \
                 and state.hours_merged_before >= hour_floor(sealed_before):
             return CycleReport(watermark=state.watermark)
-        mentions = self.store.entity_delta(after, upto) if upto > after else []
-        documents = self.store.document_delta(after, upto) if upto > after else []
-        rebuild = set(history_minutes) | {r.bucket for r in (*mentions, *documents) if r.bucket < sealed_before}
+        mentions = self.store.entity_delta(after, upto, sealed_before) if upto > after else []
+        documents = self.store.document_delta(after, upto, sealed_before) if upto > after else []
+        late = self.store.sealed_minutes(after, upto, sealed_before) if upto > after else set()
+        # A late row in an hour whose minute lists may have expired: rebuild the whole hour, or merging it
+        # again would keep only the minutes still there.
+        horizon = hour_floor(at - timedelta(hours=self.settings.rollup_minute_retention_h)) + HOUR
+        for hour in {hour_floor(bucket) for bucket in late if bucket < horizon}:
+            late.update(hour + i * MINUTE for i in range(60))
+        rebuild = set(history_minutes) | late
         lists = self._count_open([r for r in mentions if r.bucket not in rebuild])
         for bucket in sorted(rebuild):
             lists.update(_summaries(_grouped(self.store.entity_bucket(bucket, upto)), self.k))
@@ -133,7 +139,9 @@ class RollupWorker:
         self.store.replace_document_minutes(sorted(rebuild))
         rebuilt_documents = [row for bucket in sorted(rebuild) for row in self.store.document_bucket(bucket, upto)]
         self.store.add_document_minutes([r for r in documents if r.bucket not in rebuild] + rebuilt_documents)
-        hours, merged_before = self._hours(state, sealed_before, rebuild)
+        # An hour of history is merged once all its minutes are rebuilt (history goes newest first).
+        done = {hour_floor(b) for b in history_minutes if history_before is None or history_before <= hour_floor(b)}
+        hours, merged_before = self._hours(state, sealed_before, late | done)
         if not self.store.advance(after=after, upto=upto, watermark=at if complete else state.watermark,
                                   watermark_lsn=lsn if complete else state.watermark_lsn,
                                   history_before=history_before, hours_merged_before=merged_before):
@@ -165,8 +173,9 @@ class RollupWorker:
         return {key: topk.summarize(self.open[key], self.k) for key in touched}
 
     def _history_step(self, state: RollupState) -> tuple[list[datetime], datetime | None]:
-        """The minutes of history (rows without change ids) to rebuild this cycle, newest first, and where
-        history stands afterwards (None: done)."""
+        """The minutes of history (rows without change ids) to rebuild this cycle, newest first, a
+        ``HISTORY_STEP`` slice per cycle so live rollups keep their pace, and where history stands
+        afterwards (None: done)."""
         if state.history_before is None:
             return [], None
         floor = minute_floor(state.history_floor) if state.history_floor else state.history_before
@@ -175,7 +184,7 @@ class RollupWorker:
         return minutes, (None if start <= floor else start)
 
     def _hours(self, state: RollupState, sealed_before: datetime, rebuilt: set[datetime]) -> tuple[int, datetime]:
-        """Merge the minutes of finished hours (and of hours whose minutes were rebuilt) into hour lists."""
+        """Merge the minutes of finished hours (and the hours of ``rebuilt`` minutes) into hour lists."""
         merged_before = state.hours_merged_before
         if merged_before.year < 2000:  # 'epoch': no hour merged yet
             merged_before = hour_floor(sealed_before) - HOUR
@@ -191,13 +200,18 @@ class RollupWorker:
     # -- the loop ---------------------------------------------------------------------------------------
 
     def maintain(self, now: datetime) -> int:
-        """Expire old rollups (in batches) and warn when few daily partitions lie ahead; rows deleted."""
+        """Expire old rollups (in batches) and warn when few daily partitions lie ahead; rows deleted.
+        Minutes of the hour history is building are kept: the hour is merged from them when it is done."""
         deleted = 0
-        for resolution, keep in (("minute", timedelta(hours=self.settings.rollup_minute_retention_h)),
-                                 ("hour", timedelta(days=self.settings.rollup_hour_retention_d))):
+        minutes_before = now - timedelta(hours=self.settings.rollup_minute_retention_h)
+        history_before = self.store.state().history_before
+        if history_before is not None:
+            minutes_before = min(minutes_before, hour_floor(history_before))
+        for resolution, before in (("minute", minutes_before),
+                                   ("hour", now - timedelta(days=self.settings.rollup_hour_retention_d))):
             while True:
                 with self.store.transaction():
-                    batch = self.store.expire(resolution, now - keep, 5000)
+                    batch = self.store.expire(resolution, before, 5000)
                 deleted += batch
                 if batch < 5000:
                     break

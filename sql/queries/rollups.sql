@@ -42,33 +42,41 @@ SET last_change_id = %(upto)s,
     updated_at = now()
 WHERE name = 'entities' AND last_change_id = %(after)s;
 
--- name: entity_delta
--- Mentions with change ids in (after, upto], per UTC minute, source and entity; the all-sources rows
--- have source ''. text: the spelling of the newest mention.
-SELECT bucket, CASE WHEN grouping(source) = 1 THEN '' ELSE source END, label, norm, count(*),
-       (array_agg(text ORDER BY change_id DESC))[1], max(change_id)
-FROM (SELECT date_trunc('minute', processed_at, 'UTC') AS bucket, source, label, norm, text, change_id
-      FROM nlp.entities
-      WHERE change_id > %(after)s AND change_id <= %(upto)s) AS e
-GROUP BY GROUPING SETS ((bucket, source, label, norm), (bucket, label, norm))
-HAVING grouping(source) = 1 OR coalesce(source, '') <> '';
+-- name: sealed_minutes
+-- The finished minutes (before open_from) that rows with change ids in (after, upto] fall into: the worker
+-- rebuilds them from the raw tables instead of adding to them.
+SELECT date_trunc('minute', processed_at, 'UTC') AS bucket
+FROM nlp.entities
+WHERE change_id > %(after)s AND change_id <= %(upto)s AND processed_at < %(open_from)s
+UNION
+SELECT date_trunc('minute', processed_at, 'UTC')
+FROM nlp.documents
+WHERE change_id > %(after)s AND change_id <= %(upto)s AND processed_at < %(open_from)s;
 
--- name: entity_bucket
--- Every mention of one minute [start, start + 1 minute) up to change id upto (rows written before change
--- ids existed included): the exact counts a late or historical bucket is rebuilt from.
+-- name: entity_rows
+-- Mentions per UTC minute, source and entity (the all-sources rows have source ''); text: the spelling of
+-- the newest mention. Either the delta of a cycle in the open minutes (start NULL: change ids in
+-- (after, upto], processed_at from open_from on) or one whole minute [start, start + 1 minute) up to change
+-- id upto, rows written before change ids existed included (a late or historical minute rebuilt exactly).
+-- Parameters are bound before planning, so the branch that does not apply is folded away and each uses
+-- its BRIN index.
 SELECT bucket, CASE WHEN grouping(source) = 1 THEN '' ELSE source END, label, norm, count(*),
        (array_agg(text ORDER BY change_id DESC NULLS LAST, processed_at DESC))[1], coalesce(max(change_id), 0)
 FROM (SELECT date_trunc('minute', processed_at, 'UTC') AS bucket, source, label, norm, text, change_id,
              processed_at
       FROM nlp.entities
-      WHERE processed_at >= %(start)s AND processed_at < %(start)s + interval '1 minute'
-        AND (change_id IS NULL OR change_id <= %(upto)s)) AS e
+      WHERE (%(start)s::timestamptz IS NULL AND change_id > %(after)s AND change_id <= %(upto)s
+             AND processed_at >= %(open_from)s)
+         OR (%(start)s::timestamptz IS NOT NULL AND processed_at >= %(start)s
+             AND processed_at < %(start)s::timestamptz + interval '1 minute'
+             AND (change_id IS NULL OR change_id <= %(upto)s))) AS e
 GROUP BY GROUPING SETS ((bucket, source, label, norm), (bucket, label, norm))
 HAVING grouping(source) = 1 OR coalesce(source, '') <> '';
 
--- name: document_delta
--- Documents with change ids in (after, upto] per minute, source, model, length class and model-time bin
--- (bin i: ner_ms in [2^((i-1)/4), 2^(i/4)) ms; 0: below 1 ms or unknown).
+-- name: document_rows
+-- Documents per minute, source, model, length class and model-time bin (bin i: ner_ms in
+-- [2^((i-1)/4), 2^(i/4)) ms; 0: below 1 ms or unknown), for a cycle's delta in the open minutes or one
+-- whole minute (as above).
 SELECT bucket, CASE WHEN grouping(source) = 1 THEN '' ELSE source END, model_name, model_version,
        length_class, bin, count(*), sum(entity_count), sum(text_length), sum(coalesce(ner_ms, 0))
 FROM (SELECT date_trunc('minute', processed_at, 'UTC') AS bucket, source, model_name, model_version,
@@ -77,23 +85,11 @@ FROM (SELECT date_trunc('minute', processed_at, 'UTC') AS bucket, source, model_
                   ELSE least(floor(4 * ln(ner_ms) / ln(2.0))::int + 1, 63) END AS bin,
              entity_count, text_length, ner_ms
       FROM nlp.documents
-      WHERE change_id > %(after)s AND change_id <= %(upto)s) AS d
-GROUP BY GROUPING SETS ((bucket, source, model_name, model_version, length_class, bin),
-                        (bucket, model_name, model_version, length_class, bin))
-HAVING grouping(source) = 1 OR coalesce(source, '') <> '';
-
--- name: document_bucket
--- The same for every document of one minute up to change id upto (rebuilding a late or historical bucket).
-SELECT bucket, CASE WHEN grouping(source) = 1 THEN '' ELSE source END, model_name, model_version,
-       length_class, bin, count(*), sum(entity_count), sum(text_length), sum(coalesce(ner_ms, 0))
-FROM (SELECT date_trunc('minute', processed_at, 'UTC') AS bucket, source, model_name, model_version,
-             CASE WHEN text_length <= 200 THEN 0 WHEN text_length <= 1000 THEN 1 ELSE 2 END AS length_class,
-             CASE WHEN ner_ms IS NULL OR ner_ms < 1 THEN 0
-                  ELSE least(floor(4 * ln(ner_ms) / ln(2.0))::int + 1, 63) END AS bin,
-             entity_count, text_length, ner_ms
-      FROM nlp.documents
-      WHERE processed_at >= %(start)s AND processed_at < %(start)s + interval '1 minute'
-        AND (change_id IS NULL OR change_id <= %(upto)s)) AS d
+      WHERE (%(start)s::timestamptz IS NULL AND change_id > %(after)s AND change_id <= %(upto)s
+             AND processed_at >= %(open_from)s)
+         OR (%(start)s::timestamptz IS NOT NULL AND processed_at >= %(start)s
+             AND processed_at < %(start)s::timestamptz + interval '1 minute'
+             AND (change_id IS NULL OR change_id <= %(upto)s))) AS d
 GROUP BY GROUPING SETS ((bucket, source, model_name, model_version, length_class, bin),
                         (bucket, model_name, model_version, length_class, bin))
 HAVING grouping(source) = 1 OR coalesce(source, '') <> '';

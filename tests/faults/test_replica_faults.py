@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import psycopg
 import pytest
 
 from tests.faults.support import Http, Load, audit, bearer, report, status_counts, wait_until

@@ -50,9 +50,10 @@ def ner(engine, built, stack, writer_dsn):
 
 
 @pytest.fixture(scope="module")
-def stats(engine, built, stack, analyst_replica_dsn, analyst_primary_dsn):
+def stats(engine, built, stack, analyst_replica_dsn, analyst_primary_dsn, stats_token):
     ref = built["entity-stats"]["ref"]
-    secrets = {"stats-replica-dsn": analyst_replica_dsn, "stats-primary-dsn": analyst_primary_dsn}
+    secrets = {"stats-replica-dsn": analyst_replica_dsn, "stats-primary-dsn": analyst_primary_dsn,
+               "entity-stats-token": stats_token}
     with run_function(engine, ref, function_env("entity-stats", stack), secrets) as c:
         yield c
 
@@ -116,14 +117,15 @@ def test_runs_as_uid_10001_on_a_read_only_root_with_only_tmp_writable(request, f
     assert secrets and " ro," in secrets[0], mounts
 
 
-def test_entity_stats_serves_from_the_replica_and_has_no_spacy_model(stats, engine, built, stack):
+def test_entity_stats_serves_from_the_replica_and_has_no_spacy_model(stats, engine, built, stack, stats_token):
     def ready():
         return stats.request("/_/ready", timeout=5)[0] == 200
 
     from scripts.image.container import wait_for
 
     assert wait_for(ready, timeout=60), stats.logs()
-    status, _headers, body = stats.request("/?window=1h&limit=5")
+    assert stats.request("/?window=1h&limit=5")[0] == 401  # no token, no answer
+    status, _headers, body = stats.request("/?window=1h&limit=5", headers={"Authorization": f"Bearer {stats_token}"})
     assert status == 200, body
     assert json.loads(body)["served_by"] in {"replica", "primary"}
     ref = built["entity-stats"]["ref"]

@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -232,3 +232,24 @@ def test_a_long_window_reads_hour_lists_and_covers_at_least_what_was_asked(clust
         end = conn.execute("SELECT max(window_end) FROM analytics.window_buckets('4 hours')").fetchone()[0]
         hours = conn.execute("SELECT count(*) FROM analytics.entity_top WHERE resolution = 'hour'").fetchone()[0]
     assert end - start >= timedelta(hours=4) and hours >= 1
+
+
+def test_history_and_late_rows_older_than_the_minute_retention_keep_their_hour_exact(cluster, clean):
+    driver = Rollups(cluster, Settings(rollup_grace_s=2.0, rollup_minute_retention_h=2))
+    mid_hour = (time.time() // 3600 - 3) * 3600 + 1800  # the middle of the hour that began 3 hours ago
+    try:
+        insert(cluster, [("", "LOC", "Atlantis", time.time() - mid_hour)] * 3, change_id_null=True)
+        with psycopg.connect(cluster.dsn("owner", "primary"), autocommit=True) as conn:
+            conn.execute("UPDATE analytics.rollup_state SET history_before = now(),"
+                         " history_floor = now() - interval '4 hours'")
+        for _ in range(30):  # ten minutes of history per cycle
+            driver.catch_up()
+        driver.worker.maintain(datetime.now(UTC))  # minute lists older than 2 h go
+        insert(cluster, [("", "LOC", "Atlantis", time.time() - mid_hour)])  # a late row in that old hour
+        cluster.wait_for_replay(driver.catch_up())
+    finally:
+        driver.close()
+    with psycopg.connect(cluster.dsn("analyst", "replica"), autocommit=True) as conn:
+        hours = conn.execute("SELECT mentions, mentions_error FROM analytics.entity_top"
+                             " WHERE resolution = 'hour' AND norm = 'atlantis'").fetchall()
+    assert hours == [(4, 0)]

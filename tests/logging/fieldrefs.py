@@ -87,8 +87,6 @@ def representative_lines() -> list[dict]:
             log.error("database write failed", exc_info=True,
                       extra={"event": "db.write_failed", "request_id": "r-3"})
         log.warning("big line", extra={"event": "probe.truncated", "detail": "x" * 100_000})
-        rollup = logging.getLogger("functions.runtime.rollup")
-        rollup.warning("rollup watermark is behind", extra={"event": "rollup.lagging", "lag_seconds": 42.5})
     finally:
         _restore_logging_state(saved)
     return [json.loads(line) for line in buffer.getvalue().splitlines()]

@@ -117,21 +117,29 @@ class PgRollupStore:
             "history_before": history_before, "hours_merged_before": hours_merged_before})
         return cur.rowcount == 1
 
-    def entity_delta(self, after: int, upto: int) -> list[MentionRow]:
-        rows = self.conn.execute(self._sql["entity_delta"], {"after": after, "upto": upto})
-        return [MentionRow(*row) for row in rows]
+    def sealed_minutes(self, after: int, upto: int, open_from: datetime) -> set[datetime]:
+        """The minutes before ``open_from`` that rows with change ids in (after, upto] fall into."""
+        params = {"after": after, "upto": upto, "open_from": open_from}
+        return {row[0] for row in self.conn.execute(self._sql["sealed_minutes"], params)}
+
+    def entity_delta(self, after: int, upto: int, open_from: datetime) -> list[MentionRow]:
+        """Mentions with change ids in (after, upto] and processed_at from ``open_from`` on, per minute,
+        source and entity."""
+        params = {"start": None, "after": after, "upto": upto, "open_from": open_from}
+        return [MentionRow(*row) for row in self.conn.execute(self._sql["entity_rows"], params)]
 
     def entity_bucket(self, start: datetime, upto: int) -> list[MentionRow]:
-        rows = self.conn.execute(self._sql["entity_bucket"], {"start": start, "upto": upto})
-        return [MentionRow(*row) for row in rows]
+        """Every mention of the minute ``start`` up to change id ``upto`` (and those without one)."""
+        params = {"start": start, "after": 0, "upto": upto, "open_from": start}
+        return [MentionRow(*row) for row in self.conn.execute(self._sql["entity_rows"], params)]
 
-    def document_delta(self, after: int, upto: int) -> list[DocumentRow]:
-        rows = self.conn.execute(self._sql["document_delta"], {"after": after, "upto": upto})
-        return [DocumentRow(*row) for row in rows]
+    def document_delta(self, after: int, upto: int, open_from: datetime) -> list[DocumentRow]:
+        params = {"start": None, "after": after, "upto": upto, "open_from": open_from}
+        return [DocumentRow(*row) for row in self.conn.execute(self._sql["document_rows"], params)]
 
     def document_bucket(self, start: datetime, upto: int) -> list[DocumentRow]:
-        rows = self.conn.execute(self._sql["document_bucket"], {"start": start, "upto": upto})
-        return [DocumentRow(*row) for row in rows]
+        params = {"start": start, "after": 0, "upto": upto, "open_from": start}
+        return [DocumentRow(*row) for row in self.conn.execute(self._sql["document_rows"], params)]
 
     def minutes_with_history(self, start: datetime, end: datetime) -> list[datetime]:
         return [row[0] for row in self.conn.execute(self._sql["minutes_with_data"], {"start": start, "end": end})]
