@@ -3,8 +3,9 @@
 For two corpora (the benchmark's generated comments, and short comments: the generated ones of at most
 ``SHORT_MAX_CHARS``, median about 100 characters) and 1, 16 and 64 closed-loop clients it compares
 
-* raw ``nlp.pipe`` (the same NER-only pipeline the function loads) at the batch size the goal names
-  (1, 16, 128), in a separate process that keeps the model loaded, with
+* raw spaCy (the same NER-only pipeline the function loads) at the call the goal names (``nlp(text)``
+  one comment at a time for 1 client, ``nlp.pipe`` at batch 16 and 128), in a separate process that
+  keeps the model loaded, with
 * the ner-processor process direct (HTTP + model process + group commit on a real primary),
 
 in **alternating rounds**: raw for ``round_s`` seconds, then the function for as long (the order flips
@@ -16,12 +17,18 @@ Printed per corpus and level: docs/s and p99 of the function, docs per CPU-secon
 processes (HTTP process + model process), the CPU cores each of them used, how busy the model worker was
 (wall seconds per second inside its batches: ``nlp.pipe`` with the tokenizer guard, extracting the entities
 and sending the answers; ``nlp_model_batch_seconds``), the mean model batch
-(from the function's own ``/metrics``), raw pipe docs/s, the ratio and the goal of issue 11: 64 clients
-/ pipe(128) >= 0.90, 16 clients / pipe(16) >= 0.85, 1 client / pipe(1) >= 0.60. Closed-loop clients
+(from the function's own ``/metrics``), raw docs/s, the ratio and the throughput goal: 64 clients
+/ pipe(128) >= 0.90, 16 clients / pipe(16) >= 0.85, 1 client / nlp(text) >= 0.60. Closed-loop clients
 bound the batch: with N clients and the model as bottleneck, about half wait for the running batch
 while the other half form the next, so 16 clients give batches of about 8. The last column separates
 that from the edge's own cost: the function against raw ``nlp.pipe`` at the batch size its model
 actually formed in that round (median over rounds).
+
+A second table gives the cost per comment: docs per function CPU-second (the HTTP process and its model
+process, CPU read from /proc, documents from the model's own counter over the same interval) against raw's
+docs per CPU-second at the matching call (goals: >= 0.85 at 64 clients, >= 0.75 at 16), the CPU
+milliseconds per comment of each process, and at 1 client the p50 against raw ``nlp(text)``'s median
+time per comment (goal: at most 2 ms more).
 
 ``python -m bench.edge [--quick] [--rounds N]`` (own PostgreSQL pair under build/local/bench/edge-pg)
 or the ``edge`` phase of ``python -m bench.run``. Results: stdout table +
@@ -49,8 +56,11 @@ from devtools.processes import LOCAL_DIR
 RAW_CHILD_ENV = "BENCH_EDGE_RAW_CHILD"
 SHORT_MAX_CHARS = 180
 LEVELS = (1, 16, 64)
-PIPE_SIZES = {1: 1, 16: 16, 64: 128}  # clients -> the raw batch size they are compared with
-GOALS = {1: 0.60, 16: 0.85, 64: 0.90}
+CALL = 0  # the raw side's "batch size" for nlp(text), one comment per call
+PIPE_SIZES = {1: CALL, 16: 16, 64: 128}  # clients -> the raw call they are compared with
+GOALS = {1: 0.60, 16: 0.85, 64: 0.90}  # throughput, function / raw
+CPU_GOALS = {16: 0.75, 64: 0.85}  # docs per function CPU-second (HTTP + model process) / raw's
+LATENCY_GOAL_MS = 2.0  # 1 client: function p50 <= raw nlp(text) per comment + this
 
 
 def corpora(n: int) -> dict[str, list[str]]:
@@ -89,18 +99,42 @@ def raw_worker() -> int:
         cfg = json.loads(line)
         texts = texts_cache.setdefault(cfg["texts_path"], json.loads(Path(cfg["texts_path"]).read_text("utf-8")))
         size, budget = cfg["batch_size"], cfg["seconds"]
-        list(nlp.pipe(texts[:64], batch_size=size))  # warm-up at this batch size
-        docs, start = 0, 0
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        while time.perf_counter() - wall0 < budget:
-            chunk = texts[start:start + max(size, 32)] or texts[:max(size, 32)]
-            start = (start + len(chunk)) % len(texts)
-            for doc in nlp.pipe(chunk, batch_size=size):
-                _ = [(e.start_char, e.end_char, e.label_) for e in doc.ents]  # what the function extracts
-            docs += len(chunk)
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        print(json.dumps({"docs_s": docs / wall, "docs_per_cpu_s": docs / cpu}), flush=True)
+        out = _raw_call(nlp, texts, budget) if size == CALL else _raw_pipe(nlp, texts, size, budget)
+        print(json.dumps(out), flush=True)
     return 0
+
+
+def _raw_pipe(nlp, texts: list[str], size: int, budget: float) -> dict:
+    list(nlp.pipe(texts[:64], batch_size=size))  # warm-up at this batch size
+    docs, start = 0, 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall0 < budget:
+        chunk = texts[start:start + max(size, 32)] or texts[:max(size, 32)]
+        start = (start + len(chunk)) % len(texts)
+        for doc in nlp.pipe(chunk, batch_size=size):
+            _ = [(e.start_char, e.end_char, e.label_) for e in doc.ents]  # what the function extracts
+        docs += len(chunk)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"docs_s": docs / wall, "docs_per_cpu_s": docs / cpu}
+
+
+def _raw_call(nlp, texts: list[str], budget: float) -> dict:
+    """``nlp(text)`` one comment at a time (what one client's request costs the bare model): docs/s, docs
+    per CPU-second and the median wall milliseconds per comment."""
+    for text in texts[:32]:
+        nlp(text)
+    times: list[float] = []
+    index = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall0 < budget:
+        t0 = time.perf_counter()
+        doc = nlp(texts[index])
+        _ = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+        times.append(time.perf_counter() - t0)
+        index = (index + 1) % len(texts)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"docs_s": len(times) / wall, "docs_per_cpu_s": len(times) / cpu,
+            "p50_ms": statistics.median(times) * 1000.0}
 
 
 class RawPipe:
@@ -153,8 +187,12 @@ def drive(fn, texts_path: Path, n: int, warmup_s: float, duration_s: float, pref
     res["server_cores"] = used[fn.process.pid] / wall
     res["model_cores"] = sum(v for pid, v in used.items() if pid != fn.process.pid) / wall
     cpu = sum(used.values())
-    # CPU over the whole drive (warm-up included) against the docs of the whole drive's rate.
-    res["docs_per_cpu_s"] = res["docs_s"] * wall / cpu if cpu else None
+    # CPU over the whole drive (warm-up and the last answers included) against every document the model
+    # ran in it: the clients wait for their last answers, so nothing is counted half.
+    docs = docs1 - docs0
+    res["docs_per_cpu_s"] = docs / cpu if cpu and docs else None
+    res["http_cpu_ms"] = used[fn.process.pid] * 1000.0 / docs if docs else None
+    res["model_cpu_ms"] = (cpu - used[fn.process.pid]) * 1000.0 / docs if docs else None
     res["mean_batch"] = (docs1 - docs0) / (batches1 - batches0) if batches1 > batches0 else None
     # Wall seconds per second the model worker spent in batches (nlp.pipe, extraction, answers). Near 1 the
     # model always had work; clearly above model_cores, it had work but its process waited for a CPU.
@@ -185,7 +223,7 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
             for level in LEVELS:
                 batch = PIPE_SIZES[level]
                 print(f"edge: {name} corpus (median {entry['median_chars']} chars), {level} client(s) vs "
-                      f"pipe({batch}), {rounds} rounds", file=sys.stderr, flush=True)
+                      f"{_raw_name(batch)}, {rounds} rounds", file=sys.stderr, flush=True)
                 raws, fns = [], []
                 same_batch = []  # raw pipe at the batch the function's model actually formed (level > 1)
                 for r in range(rounds):
@@ -201,8 +239,11 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                         same_batch.append(fns[-1]["docs_s"] / raw.run(path, formed, round_s)["docs_s"])
                 ratios = [f["docs_s"] / w["docs_s"] for f, w in zip(fns, raws, strict=True)]
                 ratio = _median(ratios)
+                cpu_ratios = [f["docs_per_cpu_s"] / w["docs_per_cpu_s"] for f, w in zip(fns, raws, strict=True)
+                              if f["docs_per_cpu_s"]]
                 entry["raw"][str(batch)] = {"docs_s": _median(w["docs_s"] for w in raws),
                                             "docs_per_cpu_s": _median(w["docs_per_cpu_s"] for w in raws),
+                                            "p50_ms": _median(w.get("p50_ms") for w in raws),
                                             "rounds": [w["docs_s"] for w in raws]}
                 entry["function"][str(level)] = {
                     "docs_s": _median(f["docs_s"] for f in fns), "p99_ms": _median(f["p99_ms"] for f in fns),
@@ -215,7 +256,12 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                     "statuses": [f["statuses"] for f in fns], "rounds": [f["docs_s"] for f in fns],
                     "ratios": ratios, "ratio": ratio, "raw_batch": batch,
                     "ratio_same_batch": _median(same_batch),
-                    "goal": GOALS[level], "met": ratio >= GOALS[level]}
+                    "goal": GOALS[level], "met": ratio >= GOALS[level],
+                    "http_cpu_ms": _median(f["http_cpu_ms"] for f in fns),
+                    "model_cpu_ms": _median(f["model_cpu_ms"] for f in fns),
+                    "cpu_ratios": cpu_ratios, "cpu_ratio": _median(cpu_ratios), "cpu_goal": CPU_GOALS.get(level),
+                    "p50_rounds": [f["p50_ms"] for f in fns],
+                    "raw_p50_rounds": [w.get("p50_ms") for w in raws]}
             result["corpora"][name] = entry
     finally:
         raw.close()
@@ -241,10 +287,48 @@ def table(result: dict) -> str:
             lines.append(
                 f"| {name} (median {entry['median_chars']} ch) | {level} | {f['docs_s']:.0f} | {f['p99_ms']:.1f} | "
                 f"{f['docs_per_cpu_s']:.0f} | {f['server_cores']:.2f} + {f['model_cores']:.2f} | {busy} | {batch} | "
-                f"pipe({f['raw_batch']}) {raw['docs_s']:.0f} | **{f['ratio']:.2f}x** ({per_round}) | "
+                f"{_raw_name(f['raw_batch'])} {raw['docs_s']:.0f} | **{f['ratio']:.2f}x** ({per_round}) | "
                 f">= {f['goal']:.2f} {'met' if f['met'] else 'NOT met'} | "
                 f"{'-' if f.get('ratio_same_batch') is None else format(f['ratio_same_batch'], '.2f') + 'x'} |")
     return "\n".join(lines)
+
+
+def _raw_name(batch: int) -> str:
+    return "nlp(text)" if batch == CALL else f"pipe({batch})"
+
+
+def cpu_table(result: dict) -> str:
+    """The cost per comment (issue 24's acceptance figures): docs per function CPU-second (HTTP process
+    + model process) against raw's docs per CPU-second at the matching call, the CPU milliseconds per
+    comment by process, and at 1 client the p50 against raw ``nlp(text)``'s time per comment. Empty for a
+    result written before these figures existed."""
+    rows = []
+    for name, entry in result["corpora"].items():
+        for level, f in entry["function"].items():
+            if f.get("cpu_ratio") is None:
+                continue
+            raw = entry["raw"][str(f["raw_batch"])]
+            raw_ms = 1000.0 / raw["docs_per_cpu_s"]
+            per_round = " ".join(f"{r:.2f}" for r in f["cpu_ratios"])
+            goal = f.get("cpu_goal")
+            verdict = "-" if goal is None else f">= {goal:.2f} {'met' if f['cpu_ratio'] >= goal else 'NOT met'}"
+            latency = "-"
+            if int(level) == 1 and raw.get("p50_ms") is not None:
+                limit = raw["p50_ms"] + LATENCY_GOAL_MS
+                latency = (f"{f['p50_ms']:.1f} vs {raw['p50_ms']:.1f} + {LATENCY_GOAL_MS:g} ms: "
+                           f"{'met' if f['p50_ms'] <= limit else 'NOT met'}")
+            rows.append(
+                f"| {name} | {level} | {f['docs_per_cpu_s']:.0f} | {_raw_name(f['raw_batch'])} "
+                f"{raw['docs_per_cpu_s']:.0f} | **{f['cpu_ratio']:.2f}x** ({per_round}) | {verdict} | "
+                f"{f['http_cpu_ms']:.2f} + {f['model_cpu_ms']:.2f} | {raw_ms:.2f} | {latency} |")
+    if not rows:
+        return ""
+    return "\n".join([
+        "Cost per comment: docs per function CPU-second (HTTP process + model process) against raw's docs per "
+        "CPU-second at the matching call; CPU ms per comment by process; 1 client: p50 against raw nlp(text)",
+        "| corpus | clients | function docs/CPU-s | raw docs/CPU-s | ratio (per round) | goal "
+        "| CPU ms per comment: HTTP + model | raw CPU ms | 1-client p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|", *rows])
 
 
 def render(result: dict | None, error: str | None = None) -> str:
@@ -253,7 +337,9 @@ def render(result: dict | None, error: str | None = None) -> str:
         return f"\n\n## HTTP edge vs raw nlp.pipe\n\nThe edge phase failed: {error}\n"
     if not result:
         return ""
-    return "\n\n## HTTP edge vs raw nlp.pipe (bench/edge.py)\n\n" + table(result) + "\n"
+    cost = cpu_table(result)
+    return ("\n\n## HTTP edge vs raw nlp.pipe (bench/edge.py)\n\n" + table(result) + "\n"
+            + (f"\n{cost}\n" if cost else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(start_fn, work, args.quick, time.strftime("%Y%m%dT%H%M%S"), rounds=args.rounds)
     write_json(LOCAL_RESULTS / "edge-latest.json", result)
     print(table(result))
+    print()
+    print(cpu_table(result))
     return 0
 
 

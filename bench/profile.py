@@ -51,7 +51,7 @@ WAITING = re.compile(
     r"Condition\.wait|Event\.wait|Thread\.join|SimpleQueue|Queue\.get|(^|\.)(select|poll) \(|"
     r"SocketIO\.readinto|_wait_for_tstate_lock|acquire|Connection\.wait|sleep|"
     # an idle handler thread waits in its pool's queue; the model pipes' readers block in _recv
-    r"_worker \(concurrent/futures/thread\.py|Connection\._recv"
+    r"_worker \(concurrent/futures/thread\.py|HandlerPool\._work \(functions/runtime/server\.py|Connection\._recv"
 )
 
 
@@ -81,7 +81,7 @@ def thread_kind(stack: list[str]) -> str:
         return "model process: pipe reader"
     if "ModelProcess._receive" in text:
         return "model results reader"
-    if "_worker (concurrent/futures/thread.py" in text:
+    if "_worker (concurrent/futures/thread.py" in text or "HandlerPool._work" in text:
         return "handler threads (handle(event, context))"
     if "asyncio/runners.py" in text or "run_until_complete" in text or "run_forever" in text:
         return "uvicorn event loop"

@@ -21,7 +21,8 @@ CAVEATS = (
     "The function and seed rows compare phases that run minutes apart, and this machine's speed drifts by "
     "10-20 % within seconds, so one run's ratio there can be off by a third either way (docs/performance.md). "
     "The edge section alternates raw nlp.pipe and the function in short rounds and gives each "
-    "round's ratio: compare those.",
+    "round's ratio: compare those. Its second table, the cost per comment (docs per function CPU-second "
+    "against raw's at the matching call, CPU ms per comment by process), barely moves with load elsewhere.",
 )
 
 

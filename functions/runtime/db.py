@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ import psycopg
 import psycopg.errors
 import psycopg_pool
 import psycopg_pool.base
+from psycopg import pq
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from functions.runtime import queries
@@ -125,6 +127,22 @@ def configure_connection(read_only: bool):
     return configure
 
 
+def check_connection(conn: psycopg.Connection) -> None:
+    """The ``check`` callback of every pool: raises when a pooled connection is broken, so the pool
+    replaces it before handing it out.
+
+    An idle connection has nothing to read: the server sends nothing unasked. When it closes the
+    connection (restart, crash, ``pg_terminate_backend``, idle timeout) the socket becomes readable (the
+    FATAL message, then EOF), so a zero-timeout poll of the socket (a system call, no round trip) tells a
+    healthy idle connection from a suspect one; only a suspect one pays psycopg's round-trip check. A
+    connection used moments ago costs no round trip per checkout this way."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
+
+
 def make_pool(dsn: str, *, name: str, read_only: bool = False, min_size: int = 1, max_size: int = 4,
               timeout: float = 1.0, connect_timeout: float = 2.0,
               prepare_threshold: int | None = None) -> ConnectionPool:
@@ -140,7 +158,7 @@ def make_pool(dsn: str, *, name: str, read_only: bool = False, min_size: int = 1
         max_size=max_size,
         timeout=timeout,
         open=False,
-        check=ConnectionPool.check_connection,
+        check=check_connection,
         configure=configure_connection(read_only),
         kwargs={"application_name": name, "prepare_threshold": prepare_threshold,
                 "connect_timeout": max(1, round(connect_timeout))},
@@ -267,3 +285,41 @@ class Database:
         with conn.transaction():
             conn.execute(self._sql["begin_timeouts"], {"timeout_ms": str(self.statement_timeout_ms)})
             yield conn
+
+    @contextlib.contextmanager
+    def pipelined_transaction(self, conn: psycopg.Connection, *, after_commit: str) -> Iterator[Pipelined]:
+        """:meth:`transaction` in psycopg's pipeline mode, for a write that needs few answers: ``BEGIN``
+        and this transaction's timeouts travel with the block's first statement (one round trip when the
+        block fetches its result), and on a clean exit ``COMMIT`` travels with ``after_commit`` (a query
+        without parameters, e.g. the WAL position), whose first row lands in ``Pipelined.after_commit``.
+
+        A connection that breaks after the server confirmed ``COMMIT`` leaves ``after_commit`` None (the
+        write stands); any other error rolls back and propagates, as in :meth:`transaction`."""
+        tx = Pipelined()
+        commit = after = None
+        try:
+            with conn.pipeline():
+                conn.execute(self._sql["begin"])
+                conn.execute(self._sql["begin_timeouts"], {"timeout_ms": str(self.statement_timeout_ms)})
+                yield tx
+                commit = conn.execute(self._sql["commit"])
+                after = conn.execute(after_commit)
+            # Leaving the pipeline sent COMMIT and the query after it, and read both answers.
+            tx.after_commit = after.fetchone()
+        except BaseException as exc:
+            if isinstance(exc, psycopg.OperationalError) and commit is not None and commit.statusmessage == "COMMIT":
+                return  # the connection broke after the server confirmed COMMIT: the write stands
+            if not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(self._sql["rollback"])
+            raise
+
+
+class Pipelined:
+    """What :meth:`Database.pipelined_transaction` learnt after ``COMMIT``: the first row of its
+    ``after_commit`` query, or None when it is unknown."""
+
+    __slots__ = ("after_commit",)
+
+    def __init__(self):
+        self.after_commit: tuple | None = None

@@ -6,8 +6,9 @@ They travel pickled over ``multiprocessing.connection`` pipes. Entities travel a
 (``(text, label, start_char, end_char)``): the cheapest shape to pickle.
 
 Parent -> child: :class:`Job`, :class:`Cancel`, :class:`Stop`.
-Child -> parent: :class:`Ready` or :class:`LoadFailed` once, then :class:`Done` per job and
-:class:`BatchObserved` per model batch (the parent serves ``/metrics``).
+Child -> parent: :class:`Ready` or :class:`LoadFailed` once, then :class:`Answers` (the :class:`Done` of
+every job answered at once: one message per model chunk, not one per job) and :class:`BatchObserved` per
+model batch (the parent serves ``/metrics``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import NamedTuple
 from functions.runtime import errors
 from functions.runtime.errors import FunctionError, Unavailable
 
-VERSION = 1
+VERSION = 2
 
 
 class Job(NamedTuple):
@@ -95,6 +96,13 @@ class Done(NamedTuple):
     job_id: int
     entities: list[list[tuple]] | None
     error: ErrorInfo | None
+    v: int = VERSION
+
+
+class Answers(NamedTuple):
+    """The jobs answered together (after one model chunk, or a cancellation): one Done each."""
+
+    done: tuple[Done, ...]
     v: int = VERSION
 
 

@@ -42,6 +42,7 @@ from functions.runtime import errors, metrics
 from functions.runtime.errors import FunctionError, Overloaded, Unavailable
 from functions.runtime.model_messages import (
     VERSION,
+    Answers,
     BatchObserved,
     Cancel,
     Done,
@@ -283,8 +284,9 @@ class ModelProcess:
             try:
                 while True:
                     message = inbox.recv()
-                    if isinstance(message, Done) and message.v == VERSION:
-                        self._resolve(message)
+                    if isinstance(message, Answers) and message.v == VERSION:
+                        for done in message.done:
+                            self._resolve(done)
                     elif isinstance(message, BatchObserved) and message.v == VERSION:
                         metrics.observe_model_batch(message.documents, message.seconds)
                     else:
@@ -334,19 +336,17 @@ class ModelProcess:
 
 # -- the child ----------------------------------------------------------------------------------------
 
-def _reply(send, job: Job, future: Future) -> None:
-    """Done-callback of a job in the child: its entities as plain tuples, or its error."""
+def _answer(job: Job, future: Future) -> Done:
+    """The Done of a job in the child: its entities as plain tuples, or its error."""
     if future.cancelled():
-        send(Done(job.job_id, None, ErrorInfo.of(errors.Timeout("the request timed out before its texts ran"))))
-        return
+        return Done(job.job_id, None, ErrorInfo.of(errors.Timeout("the request timed out before its texts ran")))
     error = future.exception()
     if error is not None:
         if not isinstance(error, FunctionError):
             log.error("entity recognition failed", exc_info=error, extra={
                 "event": "ner.job_failed", "request_id": job.request_id, "error.type": type(error).__name__})
-        send(Done(job.job_id, None, ErrorInfo.of(error)))
-        return
-    send(Done(job.job_id, [[tuple(entity) for entity in doc] for doc in future.result()], None))
+        return Done(job.job_id, None, ErrorInfo.of(error))
+    return Done(job.job_id, [[tuple(entity) for entity in doc] for doc in future.result()], None)
 
 
 def child_main(fd_in: int, fd_out: int, load=None) -> int:
@@ -370,12 +370,25 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
         except OSError:  # the parent is gone; the read loop sees EOF and ends
             pass
 
+    # Jobs answered since the last flush: sent as one Answers message after each model chunk (one pickle and
+    # one write for all of them, one wake-up of the parent's reader), or at once after a cancellation.
+    answered: list[Done] = []
+    answered_lock = threading.Lock()
+
+    def flush() -> None:
+        with answered_lock:
+            done = tuple(answered)
+            answered.clear()
+        if done:
+            send(Answers(done))
+
     started = time.perf_counter()
     try:
         nlp = load(s.spacy_model, s.spacy_pipeline)
         engine = NerEngine(nlp, max_batch=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms,
                            max_pending=sys.maxsize, zone_docs=s.zone_docs, max_batch_chars=s.batch_max_chars,
-                           on_batch=lambda documents, seconds: send(BatchObserved(documents, seconds)))
+                           on_batch=lambda documents, seconds: send(BatchObserved(documents, seconds)),
+                           on_answered=flush)
     except Exception as exc:
         send(LoadFailed(type(exc).__name__, str(exc)[:1000]))
         return 1
@@ -385,7 +398,9 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
 
     def forget(job: Job, future: Future) -> None:
         futures.pop(job.job_id, None)
-        _reply(send, job, future)
+        done = _answer(job, future)
+        with answered_lock:
+            answered.append(done)
 
     while True:
         try:
@@ -402,10 +417,13 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
             future = engine.submit(message.texts, message.request_id)
             futures[message.job_id] = future
             future.add_done_callback(functools.partial(forget, message))
+            if future.done():  # resolved before the callback was added: it ran here, after the worker's flush
+                flush()
         elif isinstance(message, Cancel):
             future = futures.get(message.job_id)
             if future is not None and not future.cancel():
                 future.abandoned = True  # type: ignore[attr-defined]  # NerEngine skips its unstarted texts
+            flush()  # a job cancelled before it started was answered here, on this thread
         elif isinstance(message, Stop):
             break
     engine.close(timeout=s.request_timeout_s + 10.0)

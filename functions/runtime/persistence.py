@@ -10,9 +10,10 @@ conflict (409) and nothing of that request is written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 
 from functions.runtime import db, metrics
@@ -20,7 +21,7 @@ from functions.runtime.db import Failure, ServerDown
 from functions.runtime.errors import Conflict, FunctionError, Unavailable
 from functions.runtime.group_commit import GroupCommitter, Pending
 from functions.runtime.shapes import DocumentRecord, Fingerprint, WriteResult
-from functions.runtime.stores.documents import DocumentStore
+from functions.runtime.stores.documents import DocumentStore, KeyTaken
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,15 @@ def plan(group: Group, existing: dict[str, Fingerprint]) -> tuple[Outcome, dict[
             if record.document_id not in existing:
                 to_insert.setdefault(record.document_id, record)
     return outcome, to_insert
+
+
+@contextlib.contextmanager
+def _raced_on_taken_key() -> Iterator[None]:
+    """KeyTaken from the store as Raced: the transaction rolled back, the next attempt checks first."""
+    try:
+        yield
+    except KeyTaken:
+        raise Raced() from None
 
 
 class EntityWriter:
@@ -162,12 +172,18 @@ class EntityWriter:
     def _write_with_retry(self, group: Group) -> Outcome:
         connection_retried = False
         degraded = self.store.is_down()  # as it was before this group: a failure below marks it down
+        # The first attempt assumes every id is new (the common case: one statement, no check first).
+        # When one is not (a client's retry, or another writer's), the group rolls back and later attempts
+        # check first, as the duplicates and conflicts need.
+        check_first = False
         for attempt in range(RACE_ATTEMPTS):
             try:
-                return self._write_once(group)
+                return self._write_once(group, check_first)
             except Raced:
-                log.info("request id raced with another writer, retrying group",
-                         extra={"event": "db.write_raced", "attempt": attempt + 1})
+                if check_first:
+                    log.info("request id raced with another writer, retrying group",
+                             extra={"event": "db.write_raced", "attempt": attempt + 1})
+                check_first = True
             except Exception as exc:
                 if db.classify(exc) is not Failure.SERVER_DOWN or (isinstance(exc, ServerDown) and not exc.acquired):
                     # A data problem, no connection at all, or a statement/lock timeout: a retry would
@@ -183,18 +199,18 @@ class EntityWriter:
         raise Unavailable("concurrent writes kept racing on the same request ids", code="database_busy",
                           retry_after=self.retry_after)
 
-    def _write_once(self, group: Group) -> Outcome:
+    def _write_once(self, group: Group, check_first: bool) -> Outcome:
+        """One transaction for ``group``. Without ``check_first`` every id is taken to be new; raises
+        Raced (the transaction rolled back) when one was stored already."""
         started = time.perf_counter()
-        all_ids = list(dict.fromkeys(r.document_id for pending in group for r in pending.work))
-        with self.store.transaction() as tx:
-            existing = tx.existing_documents(all_ids)
+        existing: dict[str, Fingerprint] = {}
+        with _raced_on_taken_key(), self.store.transaction() as tx:
+            if check_first:
+                existing = tx.existing_documents(list(dict.fromkeys(
+                    r.document_id for pending in group for r in pending.work)))
             outcome, to_insert = plan(group, existing)
-            inserted: set[str] = set()
             if to_insert:
-                inserted = tx.insert_documents(list(to_insert.values()))
-                if inserted != set(to_insert):
-                    raise Raced()  # leaving the transaction rolls the whole group back
-                tx.insert_entities(list(to_insert.values()))
+                tx.insert_new(list(to_insert.values()))
         db_ms = (time.perf_counter() - started) * 1000.0
         metrics.DB_WRITE_SECONDS.observe(db_ms / 1000.0)
         for pending in group:
@@ -203,6 +219,6 @@ class EntityWriter:
             duplicates = {r.document_id for r in pending.work if r.document_id in existing}
             # A document id that two queued requests share is written once; the later one is a duplicate.
             duplicates |= {r.document_id for r in pending.work
-                           if r.document_id in inserted and to_insert[r.document_id] is not r}
+                           if r.document_id in to_insert and to_insert[r.document_id] is not r}
             outcome[id(pending)] = WriteResult(commit_lsn=tx.commit_lsn, duplicates=duplicates, db_ms=db_ms)
         return outcome

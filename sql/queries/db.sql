@@ -15,3 +15,14 @@ SELECT set_config('default_transaction_read_only', 'on', false);
 
 -- name: ping
 SELECT 1;
+
+-- name: begin
+-- A pipelined write transaction (Database.pipelined_transaction): sent with the timeouts and the first
+-- statement, not waited for on its own.
+BEGIN;
+
+-- name: commit
+COMMIT;
+
+-- name: rollback
+ROLLBACK;

@@ -300,3 +300,20 @@ def test_the_report_appends_each_phase_section_after_the_main_table():
     results = _fake_results() | {"errors": {"edge": "RuntimeError: boom"}}
     text = render(results)
     assert text.index("## Caveats") < text.index("The edge phase failed: RuntimeError: boom")
+
+
+def test_edge_cost_table_compares_cpu_per_comment_with_raw_at_the_matching_call_and_the_one_client_p50():
+    from bench.edge import CALL, cpu_table
+
+    def function(level, raw_batch, ratio, goal, p50=None):
+        return {"docs_per_cpu_s": 280.0, "cpu_ratios": [ratio], "cpu_ratio": ratio, "cpu_goal": goal,
+                "http_cpu_ms": 0.8, "model_cpu_ms": 2.7, "raw_batch": raw_batch, "p50_ms": p50}
+
+    result = {"corpora": {"short": {
+        "raw": {str(CALL): {"docs_per_cpu_s": 320.0, "p50_ms": 6.0}, "16": {"docs_per_cpu_s": 480.0}},
+        "function": {"1": function(1, CALL, 0.52, None, p50=7.5), "16": function(16, 16, 0.60, 0.75)}}}}
+    one, sixteen = cpu_table(result).splitlines()[-2:]
+    assert "nlp(text) 320" in one and "7.5 vs 6.0 + 2 ms: met" in one
+    assert "pipe(16) 480" in sixteen and ">= 0.75 NOT met" in sixteen and "| 0.80 + 2.70 |" in sixteen
+    # A result file written before these figures existed renders no table.
+    assert cpu_table({"corpora": {"short": {"raw": {}, "function": {"16": {"ratio": 0.7}}}}}) == ""

@@ -121,3 +121,51 @@ def test_a_skipped_chunk_of_a_timed_out_request_still_answers_it_with_504():
     finally:
         engine.close()
     assert ["x" * 1500] not in fake.calls, "the abandoned text must not reach the model"
+
+
+class _TimedPipeline(_RecordingPipeline):
+    """Records each model call's texts; every call takes ``seconds``."""
+
+    seconds = 0.05
+
+    def pipe(self, texts, batch_size=128):
+        import time
+
+        self.gate.set()
+        time.sleep(self.seconds)
+        return super().pipe(texts, batch_size)
+
+
+def test_callers_that_come_back_right_after_a_batch_share_the_next_one_and_an_idle_caller_waits_for_none(
+        monkeypatch):
+    import time
+
+    from functions.runtime import nlp
+
+    # A generous window, so a slow thread start on a loaded machine still comes back within it.
+    monkeypatch.setattr(nlp, "_WAIT_CAP_S", 1.0)
+    monkeypatch.setattr(nlp, "_WAIT_SHARE", 10.0)
+    fake = _TimedPipeline()
+    engine = NerEngine(fake, max_batch=128, max_wait_ms=0, warmup=False, zone_docs=0)
+    try:
+        blocker = engine.submit(["blocker"])
+        fake.gate.wait(5)  # the worker runs the blocker: the next four queue behind it and run as one batch
+        first = [engine.submit([f"first {i}"]) for i in range(4)]
+        for future in [blocker, *first]:
+            future.result(5)
+        assert fake.calls[-1] == [f"first {i}" for i in range(4)]
+        # The four callers come back one after another, a few milliseconds apart (closed-loop clients).
+        again = []
+        for i in range(4):
+            time.sleep(0.005)
+            again.append(engine.submit([f"again {i}"]))
+        for future in again:
+            future.result(5)
+        assert [c for c in fake.calls if c[0].startswith("again")] == [[f"again {i}" for i in range(4)]]
+        # Long after the last batch, a lone caller is not held back waiting for others.
+        time.sleep(0.6)
+        started = time.perf_counter()
+        engine.submit(["alone"]).result(5)
+        assert time.perf_counter() - started < 0.3 + fake.seconds
+    finally:
+        engine.close()

@@ -4,13 +4,16 @@
 Shapes::
 
     store = PgDocumentStore(database, store_text=True)
-    with store.transaction() as tx:                     # BEGIN + this transaction's timeouts
+    with store.transaction() as tx:                     # BEGIN + timeouts, sent with what follows
         stored = tx.existing_documents(["id1", "id2"])  # {document_id: (text_sha256, model, version)}
-        inserted = tx.insert_documents(records)         # ids this statement inserted (others raced)
-        tx.insert_entities([r for r in records if r.document_id in inserted])
+        tx.insert_new(records)                          # keys, documents, entities: ids not stored yet
     tx.commit_lsn                                       # after COMMIT: its WAL position, or None
 
-Errors: :class:`functions.runtime.db.ServerDown` when no working connection can be had or it broke in use
+A write of new documents is one round trip: BEGIN, the timeouts, ``insert_new``, COMMIT and the commit's
+WAL position travel together (psycopg's pipeline mode). When one of the ids is stored already the block
+raises :class:`KeyTaken` (at the latest when it ends) and nothing of it is written.
+
+Other errors: :class:`functions.runtime.db.ServerDown` when no working connection can be had or it broke in use
 (``acquired`` says which), psycopg's ``QueryCanceled``/``LockNotAvailable`` for a statement or lock
 timeout, other ``psycopg.Error`` for a value the server refuses. Leaving the ``with`` block by an
 exception rolls the transaction back.
@@ -25,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import psycopg
+import psycopg.errors
 
 from functions.runtime import queries
 from functions.runtime.db import Database
@@ -36,6 +40,10 @@ def normalize(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+class KeyTaken(Exception):
+    """A document id of ``insert_new`` is stored already: the transaction failed and rolled back."""
+
+
 class DocumentTransaction(Protocol):
     """One open write transaction; ``commit_lsn`` is set once it committed (None if unknown)."""
 
@@ -45,13 +53,10 @@ class DocumentTransaction(Protocol):
         """The stored fingerprint of those ids that are already persisted (the idempotency check)."""
         ...
 
-    def insert_documents(self, records: Sequence[DocumentRecord]) -> set[str]:
-        """Insert the documents whose ids are new (their key first: an id another writer inserted first is
-        skipped). Returns the ids inserted."""
-        ...
-
-    def insert_entities(self, records: Sequence[DocumentRecord]) -> None:
-        """Insert every entity of ``records`` (documents inserted in this transaction)."""
+    def insert_new(self, records: Sequence[DocumentRecord]) -> None:
+        """Insert each record's key, document and entities, the ids all new (``existing_documents`` said
+        so, or the caller assumes it). May return before the server answered: an id that is stored
+        already (another writer's, or a client's retry) makes the transaction block raise KeyTaken."""
         ...
 
 
@@ -92,23 +97,9 @@ class _PgTransaction:
         rows = self.conn.execute(self.sql["existing_documents"], {"document_ids": list(document_ids)})
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
-    def insert_documents(self, records: Sequence[DocumentRecord]) -> set[str]:
-        keys = {"document_ids": [r.document_id for r in records],
-                "text_sha256s": [r.text_sha256 for r in records],
-                "model_names": [r.model_name for r in records],
-                "model_versions": [r.model_version for r in records]}
-        inserted = {row[0] for row in self.conn.execute(self.sql["insert_keys"], keys)}
-        new = [r for r in records if r.document_id in inserted]
-        if new:
-            self.conn.execute(self.sql["insert_documents"], self._params(new))
-        return inserted
-
-    def insert_entities(self, records: Sequence[DocumentRecord]) -> None:
-        with self.conn.cursor() as cur, cur.copy(self.sql["copy_entities"]) as copy:
-            for record in records:
-                document_id, source = record.document_id, record.source
-                for ordinal, (text, label, start, end) in enumerate(record.entities):
-                    copy.write_row((document_id, ordinal, label, text, normalize(text), start, end, source))
+    def insert_new(self, records: Sequence[DocumentRecord]) -> None:
+        # Not fetched: its answer comes with COMMIT's (a unique_violation skips the COMMIT).
+        self.conn.execute(self.sql["insert_new"], self._params(records))
 
     def _params(self, records: Sequence[DocumentRecord]) -> dict[str, list]:
         return {
@@ -123,7 +114,25 @@ class _PgTransaction:
                          for r in records],
             "entity_counts": [len(r.entities) for r in records],
             "ner_ms": [r.ner_ms for r in records],
-        }
+        } | _entity_params(records)
+
+
+def _entity_params(records: Sequence[DocumentRecord]) -> dict[str, list]:
+    """The entities of ``records`` as the column arrays of ``insert_new``, ordinals per document."""
+    columns: tuple[list, ...] = ([], [], [], [], [], [], [], [])
+    ids, ordinals, labels, texts, norms, starts, ends, sources = columns
+    for record in records:
+        for ordinal, (text, label, start, end) in enumerate(record.entities):
+            ids.append(record.document_id)
+            ordinals.append(ordinal)
+            labels.append(label)
+            texts.append(text)
+            norms.append(normalize(text))
+            starts.append(start)
+            ends.append(end)
+            sources.append(record.source)
+    return {"entity_document_ids": ids, "ordinals": ordinals, "labels": labels, "texts": texts, "norms": norms,
+            "start_chars": starts, "end_chars": ends, "entity_sources": sources}
 
 
 class PgDocumentStore:
@@ -161,11 +170,14 @@ class PgDocumentStore:
     def transaction(self) -> Iterator[_PgTransaction]:
         with self.database.connection() as conn:
             tx = _PgTransaction(conn, self._sql, self.store_text)
-            with self.database.transaction(conn):
-                yield tx
+            # When only the position is lost after COMMIT, the write is still acknowledged (callers that
+            # need to read their writes fall back to consistency=strong).
             try:
-                tx.commit_lsn = conn.execute(self._sql["current_lsn"]).fetchone()[0]
-            except psycopg.OperationalError:
-                # COMMIT went through; only the position is unknown. The write is acknowledged (callers
-                # that need to read their writes fall back to consistency=strong).
-                tx.commit_lsn = None
+                with self.database.pipelined_transaction(conn, after_commit=self._sql["current_lsn"]) as done:
+                    yield tx
+            except psycopg.errors.UniqueViolation as exc:
+                # Only insert_new inserts here, and every unique key it can meet holds the document id
+                # (document_keys; the primary keys of the documents' and entities' history partitions):
+                # whichever of the three the server checked first, the id is stored already.
+                raise KeyTaken(exc.diag.message_detail or "a document id is stored already") from None
+            tx.commit_lsn = done.after_commit[0] if done.after_commit else None

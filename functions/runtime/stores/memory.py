@@ -7,8 +7,11 @@ fake never parses SQL. tests/integration runs the PostgreSQL stores against real
 
 Hooks of :class:`InMemoryDocumentStore`:
 
-* ``fail_on[method]``: exceptions to raise, one per call, before the method runs (``existing_documents``,
-  ``insert_documents``, ``insert_entities``, ``commit``, ``commit_lsn``);
+* ``fail_on[step]``: exceptions to raise, one per call, before the step runs (``existing_documents``,
+  ``insert_documents``, ``insert_entities``, ``commit``, ``commit_lsn``); ``insert_new`` is one statement
+  on the server that inserts the keys (their unique constraint is the idempotency check: a stored id
+  raises KeyTaken), then documents, then entities, so it passes through the ``existing_documents``,
+  ``insert_documents`` and ``insert_entities`` steps in that order;
 * ``unreachable``: the next N transactions find no connection (ServerDown, not acquired);
 * ``before_insert(ids)``: runs before an insert (another writer committing first: :meth:`commit_elsewhere`);
 * ``check_insert(records)``: may raise for a value the server would refuse.
@@ -28,7 +31,7 @@ from typing import Any
 from functions.runtime.db import ServerDown
 from functions.runtime.shapes import DocumentRecord, Fingerprint
 from functions.runtime.stores.dead_letters import DeadLetter
-from functions.runtime.stores.documents import normalize
+from functions.runtime.stores.documents import KeyTaken, normalize
 
 
 class _Transaction:
@@ -42,30 +45,28 @@ class _Transaction:
         return {i: (docs[i]["text_sha256"], docs[i]["model_name"], docs[i]["model_version"])
                 for i in document_ids if i in docs}
 
-    def insert_documents(self, records: Sequence[DocumentRecord]) -> set[str]:
+    def insert_new(self, records: Sequence[DocumentRecord]) -> None:
         store = self.store
+        # One statement on the server (keys, documents, entities): each step's hook may fail it.
+        store.hook("existing_documents")
         store.hook("insert_documents")
         if store.before_insert is not None:
             store.before_insert([r.document_id for r in records])
         if store.check_insert is not None:
             store.check_insert(records)
-        inserted = set()
+        taken = [r.document_id for r in records if r.document_id in store.documents]
+        if taken:  # the key's unique constraint fails the statement, and the transaction with it
+            raise KeyTaken(f"document ids stored already: {taken}")
         for r in records:
-            if r.document_id in store.documents:
-                continue  # ON CONFLICT DO NOTHING
             store.documents[r.document_id] = {
                 "request_id": r.document_id, "source": r.source, "model_name": r.model_name,
                 "model_version": r.model_version, "text_length": len(r.text), "text_sha256": r.text_sha256,
                 "body": r.text if store.store_text else None, "metadata": copy.deepcopy(r.metadata),
                 "entity_count": len(r.entities), "ner_ms": r.ner_ms}
-            inserted.add(r.document_id)
-        return inserted
-
-    def insert_entities(self, records: Sequence[DocumentRecord]) -> None:
-        self.store.hook("insert_entities")
+        store.hook("insert_entities")
         for r in records:
             for ordinal, (text, label, start, end) in enumerate(r.entities):
-                self.store.entities.append((r.document_id, ordinal, label, text, normalize(text), start, end))
+                store.entities.append((r.document_id, ordinal, label, text, normalize(text), start, end))
 
 
 class InMemoryDocumentStore:
