@@ -463,7 +463,9 @@ def test_both_servers_down_is_503_and_replica_reads_survive_a_primary_outage(
                 started = time.monotonic()
                 with pytest.raises(Unavailable) as info:
                     service.query(HOUR, label, 5)
-                assert time.monotonic() - started < 3.0
+                # No hang: at worst each server costs its pool timeout (1 s) and a reconnect its libpq
+                # connect timeout (2 s) — far below the watchdog's timeouts.
+                assert time.monotonic() - started < 4.5
                 assert info.value.code == "database_unavailable" and info.value.status == 503
                 assert service.ready() is False
             finally:
