@@ -28,6 +28,7 @@ PHASES = (
     "memory",
     "image",
     "analytics",
+    "campaign",
 )
 
 
