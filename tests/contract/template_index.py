@@ -1,5 +1,5 @@
 """A reproduction of the official python3-http template's ``index.py`` (python-flask-template @ e01a882,
-template/python3-http/index.py; ../shared/CONTRACT.md), run as its own process by
+template/python3-http/index.py; docs/contract.md), run as its own process by
 tests/contract/test_template_process.py. One deviation: the port comes from ``TEMPLATE_PORT`` (the
 template hard-codes 5000, which parallel test runs would share)."""
 

@@ -7,7 +7,7 @@ plugin runs the real one (argocd/plugins/openfaas-stack/generate.sh); the tests 
 at this file through ``FAAS_CLI`` so that the script's error handling and the objects it would emit
 are checked here.
 
-Implemented exactly as ../shared/CONTRACT.md describes the verified behaviour:
+Implemented exactly as docs/contract.md describes the verified behaviour:
 
 * one ``openfaas.com/v1`` ``Function`` per function: key -> ``metadata.name`` and ``spec.name``;
   ``metadata.namespace`` only from ``-n`` (default ``openfaas-fn``), never from stack.yml;

@@ -108,7 +108,7 @@ def test_missing_stack_file_or_faas_cli_fails_cleanly(faas_cli, tmp_path):
     assert result.returncode != 0 and result.stdout == "" and "faas-cli not found" in result.stderr
 
 
-# --- the stand-in itself behaves like faas-cli generate (../shared/CONTRACT.md) -------------------------
+# --- the stand-in itself behaves like faas-cli generate (docs/contract.md) -------------------------
 
 
 def standin(tmp_path, *args, env=None):

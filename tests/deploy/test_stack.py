@@ -115,7 +115,7 @@ def test_watchdog_runs_the_project_server_in_http_mode_without_log_prefixes(imag
 
 def test_readiness_is_proxied_without_request_buffering_which_panics_of_watchdog(image_env):
     """of-watchdog 0.11.6 panics on every GET /_/ready when buffer_http (or http_buffer_req_body) is true
-    and ready_path is set (../shared/CONTRACT.md): the probe never gets an answer. The working
+    and ready_path is set (docs/contract.md): the probe never gets an answer. The working
     combination is ready_path with buffering off; the upstream server reads chunked bodies itself."""
     assert image_env["ready_path"]
     for key in ("buffer_http", "http_buffer_req_body"):

@@ -29,7 +29,7 @@ CORE_GROUPS = {
     "apiextensions.k8s.io",
 }
 
-# CRD files in the schema directory (../shared/schemas/SOURCES.md).
+# CRD files in the schema directory (NLP_SCHEMA_DIR; SOURCES.md there says where each came from).
 CRD_FILES = [
     "faas-netes/openfaas.com_functions.yaml",
     "faas-netes/openfaas.com_profiles.yaml",

@@ -1,6 +1,6 @@
 """What `faas-cli build` / `--shrinkwrap` (0.18.12) copies for a function with ``handler: .``: every file
 under the handler folder except the top-level ``build/`` and ``template/`` folders, symlinked directories
-copied as directories (../shared/CONTRACT.md). Used to measure what local state would leak into
+copied as directories (docs/contract.md). Used to measure what local state would leak into
 ``build/<function>/``."""
 
 from __future__ import annotations

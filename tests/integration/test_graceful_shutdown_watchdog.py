@@ -1,4 +1,4 @@
-"""of-watchdog 0.11.6's SIGTERM sequence (../shared/CONTRACT.md): the watchdog forwards SIGTERM to the
+"""of-watchdog 0.11.6's SIGTERM sequence (docs/contract.md): the watchdog forwards SIGTERM to the
 function at once and keeps proxying NEW requests for its ``healthcheck_interval`` before it drains.
 
 Driven here against the real function process: ``healthcheck_interval=7s`` in the environment (as the
