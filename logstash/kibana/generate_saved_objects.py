@@ -31,6 +31,7 @@ INDEX_PATTERN = "nlp-pipeline-*"  # matches the pipeline's output index nlp-pipe
 DATA_VIEW_ID = "nlp-pipeline-data-view"
 TRAIL_SEARCH_ID = "nlp-request-trail"
 ERRORS_SEARCH_ID = "nlp-errors-and-warnings"
+QUEUE_WORKER_FAILURES_SEARCH_ID = "nlp-queue-worker-failures"
 DASHBOARD_ID = "nlp-enrichment-sre"
 FORMAT_VERSION = "7.17.0"
 
@@ -55,6 +56,11 @@ ERROR_LINES_KQL = 'log.level : ("error" or "critical")'
 
 def _and(*queries: str) -> str:
     return " and ".join(f"({query})" for query in queries)
+
+
+# OpenFaaS's queue-worker (cluster): a final outcome that was not a 2xx (status_code, lifted from the
+# X-Function-Status its line reports, when it does) or a line it logged at error level.
+QUEUE_WORKER_FAILURES_KQL = _and('component : "queue-worker"', f"status_code >= 300 or {ERROR_LINES_KQL}")
 
 
 def _uuid(name: str) -> str:
@@ -388,6 +394,21 @@ def entities_per_label() -> dict:
         "entity_count > 0")
 
 
+def queue_worker_failures_search() -> dict:
+    return saved_search(
+        QUEUE_WORKER_FAILURES_SEARCH_ID,
+        "OpenFaaS queue-worker: failed outcomes and errors",
+        "Newest first, the cluster's queue-worker (component queue-worker, namespace openfaas): asynchronous "
+        "invocations whose final status was not a 2xx (status_code, when its line reports X-Function-Status) "
+        "and the lines it logged at error level. Its whole JSON line is under queue_worker; request_id is "
+        "the call id when the line gives one (click it for the trail). Needs "
+        "jetstreamQueueWorker.logs.format: json (logstash/README.md).",
+        QUEUE_WORKER_FAILURES_KQL,
+        ["request_id", "function", "status_code", "log.level", "event", "message"],
+        "desc",
+    )
+
+
 # --- dashboard -----------------------------------------------------------------------------------------
 
 
@@ -440,7 +461,7 @@ def build() -> list[dict]:
         "entities": entities_per_label(),
         "dead_letters": dead_letters(),
     }
-    trail, errors = trail_search(), errors_search()
+    trail, errors, queue_worker = trail_search(), errors_search(), queue_worker_failures_search()
     last_hour = {"timeRange": {"from": "now-1h", "to": "now"}}
     board = dashboard([
         (visualizations["requests"], {"x": 0, "y": 0, "w": 24, "h": 12}, {}),
@@ -453,8 +474,9 @@ def build() -> list[dict]:
         (visualizations["entities"], {"x": 0, "y": 34, "w": 48, "h": 12}, {}),
         (visualizations["dead_letters"], {"x": 0, "y": 46, "w": 48, "h": 10}, {}),
         (errors, {"x": 0, "y": 56, "w": 48, "h": 15}, {}),
+        (queue_worker, {"x": 0, "y": 71, "w": 48, "h": 12}, {}),
     ])
-    return [data_view(), trail, errors, *visualizations.values(), board]
+    return [data_view(), trail, errors, queue_worker, *visualizations.values(), board]
 
 
 def render() -> str:

@@ -35,6 +35,13 @@ SHIPPER_ROOTS = frozenset({"kubernetes", "tags", "@metadata", "_@timestamp", "ag
                            "host", "stream", "container"})
 # Object fields whose keys are data (entity labels), mapped by a dynamic template.
 DYNAMIC_OBJECTS = frozenset({"entities_by_label"})
+# Objects the pipeline parses out of another program's JSON lines (OpenFaaS's queue-worker): their keys are
+# that program's, not the functions' log contract, and the template maps them flattened.
+FOREIGN_OBJECTS = frozenset({"queue_worker"})
+# How the pipeline and Filebeat recognise OpenFaaS's queue-worker pods (the OpenFaaS chart's
+# queue-worker Deployment: pod label app: queue-worker, in the chart's namespace).
+QUEUE_WORKER_NAMESPACE = "openfaas"
+QUEUE_WORKER_LABEL = ("app", "queue-worker")
 
 # The Log contract (logstash/README.md): every field and the JSON type it must have.
 CONTRACT_TYPES: dict[str, tuple[type, ...]] = {
@@ -254,7 +261,7 @@ def pipeline_logger_fields(tree: list) -> set[str]:
     """The fields the pipeline names that must come from the functions' log lines."""
     fields = set()
     for path in pipeline_field_paths(tree):
-        if path[0] in SHIPPER_ROOTS:
+        if path[0] in SHIPPER_ROOTS or path[0] in FOREIGN_OBJECTS:
             continue
         fields.add(".".join(path) if path[0] in DYNAMIC_OBJECTS else path[0] if len(path) == 1
                    else "[" + "][".join(path) + "]")  # a nested path is never a flat log key
@@ -285,14 +292,16 @@ def render_index_name(index: str, when: datetime | None = None) -> str:
 
 
 def pipeline_label_filter(tree: list) -> tuple[str, str]:
-    """(label key as Filebeat delivers it, required value) from the pipeline's drop conditional."""
+    """(label key as Filebeat delivers it, required value) from the pipeline's drop conditional (the
+    queue-worker's own selection, QUEUE_WORKER_LABEL, is not the opt-in label)."""
     found = []
     for condition in iter_conditions(tree):
         for expression in condition:
             if (isinstance(expression, list) and len(expression) == 3 and expression[1] in ("==", "!=")
                     and isinstance(expression[0], str) and expression[0].startswith("[kubernetes][labels]")):
                 path = selector_path(expression[0])
-                found.append((path[2], expression[2]))
+                if (path[2], expression[2]) != QUEUE_WORKER_LABEL:
+                    found.append((path[2], expression[2]))
     assert len(found) == 1, f"expected one pod-label condition, got {found}"
     return found[0]
 
@@ -317,7 +326,8 @@ def template_mappings(template: dict) -> dict[str, dict]:
 
 
 def template_logger_fields(template: dict) -> set[str]:
-    return {name for name in template_mappings(template) if name.split(".")[0] not in SHIPPER_ROOTS}
+    return {name for name in template_mappings(template)
+            if name.split(".")[0] not in SHIPPER_ROOTS | FOREIGN_OBJECTS}
 
 
 # --- Kibana saved objects and the rule -----------------------------------------------------------------

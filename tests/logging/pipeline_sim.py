@@ -39,7 +39,7 @@ PATTERNS_MOUNT = "/usr/share/logstash/patterns"
 _COMMON = {"id", "add_field", "add_tag", "remove_field", "remove_tag", "enable_metric", "periodic_flush"}
 _KNOWN_OPTIONS = {
     "drop": set(),
-    "mutate": {"rename", "replace", "convert", "copy", "update"},
+    "mutate": {"rename", "replace", "convert", "copy", "update", "gsub"},
     "json": {"source", "skip_on_invalid_json", "tag_on_failure", "target"},
     "grok": {"match", "patterns_dir", "pattern_definitions", "tag_on_failure", "break_on_match"},
     "date": {"match", "target", "timezone", "tag_on_failure"},
@@ -299,14 +299,20 @@ class Pipeline:
         for key, kind in _pairs(settings.get("convert")):
             if has(event, key):
                 set_field(event, key, _convert(get(event, key), kind))
+        gsub = [self._raw(item) for item in _list(settings.get("gsub"))]
+        if len(gsub) % 3:
+            raise Unsupported(f"gsub needs field/pattern/replacement triples: {gsub}")
+        for key, pattern, replacement in zip(gsub[::3], gsub[1::3], gsub[2::3], strict=True):
+            value = get(event, key)
+            if isinstance(value, str):
+                # Ruby's String#gsub: \1 in the replacement is the first group (regex.sub reads it alike).
+                set_field(event, key, regex.sub(pattern, replacement, value))
         for source, target in _pairs(settings.get("copy")):
             if has(event, source):
                 set_field(event, target, copy.deepcopy(get(event, source)))
         return True
 
     def _json(self, settings: dict, event: dict) -> bool:
-        if "target" in settings:
-            raise Unsupported("json target")
         source = get(event, settings["source"])
         try:
             parsed = json.loads(source)
@@ -318,6 +324,10 @@ class Pipeline:
             for tag in _list(settings.get("tag_on_failure", ["_jsonparsefailure"])):
                 add_tag(event, tag)
             return False
+        if "target" in settings:
+            # With a target the object goes there whole; "@timestamp" inside it is an ordinary key.
+            set_field(event, settings["target"], parsed)
+            return True
         for key, value in parsed.items():
             if key == "@timestamp":
                 if isinstance(value, str) and _iso8601(value) is not None:
@@ -541,16 +551,34 @@ def _processor(processor: dict, event: dict, pod: Pod) -> dict | None:
                                "container": {"name": pod.labels[0][1]}}
         return event
     if name == "drop_event":
-        condition = options["when"]
-        if set(condition) != {"not"} or set(condition["not"]) != {"equals"}:
-            raise Unsupported(f"drop_event condition {condition}")
-        (key, value), = condition["not"]["equals"].items()
-        found = event
-        for part in key.split(".", 2)[:2]:
-            found = found.get(part, {}) if isinstance(found, dict) else {}
-        found = found.get(key.split(".", 2)[2]) if isinstance(found, dict) and key.count(".") >= 2 else None
-        return event if found == value else None
+        return None if _beats_condition(options["when"], event) else event
     raise Unsupported(f"processor {name}")
+
+
+def _beats_field(event: dict, key: str):
+    """A Beats field name against the event: "kubernetes.labels.<key>" (the label key after de-dotting may
+    hold "/" and "-", never "."), "kubernetes.namespace"."""
+    parts = key.split(".", 2) if key.startswith("kubernetes.labels.") else key.split(".")
+    found = event
+    for part in parts:
+        if not isinstance(found, dict) or part not in found:
+            return None
+        found = found[part]
+    return found
+
+
+def _beats_condition(condition: dict, event: dict) -> bool:
+    """Beats processor conditions: equals, and, or, not (libbeat conditions)."""
+    (kind, operand), = condition.items()
+    if kind == "not":
+        return not _beats_condition(operand, event)
+    if kind == "and":
+        return all(_beats_condition(item, event) for item in operand)
+    if kind == "or":
+        return any(_beats_condition(item, event) for item in operand)
+    if kind == "equals":
+        return all(_beats_field(event, key) == value for key, value in operand.items())
+    raise Unsupported(f"condition {kind}")
 
 
 def now_cri() -> str:

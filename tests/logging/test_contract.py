@@ -113,10 +113,12 @@ def test_the_pipeline_listens_for_beats_on_5044(tree):
 def test_json_failures_are_tagged_and_kept(tree):
     filters = [(name, s, cond) for section, name, s, cond in iter_plugins(tree) if section == "filter"]
     json_filters = [s for name, s, _ in filters if name == "json"]
-    assert len(json_filters) == 1
-    assert json_filters[0]["source"] == "message"
-    assert "_jsonparsefailure" in json_filters[0]["tag_on_failure"]
-    assert json_filters[0].get("skip_on_invalid_json", False) is False
+    # The function's JSON into the event, the queue-worker's into its own object.
+    assert sorted(s.get("target", "") for s in json_filters) == ["", "queue_worker"]
+    for settings in json_filters:
+        assert settings["source"] == "message"
+        assert "_jsonparsefailure" in settings["tag_on_failure"]
+        assert settings.get("skip_on_invalid_json", False) is False
     # The only drop is the pod-label one: nothing drops on a failure tag.
     drops = [cond for name, _, cond in filters if name == "drop"]
     assert len(drops) == 1 and "kubernetes" in json.dumps(drops)
@@ -253,8 +255,16 @@ def test_filebeat_dedots_label_keys_and_filters_on_the_pipelines_label(tree):
     # Absent means the default (true); the pipeline's key form depends on it.
     assert metadata.get("labels.dedot", metadata.get("labels", {}).get("dedot", True)) is True
     key, value = pipeline_label_filter(tree)
-    condition = _processor("drop_event")["when"]["not"]["equals"]
-    assert condition == {f"kubernetes.labels.{key}": value}
+    opt_in, queue_worker = _processor("drop_event")["when"]["not"]["or"]
+    assert opt_in == {"equals": {f"kubernetes.labels.{key}": value}}
+    # The queue-worker: the same namespace and label the pipeline selects it by.
+    label, label_value = fieldrefs.QUEUE_WORKER_LABEL
+    assert queue_worker == {"and": [{"equals": {"kubernetes.namespace": fieldrefs.QUEUE_WORKER_NAMESPACE}},
+                                    {"equals": {f"kubernetes.labels.{label}": label_value}}]}
+    selections = [condition for condition in fieldrefs.iter_conditions(tree)
+                  if ["[kubernetes][namespace]", "==", fieldrefs.QUEUE_WORKER_NAMESPACE] in condition
+                  and [f"[kubernetes][labels][{label}]", "==", label_value] in condition]
+    assert len(selections) == 1, selections
 
 
 def test_the_pipeline_selects_the_pod_label_stack_yml_sets(tree):
