@@ -220,8 +220,10 @@ def writer_rounds(cluster, worker: RollupProcess, levels: tuple[int, ...], round
 
 def drop_day(cluster, mentions: int, writers: int, group: int, prefix: str, days_ahead: int = 3) -> dict:
     """Fill the day ``days_ahead`` days from today with ``mentions`` mentions (no change ids), then detach and
-    drop its two partitions (:func:`functions.runtime.retention.drop_partition`, lock_timeout 5 s) while
-    ``writers`` writers write at full speed; lock waits of the writers sampled meanwhile."""
+    drop its two partitions (:func:`functions.runtime.retention.drop_partition`) while ``writers`` writers
+    write at full speed; lock waits of the writers sampled meanwhile. lock_timeout 60 s: a concurrent detach
+    waits for every transaction that uses the parent table, the rollup worker's open cycle among them, and
+    the figure is how long that takes (the retention job itself sets no lock timeout)."""
     sql = queries.load("bench")
     owner = cluster.dsn("owner", "primary")
     with psycopg.connect(owner, autocommit=True) as conn:
@@ -241,7 +243,7 @@ def drop_day(cluster, mentions: int, writers: int, group: int, prefix: str, days
     time.sleep(0.3)
     before = sum(s.docs for s in streams)
     with psycopg.connect(owner, autocommit=True) as conn:
-        conn.execute(sql["set_setting"], {"name": "lock_timeout", "value": "5s"})
+        conn.execute(sql["set_setting"], {"name": "lock_timeout", "value": "60s"})
         entities_s = retention.drop_partition(conn, "entities", f"entities_p{suffix}")
         documents_s = retention.drop_partition(conn, "documents", f"documents_p{suffix}")
     during = sum(s.docs for s in streams) - before
