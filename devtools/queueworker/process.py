@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.processes import REPO
+from devtools.processes import REPO, ManagedProcess
 
 
-@dataclass
-class QueueWorkerProcess:
-    process: subprocess.Popen
-    log_path: Path
+@dataclass(kw_only=True)
+class QueueWorkerProcess(ManagedProcess):
+    name: str = "queue-worker"
 
     def log_lines(self) -> list[dict]:
         """Every JSON line of its log so far."""
@@ -39,14 +37,7 @@ class QueueWorkerProcess:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (deliveries in flight get a few seconds, then go back to the queue), then SIGKILL."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return super().stop(timeout)
 
     def _tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
@@ -72,7 +63,7 @@ def start_queue_worker(nats_url: str, log_dir: Path, *, functions: dict[str, str
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "wb") as out:
         process = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=child_env)
-    worker = QueueWorkerProcess(process, log_path)
+    worker = QueueWorkerProcess(process=process, log_path=log_path)
     if wait:
         worker.wait_ready()
     return worker
