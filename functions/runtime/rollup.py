@@ -13,8 +13,9 @@ when the first's connection ends. Each cycle (every ``ROLLUP_INTERVAL_MS`` while
    visible. This is the Citus incremental-rollup watermark without its table lock: writers never wait.
 2. In one transaction: aggregate the rows with change ids in ``(last, upto]`` per minute, source and entity;
    count minutes that are still open (ending less than ``ROLLUP_GRACE_S`` ago) in memory and write their
-   top lists (:mod:`functions.runtime.topk`); rebuild from the base tables any older minute that received a
-   late row, and the minutes of rows written before change ids existed (history, newest hour first); merge
+   top lists (:mod:`functions.runtime.topk`); rebuild from the base tables, in the database (only the
+   kept rows and totals are written, none cross into the worker), any older minute that received a late
+   row, and the minutes of rows written before change ids existed (history, newest hour first); merge
    the minutes of every finished hour into an hour list; move the state to ``upto`` and the watermark —
    only if the state still says ``last`` (a worker that lost its lock changes nothing).
 
@@ -28,8 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -46,6 +46,9 @@ LOCK_KEY = 0x6E6C_705F_726F_6C6C  # "nlp_roll": one active worker per database
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 MAX_IDS_PER_CYCLE = 500_000  # a backlog is caught up in cycles of at most this many change ids
+# Minutes rebuilt per statement: one scan and sort for several minutes, while a statement's sorts stay
+# within a few tens of MB (a minute of a campaign holds ~170 k mentions).
+REBUILD_BATCH = 4
 HISTORY_STEP = timedelta(minutes=10)  # history rolled up per cycle, newest first
 HOURS_PER_CYCLE = 3  # finished hours merged per cycle at most (catching up spreads over cycles)
 WAIT_LIMIT_S = 5.0  # a cycle gives up waiting for running transactions after this long
@@ -132,10 +135,9 @@ class RollupWorker:
         for hour in {hour_floor(bucket) for bucket in late if bucket < horizon}:
             late.update(hour + i * MINUTE for i in range(60))
         rebuild = set(history_minutes) | late
-        lists = self._count_open([r for r in mentions if r.bucket not in rebuild])
-        for bucket in sorted(rebuild):
-            lists.update(_summaries(_grouped(self.store.entity_bucket(bucket, upto)), self.k))
-        self.store.write_lists("minute", lists)
+        self.store.write_lists("minute", self._count_open([r for r in mentions if r.bucket not in rebuild]))
+        for batch in _batches(sorted(rebuild), REBUILD_BATCH):
+            self.store.rebuild_minutes(batch, upto, self.k)
         self.store.replace_document_minutes(sorted(rebuild))
         rebuilt_documents = [row for bucket in sorted(rebuild) for row in self.store.document_bucket(bucket, upto)]
         self.store.add_document_minutes([r for r in documents if r.bucket not in rebuild] + rebuilt_documents)
@@ -222,15 +224,9 @@ class RollupWorker:
         return deleted
 
 
-def _grouped(rows: Iterable[MentionRow]) -> dict[GroupKey, dict[str, list]]:
-    groups: dict[GroupKey, dict[str, list]] = defaultdict(dict)
-    for row in rows:
-        topk.add_counts(groups[(row.bucket, row.source, row.label)], [(row.norm, row.mentions, row.text, row.newest)])
-    return groups
-
-
-def _summaries(groups: dict[GroupKey, dict[str, list]], k: int) -> dict[GroupKey, topk.TopList]:
-    return {key: topk.summarize(counts, k) for key, counts in groups.items()}
+def _batches(buckets: list[datetime], size: int) -> Iterator[list[datetime]]:
+    for i in range(0, len(buckets), size):
+        yield buckets[i:i + size]
 
 
 def run(settings: Settings, stop: threading.Event, dsn: str | None = None) -> int:

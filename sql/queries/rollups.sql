@@ -184,3 +184,45 @@ WHERE ctid = ANY(ARRAY(SELECT ctid FROM analytics.document_buckets
 -- name: partition_horizon
 -- How far ahead daily partitions exist (writes fail for a day without one).
 SELECT max(range_end) FROM nlp.partition_ranges();
+
+-- name: forget_minute_lists
+-- The lists and entity totals of the minutes about to be rebuilt (every source and label of them).
+DELETE FROM analytics.entity_top
+WHERE resolution = 'minute' AND bucket >= %(first)s AND bucket <= %(last)s AND bucket = ANY(%(buckets)s::timestamptz[]);
+
+-- name: forget_minute_buckets
+DELETE FROM analytics.entity_buckets
+WHERE resolution = 'minute' AND bucket >= %(first)s AND bucket <= %(last)s AND bucket = ANY(%(buckets)s::timestamptz[]);
+
+-- name: rebuild_minute_lists
+-- Rebuild whole minutes from the raw table up to change id upto (rows without change ids included), as
+-- topk.summarize would: per minute, source ('' = all) and label the k most mentioned norms (ties by norm
+-- in code-point order), each with the spelling of its newest mention; the exact total, the distinct
+-- count, and unlisted_max = the count of rank k + 1 (0 when every norm is listed). Only the kept rows and
+-- one total per group leave the aggregate: nothing crosses into the worker. COLLATE "C": code-point order
+-- is topk's tie order, and byte comparisons make the two sorts several times cheaper than the locale's.
+WITH counted AS (
+    SELECT bucket, CASE WHEN grouping(source) = 1 THEN '' ELSE source END AS source, label, norm,
+           count(*) AS mentions, (array_agg(text ORDER BY change_id DESC NULLS LAST, processed_at DESC))[1] AS text
+    FROM (SELECT date_trunc('minute', processed_at, 'UTC') AS bucket, source COLLATE "C" AS source,
+                 label COLLATE "C" AS label, norm COLLATE "C" AS norm, text, change_id, processed_at
+          FROM nlp.entities
+          WHERE processed_at >= %(first)s AND processed_at < %(last)s::timestamptz + interval '1 minute'
+            AND date_trunc('minute', processed_at, 'UTC') = ANY(%(buckets)s::timestamptz[])
+            AND (change_id IS NULL OR change_id <= %(upto)s)) AS e
+    GROUP BY GROUPING SETS ((bucket, source, label, norm), (bucket, label, norm))
+    HAVING grouping(source) = 1 OR coalesce(source, '') <> ''
+), ranked AS (
+    SELECT bucket, source, label, norm, text, mentions,
+           row_number() OVER (PARTITION BY bucket, source, label ORDER BY mentions DESC, norm) AS rank
+    FROM counted
+), listed AS (
+    INSERT INTO analytics.entity_top (resolution, bucket, source, label, norm, text, mentions, mentions_error)
+    SELECT 'minute', bucket, source, label, norm, text, mentions, 0 FROM ranked WHERE rank <= %(k)s
+)
+INSERT INTO analytics.entity_buckets
+    (resolution, bucket, source, label, mentions, unlisted_max, distinct_entities)
+SELECT 'minute', bucket, source, label, sum(mentions), coalesce(max(mentions) FILTER (WHERE rank > %(k)s), 0),
+       count(*)
+FROM ranked
+GROUP BY bucket, source, label;

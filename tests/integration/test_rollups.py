@@ -253,3 +253,60 @@ def test_history_and_late_rows_older_than_the_minute_retention_keep_their_hour_e
         hours = conn.execute("SELECT mentions, mentions_error FROM analytics.entity_top"
                              " WHERE resolution = 'hour' AND norm = 'atlantis'").fetchall()
     assert hours == [(4, 0)]
+
+
+def brute_force_minute(cluster, bucket, k: int) -> tuple[dict, dict]:
+    """The lists and totals of one minute straight from the raw rows, ranked in Python: ({(source, label):
+    [(norm, text, mentions)]}, {(source, label): (mentions, unlisted_max, distinct)}); source '' = all."""
+    with psycopg.connect(cluster.dsn("owner", "primary"), autocommit=True) as conn:
+        rows = conn.execute("SELECT coalesce(source, ''), label, norm, text, change_id FROM nlp.entities"
+                            " WHERE processed_at >= %s AND processed_at < %s + interval '1 minute'",
+                            (bucket, bucket)).fetchall()
+    counts: dict[tuple[str, str], dict[str, list]] = {}
+    for source, label, norm, text, change_id in rows:
+        for group in {(source, label), ("", label)} if source else {("", label)}:
+            entry = counts.setdefault(group, {}).setdefault(norm, [0, text, change_id])
+            entry[0] += 1
+            if change_id > entry[2]:
+                entry[1:] = [text, change_id]
+    lists, totals = {}, {}
+    for group, by_norm in counts.items():
+        ranked = sorted(by_norm.items(), key=lambda item: (-item[1][0], item[0]))
+        lists[group] = [(norm, text, n) for norm, (n, text, _) in ranked[:k]]
+        totals[group] = (sum(n for n, *_ in by_norm.values()), ranked[k][1][0] if len(ranked) > k else 0,
+                         len(ranked))
+    return lists, totals
+
+
+def test_a_rebuilt_minute_equals_a_brute_force_count_of_its_raw_rows(cluster, clean):
+    """Ties at the cut (broken by norm, code-point order), a group with fewer than K keys, the newest
+    spelling, and a minute that is rebuilt after it was sealed."""
+    k = 4
+    driver = Rollups(cluster, Settings(rollup_top_k=k, rollup_grace_s=2.0))
+    ago = 600 + time.time() % 60  # the first second of the minute that began ten minutes ago
+    bucket = datetime.fromtimestamp((time.time() - ago) // 60 * 60, UTC)
+    rows = ([("camp-a", "ORG", name, ago - 1) for name in ("Zeta", "Beta", "alpha", "Ärger", "Delta")] * 2
+            + [("camp-b", "ORG", "Beta", ago - 2)] * 3 + [("camp-a", "ORG", "BETA", ago - 3)]
+            + [(None, "ORG", "Omega", ago - 4)] + [("camp-b", "GPE", "Lisbon", ago - 5)] * 2)
+    try:
+        insert(cluster, rows)
+        driver.catch_up()
+        insert(cluster, [("camp-a", "ORG", "Delta", ago - 6), ("camp-b", "PERSON", "Ada", ago - 7)])  # late
+        driver.catch_up()
+    finally:
+        driver.close()
+    want_lists, want_totals = brute_force_minute(cluster, bucket, k)
+    with psycopg.connect(cluster.dsn("owner", "primary"), autocommit=True) as conn:
+        top = conn.execute("SELECT source, label, norm, text, mentions, mentions_error FROM analytics.entity_top"
+                           " WHERE resolution = 'minute' AND bucket = %s", (bucket,)).fetchall()
+        totals = conn.execute("SELECT source, label, mentions, unlisted_max, distinct_entities"
+                              " FROM analytics.entity_buckets WHERE resolution = 'minute' AND bucket = %s",
+                              (bucket,)).fetchall()
+    got_lists: dict[tuple[str, str], list] = {}
+    for source, label, norm, text, mentions, error in top:
+        assert error == 0
+        got_lists.setdefault((source, label), []).append((norm, text, mentions))
+    got_lists = {group: sorted(entries, key=lambda e: (-e[2], e[0])) for group, entries in got_lists.items()}
+    assert got_lists == want_lists
+    assert {(source, label): tuple(rest) for source, label, *rest in totals} == want_totals
+    assert want_totals[("", "ORG")] == (16, 2, 6) and len(want_lists[("camp-b", "PERSON")]) == 1

@@ -141,6 +141,16 @@ class PgRollupStore:
         params = {"start": start, "after": 0, "upto": upto, "open_from": start}
         return [DocumentRow(*row) for row in self.conn.execute(self._sql["document_rows"], params)]
 
+    def rebuild_minutes(self, buckets: Sequence[datetime], upto: int, k: int) -> None:
+        """Replace the lists and entity totals of these whole minutes with those of the raw rows up to
+        change id ``upto`` (and those without one), computed in the database: the same lists
+        :func:`functions.runtime.topk.summarize` makes of ``entity_bucket``. Raises psycopg errors."""
+        if not buckets:
+            return
+        params = {"buckets": list(buckets), "first": min(buckets), "last": max(buckets), "upto": upto, "k": k}
+        for name in ("forget_minute_lists", "forget_minute_buckets", "rebuild_minute_lists"):
+            self.conn.execute(self._sql[name], params)
+
     def minutes_with_history(self, start: datetime, end: datetime) -> list[datetime]:
         return [row[0] for row in self.conn.execute(self._sql["minutes_with_data"], {"start": start, "end": end})]
 
