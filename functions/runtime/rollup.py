@@ -90,6 +90,8 @@ class RollupWorker:
         # Exact counts of the open minutes: (bucket, source, label) -> {norm: [mentions, text, newest id]}.
         # None until rebuilt from the base tables (at start and after a failed cycle).
         self.open: dict[GroupKey, dict[str, list]] | None = None
+        # The open minutes' lists as last written (what the tables hold): a cycle writes only what changed.
+        self.written: dict[GroupKey, topk.TopList] = {}
         self._last_write = 0.0
 
     # -- one cycle --------------------------------------------------------------------------------------
@@ -135,7 +137,9 @@ class RollupWorker:
         for hour in {hour_floor(bucket) for bucket in late if bucket < horizon}:
             late.update(hour + i * MINUTE for i in range(60))
         rebuild = set(history_minutes) | late
-        self.store.write_lists("minute", self._count_open([r for r in mentions if r.bucket not in rebuild]))
+        lists = self._count_open([r for r in mentions if r.bucket not in rebuild])
+        self.store.write_lists("minute", lists, self.written)
+        self.written.update(lists)
         for batch in _batches(sorted(rebuild), REBUILD_BATCH):
             self.store.rebuild_minutes(batch, upto, self.k)
         self.store.replace_document_minutes(sorted(rebuild))
@@ -151,6 +155,8 @@ class RollupWorker:
         self._last_write = time.monotonic()
         for key in [key for key in self.open if key[0] < sealed_before]:
             del self.open[key]  # sealed: later rows rebuild the minute from the base tables
+        for key in [key for key in self.written if key[0] < sealed_before or key[0] in rebuild]:
+            del self.written[key]  # sealed, or rewritten by the rebuild: no longer what was written
         watermark = at if complete else state.watermark
         return CycleReport(rows=upto - after, rebuilt=len(rebuild), hours=hours, watermark=watermark,
                            lag_s=max(0.0, (datetime.now(UTC) - watermark).total_seconds()))
@@ -158,6 +164,7 @@ class RollupWorker:
     def _restore_open(self, state: RollupState, at: datetime) -> None:
         """Rebuild the open minutes' exact counts from the base tables (start, takeover, failed cycle)."""
         self.open = {}
+        self.written = {}
         bucket = minute_floor(at - self.grace)
         while bucket <= minute_floor(at):
             for row in self.store.entity_bucket(bucket, state.last_change_id):
@@ -195,8 +202,7 @@ class RollupWorker:
             hours.add(merged_before)
             merged_before += HOUR
         for hour in sorted(hours):
-            minute_lists = self.store.minute_lists(hour, hour + HOUR)
-            self.store.write_hour(hour, {key: topk.merge(lists, 2 * self.k) for key, lists in minute_lists.items()})
+            self.store.merge_hour(hour, 2 * self.k)
         return len(hours), merged_before
 
     # -- the loop ---------------------------------------------------------------------------------------

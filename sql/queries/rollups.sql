@@ -100,11 +100,22 @@ DELETE FROM analytics.entity_top AS t
 USING unnest(%(buckets)s::timestamptz[], %(sources)s::text[], %(labels)s::text[]) AS k(bucket, source, label)
 WHERE t.resolution = %(resolution)s AND t.source = k.source AND t.bucket = k.bucket AND t.label = k.label;
 
--- name: insert_lists
+-- name: upsert_lists
+-- New and changed list rows (unchanged ones are not sent: a cycle of the steady stream moves a few counts).
 INSERT INTO analytics.entity_top (resolution, bucket, source, label, norm, text, mentions, mentions_error)
 SELECT %(resolution)s, * FROM unnest(%(buckets)s::timestamptz[], %(sources)s::text[], %(labels)s::text[],
                                      %(norms)s::text[], %(texts)s::text[], %(mentions)s::bigint[],
-                                     %(errors)s::bigint[]);
+                                     %(errors)s::bigint[])
+ON CONFLICT ON CONSTRAINT entity_top_key DO UPDATE
+SET text = excluded.text, mentions = excluded.mentions, mentions_error = excluded.mentions_error;
+
+-- name: delete_list_rows
+-- Rows that dropped out of their list.
+DELETE FROM analytics.entity_top AS t
+USING unnest(%(buckets)s::timestamptz[], %(sources)s::text[], %(labels)s::text[], %(norms)s::text[])
+      AS k(bucket, source, label, norm)
+WHERE t.resolution = %(resolution)s AND t.source = k.source AND t.bucket = k.bucket AND t.label = k.label
+  AND t.norm = k.norm;
 
 -- name: upsert_buckets
 INSERT INTO analytics.entity_buckets
@@ -226,3 +237,49 @@ SELECT 'minute', bucket, source, label, sum(mentions), coalesce(max(mentions) FI
        count(*)
 FROM ranked
 GROUP BY bucket, source, label;
+
+-- name: merge_hour_lists
+-- The hour's lists and entity totals from its minutes', as topk.merge(minute lists oldest first, k) would:
+-- per source and label, a norm's mentions are its listed mentions summed (a lower bound) and its error
+-- its listed errors plus the unlisted_max of every minute it is not listed in; the k best by lower bound
+-- are kept (ties by norm, code-point order) with the spelling of the newest minute listing them;
+-- unlisted_max bounds any norm not kept: the sum of the minutes' unlisted_max or the upper bound of one
+-- dropped here; distinct_entities is a lower bound (the most of the listed norms or of any minute). Run
+-- after the hour's rows are deleted. Nothing crosses into the worker: an hour holds ~280 k minute rows.
+-- COLLATE "C" as in rebuild_minute_lists: topk's tie order, and byte comparisons; the spelling is looked
+-- up (by key) for the kept norms only, so the aggregate needs no ordered aggregate and may hash.
+WITH minutes AS (
+    SELECT source, label, bucket, mentions, unlisted_max, distinct_entities
+    FROM analytics.entity_buckets
+    WHERE resolution = 'minute' AND bucket >= %(hour)s AND bucket < %(hour)s::timestamptz + interval '1 hour'
+), groups AS (
+    SELECT source, label, sum(mentions) AS mentions, sum(unlisted_max) AS unlisted, max(distinct_entities) AS most
+    FROM minutes GROUP BY source, label
+), keys AS (
+    SELECT t.source COLLATE "C" AS source, t.label COLLATE "C" AS label, t.norm COLLATE "C" AS norm,
+           sum(t.mentions) AS lower, sum(t.mentions_error) AS listed_error,
+           sum(m.unlisted_max) AS covered, max(t.bucket) AS newest
+    FROM analytics.entity_top AS t
+    JOIN minutes AS m ON m.source = t.source AND m.label = t.label AND m.bucket = t.bucket
+    WHERE t.resolution = 'minute' AND t.bucket >= %(hour)s AND t.bucket < %(hour)s::timestamptz + interval '1 hour'
+    GROUP BY 1, 2, 3
+), ranked AS (
+    SELECT k.source, k.label, k.norm, k.newest, k.lower, k.listed_error + g.unlisted - k.covered AS error,
+           row_number() OVER (PARTITION BY k.source, k.label ORDER BY k.lower DESC, k.norm) AS rank
+    FROM keys AS k JOIN groups AS g ON g.source = k.source AND g.label = k.label
+), listed AS (
+    INSERT INTO analytics.entity_top (resolution, bucket, source, label, norm, text, mentions, mentions_error)
+    SELECT 'hour', %(hour)s, r.source, r.label, r.norm, t.text, r.lower, r.error
+    FROM ranked AS r
+    JOIN analytics.entity_top AS t ON t.resolution = 'minute' AND t.source = r.source AND t.bucket = r.newest
+                                  AND t.label = r.label AND t.norm = r.norm
+    WHERE r.rank <= %(k)s
+), dropped AS (
+    SELECT source, label, count(*) AS listed, max(lower + error) FILTER (WHERE rank > %(k)s) AS upper
+    FROM ranked GROUP BY source, label
+)
+INSERT INTO analytics.entity_buckets
+    (resolution, bucket, source, label, mentions, unlisted_max, distinct_entities)
+SELECT 'hour', %(hour)s, g.source, g.label, g.mentions, greatest(g.unlisted, d.upper),
+       greatest(g.most, d.listed)
+FROM groups AS g LEFT JOIN dropped AS d ON d.source = g.source AND d.label = g.label;
