@@ -45,7 +45,7 @@ ROLLUP_SECRET = credentials.SECRETS["rollup-dsn"].name
 LOCK_KEY = 0x6E6C_705F_726F_6C6C  # "nlp_roll": one active worker per database
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
-MAX_IDS_PER_CYCLE = 500_000  # a backlog is caught up in cycles of at most this many change ids
+MAX_IDS_PER_CYCLE = 2_000_000  # a backlog is caught up in cycles of at most this many change ids
 # Minutes rebuilt per statement: one scan and sort for several minutes, while a statement's sorts stay
 # within a few tens of MB (a minute of a campaign holds ~170 k mentions).
 REBUILD_BATCH = 4

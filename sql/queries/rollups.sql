@@ -197,9 +197,14 @@ WHERE ctid = ANY(ARRAY(SELECT ctid FROM analytics.document_buckets
 SELECT max(range_end) FROM nlp.partition_ranges();
 
 -- name: forget_minute_lists
--- The lists and entity totals of the minutes about to be rebuilt (every source and label of them).
-DELETE FROM analytics.entity_top
-WHERE resolution = 'minute' AND bucket >= %(first)s AND bucket <= %(last)s AND bucket = ANY(%(buckets)s::timestamptz[]);
+-- The lists of the minutes about to be rebuilt (every source and label of them), found through their
+-- totals' keys: entity_top holds 48 h of minutes and no index of it starts with the bucket. Every list
+-- has its total (both are written in one transaction), so run this before forget_minute_buckets.
+DELETE FROM analytics.entity_top AS t
+USING analytics.entity_buckets AS b
+WHERE b.resolution = 'minute' AND b.bucket >= %(first)s AND b.bucket <= %(last)s
+  AND b.bucket = ANY(%(buckets)s::timestamptz[])
+  AND t.resolution = 'minute' AND t.source = b.source AND t.bucket = b.bucket AND t.label = b.label;
 
 -- name: forget_minute_buckets
 DELETE FROM analytics.entity_buckets
@@ -247,7 +252,11 @@ GROUP BY bucket, source, label;
 -- dropped here; distinct_entities is a lower bound (the most of the listed norms or of any minute). Run
 -- after the hour's rows are deleted. Nothing crosses into the worker: an hour holds ~280 k minute rows.
 -- COLLATE "C" as in rebuild_minute_lists: topk's tie order, and byte comparisons; the spelling is looked
--- up (by key) for the kept norms only, so the aggregate needs no ordered aggregate and may hash.
+-- up (by key, in the index's collation) for the kept norms only, so the aggregate needs no ordered
+-- aggregate. The
+-- minute rows are reached through the key of each minute total (LATERAL, OFFSET 0 keeps it a lookup per
+-- minute): entity_top holds 48 h of minutes and no index of it starts with the bucket, so a scan, hash or
+-- merge join of it would read them all.
 WITH minutes AS (
     SELECT source, label, bucket, mentions, unlisted_max, distinct_entities
     FROM analytics.entity_buckets
@@ -259,9 +268,11 @@ WITH minutes AS (
     SELECT t.source COLLATE "C" AS source, t.label COLLATE "C" AS label, t.norm COLLATE "C" AS norm,
            sum(t.mentions) AS lower, sum(t.mentions_error) AS listed_error,
            sum(m.unlisted_max) AS covered, max(t.bucket) AS newest
-    FROM analytics.entity_top AS t
-    JOIN minutes AS m ON m.source = t.source AND m.label = t.label AND m.bucket = t.bucket
-    WHERE t.resolution = 'minute' AND t.bucket >= %(hour)s AND t.bucket < %(hour)s::timestamptz + interval '1 hour'
+    FROM minutes AS m
+    CROSS JOIN LATERAL (SELECT e.source, e.label, e.norm, e.bucket, e.mentions, e.mentions_error
+                        FROM analytics.entity_top AS e
+                        WHERE e.resolution = 'minute' AND e.source = m.source AND e.bucket = m.bucket
+                          AND e.label = m.label OFFSET 0) AS t
     GROUP BY 1, 2, 3
 ), ranked AS (
     SELECT k.source, k.label, k.norm, k.newest, k.lower, k.listed_error + g.unlisted - k.covered AS error,
@@ -269,10 +280,12 @@ WITH minutes AS (
     FROM keys AS k JOIN groups AS g ON g.source = k.source AND g.label = k.label
 ), listed AS (
     INSERT INTO analytics.entity_top (resolution, bucket, source, label, norm, text, mentions, mentions_error)
-    SELECT 'hour', %(hour)s, r.source, r.label, r.norm, t.text, r.lower, r.error
+    SELECT 'hour', %(hour)s, r.source, r.label, r.norm,
+           (SELECT t.text FROM analytics.entity_top AS t
+            WHERE t.resolution = 'minute' AND t.source = r.source COLLATE "default" AND t.bucket = r.newest
+              AND t.label = r.label COLLATE "default" AND t.norm = r.norm COLLATE "default"),
+           r.lower, r.error
     FROM ranked AS r
-    JOIN analytics.entity_top AS t ON t.resolution = 'minute' AND t.source = r.source AND t.bucket = r.newest
-                                  AND t.label = r.label AND t.norm = r.norm
     WHERE r.rank <= %(k)s
 ), dropped AS (
     SELECT source, label, count(*) AS listed, max(lower + error) FILTER (WHERE rank > %(k)s) AS upper
