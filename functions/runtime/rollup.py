@@ -112,7 +112,7 @@ class RollupWorker:
             with self.store.transaction():
                 report = self._apply(lsn, at, top_id)
         except BaseException:
-            self.open = None  # memory may hold counts of a transaction that rolled back
+            self.open = None  # memory may hold counts (and written lists) of a transaction that rolled back
             raise
         return report
 

@@ -10,7 +10,9 @@ the worker the active one. Shapes::
     with store.transaction():               # everything a cycle writes, with the state update
         store.state() -> RollupState
         store.entity_delta(after, upto) -> [MentionRow]; store.document_delta(after, upto) -> [DocumentRow]
-        store.write_lists("minute", {(bucket, source, label): TopList}); store.add_document_minutes(rows)
+        store.write_lists("minute", {(bucket, source, label): TopList}, written)  # only what changed
+        store.rebuild_minutes([bucket, ...], upto, k); store.merge_hour(hour, 2 * k)  # in the database
+        store.add_document_minutes(rows)
         store.advance(...) -> bool           # False: another worker moved the state first
 
 Errors are psycopg's (``OperationalError`` when the server goes away); the worker reconnects.
@@ -158,7 +160,7 @@ class PgRollupStore:
                     written: Mapping[GroupKey, TopList] | None = None) -> None:
         """Make the tables hold ``lists`` for these (bucket, source, label) groups. ``written``: what the
         tables are known to hold for some of them (the lists this worker wrote last); only their rows that
-        changed are upserted or deleted. Other groups are replaced whole."""
+        changed are upserted or deleted. Other groups are replaced whole. Raises psycopg errors."""
         if not lists:
             return
         written = written or {}
