@@ -13,8 +13,9 @@ when the first's connection ends. Each cycle (every ``ROLLUP_INTERVAL_MS`` while
    visible. This is the Citus incremental-rollup watermark without its table lock: writers never wait.
 2. In one transaction: aggregate the rows with change ids in ``(last, upto]`` per minute, source and entity;
    count minutes that are still open (ending less than ``ROLLUP_GRACE_S`` ago) in memory and write their
-   top lists (:mod:`functions.runtime.topk`); rebuild from the base tables any older minute that received a
-   late row, and the minutes of rows written before change ids existed (history, newest hour first); merge
+   top lists (:mod:`functions.runtime.topk`); rebuild from the base tables, in the database (only the
+   kept rows and totals are written, none cross into the worker), any older minute that received a late
+   row, and the minutes of rows written before change ids existed (history, newest hour first); merge
    the minutes of every finished hour into an hour list; move the state to ``upto`` and the watermark —
    only if the state still says ``last`` (a worker that lost its lock changes nothing).
 
@@ -28,8 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -45,7 +45,14 @@ ROLLUP_SECRET = credentials.SECRETS["rollup-dsn"].name
 LOCK_KEY = 0x6E6C_705F_726F_6C6C  # "nlp_roll": one active worker per database
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
-MAX_IDS_PER_CYCLE = 500_000  # a backlog is caught up in cycles of at most this many change ids
+# A backlog is caught up in cycles of at most this many change ids (~10 minutes of a 10 M mentions/h
+# campaign, ~15 s of work on 2 cores): each cycle rebuilds the minutes at its edges again and re-merges
+# the hours of its late minutes, so fewer, larger cycles catch up faster; the watermark only moves when a
+# cycle reaches the head of the sequence anyway.
+MAX_IDS_PER_CYCLE = 2_000_000
+# Minutes rebuilt per statement: one scan and sort for several minutes, while a statement's sorts stay
+# within a few tens of MB (a minute of a campaign holds ~170 k mentions).
+REBUILD_BATCH = 4
 HISTORY_STEP = timedelta(minutes=10)  # history rolled up per cycle, newest first
 HOURS_PER_CYCLE = 3  # finished hours merged per cycle at most (catching up spreads over cycles)
 WAIT_LIMIT_S = 5.0  # a cycle gives up waiting for running transactions after this long
@@ -87,6 +94,8 @@ class RollupWorker:
         # Exact counts of the open minutes: (bucket, source, label) -> {norm: [mentions, text, newest id]}.
         # None until rebuilt from the base tables (at start and after a failed cycle).
         self.open: dict[GroupKey, dict[str, list]] | None = None
+        # The open minutes' lists as last written (what the tables hold): a cycle writes only what changed.
+        self.written: dict[GroupKey, topk.TopList] = {}
         self._last_write = 0.0
 
     # -- one cycle --------------------------------------------------------------------------------------
@@ -107,7 +116,7 @@ class RollupWorker:
             with self.store.transaction():
                 report = self._apply(lsn, at, top_id)
         except BaseException:
-            self.open = None  # memory may hold counts of a transaction that rolled back
+            self.open = None  # memory may hold counts (and written lists) of a transaction that rolled back
             raise
         return report
 
@@ -133,9 +142,10 @@ class RollupWorker:
             late.update(hour + i * MINUTE for i in range(60))
         rebuild = set(history_minutes) | late
         lists = self._count_open([r for r in mentions if r.bucket not in rebuild])
-        for bucket in sorted(rebuild):
-            lists.update(_summaries(_grouped(self.store.entity_bucket(bucket, upto)), self.k))
-        self.store.write_lists("minute", lists)
+        self.store.write_lists("minute", lists, self.written)
+        self.written.update(lists)
+        for batch in _batches(sorted(rebuild), REBUILD_BATCH):
+            self.store.rebuild_minutes(batch, upto, self.k)
         self.store.replace_document_minutes(sorted(rebuild))
         rebuilt_documents = [row for bucket in sorted(rebuild) for row in self.store.document_bucket(bucket, upto)]
         self.store.add_document_minutes([r for r in documents if r.bucket not in rebuild] + rebuilt_documents)
@@ -149,6 +159,8 @@ class RollupWorker:
         self._last_write = time.monotonic()
         for key in [key for key in self.open if key[0] < sealed_before]:
             del self.open[key]  # sealed: later rows rebuild the minute from the base tables
+        for key in [key for key in self.written if key[0] < sealed_before or key[0] in rebuild]:
+            del self.written[key]  # sealed, or rewritten by the rebuild: no longer what was written
         watermark = at if complete else state.watermark
         return CycleReport(rows=upto - after, rebuilt=len(rebuild), hours=hours, watermark=watermark,
                            lag_s=max(0.0, (datetime.now(UTC) - watermark).total_seconds()))
@@ -156,6 +168,7 @@ class RollupWorker:
     def _restore_open(self, state: RollupState, at: datetime) -> None:
         """Rebuild the open minutes' exact counts from the base tables (start, takeover, failed cycle)."""
         self.open = {}
+        self.written = {}
         bucket = minute_floor(at - self.grace)
         while bucket <= minute_floor(at):
             for row in self.store.entity_bucket(bucket, state.last_change_id):
@@ -193,8 +206,7 @@ class RollupWorker:
             hours.add(merged_before)
             merged_before += HOUR
         for hour in sorted(hours):
-            minute_lists = self.store.minute_lists(hour, hour + HOUR)
-            self.store.write_hour(hour, {key: topk.merge(lists, 2 * self.k) for key, lists in minute_lists.items()})
+            self.store.merge_hour(hour, 2 * self.k)
         return len(hours), merged_before
 
     # -- the loop ---------------------------------------------------------------------------------------
@@ -222,15 +234,9 @@ class RollupWorker:
         return deleted
 
 
-def _grouped(rows: Iterable[MentionRow]) -> dict[GroupKey, dict[str, list]]:
-    groups: dict[GroupKey, dict[str, list]] = defaultdict(dict)
-    for row in rows:
-        topk.add_counts(groups[(row.bucket, row.source, row.label)], [(row.norm, row.mentions, row.text, row.newest)])
-    return groups
-
-
-def _summaries(groups: dict[GroupKey, dict[str, list]], k: int) -> dict[GroupKey, topk.TopList]:
-    return {key: topk.summarize(counts, k) for key, counts in groups.items()}
+def _batches(buckets: list[datetime], size: int) -> Iterator[list[datetime]]:
+    for i in range(0, len(buckets), size):
+        yield buckets[i:i + size]
 
 
 def run(settings: Settings, stop: threading.Event, dsn: str | None = None) -> int:

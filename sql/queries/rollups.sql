@@ -100,11 +100,22 @@ DELETE FROM analytics.entity_top AS t
 USING unnest(%(buckets)s::timestamptz[], %(sources)s::text[], %(labels)s::text[]) AS k(bucket, source, label)
 WHERE t.resolution = %(resolution)s AND t.source = k.source AND t.bucket = k.bucket AND t.label = k.label;
 
--- name: insert_lists
+-- name: upsert_lists
+-- New and changed list rows (unchanged ones are not sent: a cycle of the steady stream moves a few counts).
 INSERT INTO analytics.entity_top (resolution, bucket, source, label, norm, text, mentions, mentions_error)
 SELECT %(resolution)s, * FROM unnest(%(buckets)s::timestamptz[], %(sources)s::text[], %(labels)s::text[],
                                      %(norms)s::text[], %(texts)s::text[], %(mentions)s::bigint[],
-                                     %(errors)s::bigint[]);
+                                     %(errors)s::bigint[])
+ON CONFLICT ON CONSTRAINT entity_top_key DO UPDATE
+SET text = excluded.text, mentions = excluded.mentions, mentions_error = excluded.mentions_error;
+
+-- name: delete_list_rows
+-- Rows that dropped out of their list.
+DELETE FROM analytics.entity_top AS t
+USING unnest(%(buckets)s::timestamptz[], %(sources)s::text[], %(labels)s::text[], %(norms)s::text[])
+      AS k(bucket, source, label, norm)
+WHERE t.resolution = %(resolution)s AND t.source = k.source AND t.bucket = k.bucket AND t.label = k.label
+  AND t.norm = k.norm;
 
 -- name: upsert_buckets
 INSERT INTO analytics.entity_buckets
@@ -184,3 +195,104 @@ WHERE ctid = ANY(ARRAY(SELECT ctid FROM analytics.document_buckets
 -- name: partition_horizon
 -- How far ahead daily partitions exist (writes fail for a day without one).
 SELECT max(range_end) FROM nlp.partition_ranges();
+
+-- name: forget_minute_lists
+-- The lists of the minutes about to be rebuilt (every source and label of them), found through their
+-- totals' keys: entity_top holds 48 h of minutes and no index of it starts with the bucket. Every list
+-- has its total (both are written in one transaction), so run this before forget_minute_buckets.
+DELETE FROM analytics.entity_top AS t
+USING analytics.entity_buckets AS b
+WHERE b.resolution = 'minute' AND b.bucket >= %(first)s AND b.bucket <= %(last)s
+  AND b.bucket = ANY(%(buckets)s::timestamptz[])
+  AND t.resolution = 'minute' AND t.source = b.source AND t.bucket = b.bucket AND t.label = b.label;
+
+-- name: forget_minute_buckets
+DELETE FROM analytics.entity_buckets
+WHERE resolution = 'minute' AND bucket >= %(first)s AND bucket <= %(last)s AND bucket = ANY(%(buckets)s::timestamptz[]);
+
+-- name: rebuild_minute_lists
+-- Rebuild whole minutes from the raw table up to change id upto (rows without change ids included), as
+-- topk.summarize would: per minute, source ('' = all) and label the k most mentioned norms (ties by norm
+-- in code-point order), each with the spelling of its newest mention; the exact total, the distinct
+-- count, and unlisted_max = the count of rank k + 1 (0 when every norm is listed). Only the kept rows and
+-- one total per group leave the aggregate: nothing crosses into the worker. COLLATE "C": code-point order
+-- is topk's tie order, and byte comparisons make the two sorts several times cheaper than the locale's.
+WITH counted AS (
+    SELECT bucket, CASE WHEN grouping(source) = 1 THEN '' ELSE source END AS source, label, norm,
+           count(*) AS mentions, (array_agg(text ORDER BY change_id DESC NULLS LAST, processed_at DESC))[1] AS text
+    FROM (SELECT date_trunc('minute', processed_at, 'UTC') AS bucket, source COLLATE "C" AS source,
+                 label COLLATE "C" AS label, norm COLLATE "C" AS norm, text, change_id, processed_at
+          FROM nlp.entities
+          WHERE processed_at >= %(first)s AND processed_at < %(last)s::timestamptz + interval '1 minute'
+            AND date_trunc('minute', processed_at, 'UTC') = ANY(%(buckets)s::timestamptz[])
+            AND (change_id IS NULL OR change_id <= %(upto)s)) AS e
+    GROUP BY GROUPING SETS ((bucket, source, label, norm), (bucket, label, norm))
+    HAVING grouping(source) = 1 OR coalesce(source, '') <> ''
+), ranked AS (
+    SELECT bucket, source, label, norm, text, mentions,
+           row_number() OVER (PARTITION BY bucket, source, label ORDER BY mentions DESC, norm) AS rank
+    FROM counted
+), listed AS (
+    INSERT INTO analytics.entity_top (resolution, bucket, source, label, norm, text, mentions, mentions_error)
+    SELECT 'minute', bucket, source, label, norm, text, mentions, 0 FROM ranked WHERE rank <= %(k)s
+)
+INSERT INTO analytics.entity_buckets
+    (resolution, bucket, source, label, mentions, unlisted_max, distinct_entities)
+SELECT 'minute', bucket, source, label, sum(mentions), coalesce(max(mentions) FILTER (WHERE rank > %(k)s), 0),
+       count(*)
+FROM ranked
+GROUP BY bucket, source, label;
+
+-- name: merge_hour_lists
+-- The hour's lists and entity totals from its minutes', as topk.merge(minute lists oldest first, k) would:
+-- per source and label, a norm's mentions are its listed mentions summed (a lower bound) and its error
+-- its listed errors plus the unlisted_max of every minute it is not listed in; the k best by lower bound
+-- are kept (ties by norm, code-point order) with the spelling of the newest minute listing them;
+-- unlisted_max bounds any norm not kept: the sum of the minutes' unlisted_max or the upper bound of one
+-- dropped here; distinct_entities is a lower bound (the most of the listed norms or of any minute). Run
+-- after the hour's rows are deleted. Nothing crosses into the worker: an hour holds ~280 k minute rows.
+-- COLLATE "C" as in rebuild_minute_lists: topk's tie order, and byte comparisons; the spelling is looked
+-- up (by key, in the index's collation) for the kept norms only, so the aggregate needs no ordered
+-- aggregate. The
+-- minute rows are reached through the key of each minute total (LATERAL, OFFSET 0 keeps it a lookup per
+-- minute): entity_top holds 48 h of minutes and no index of it starts with the bucket, so a scan, hash or
+-- merge join of it would read them all.
+WITH minutes AS (
+    SELECT source, label, bucket, mentions, unlisted_max, distinct_entities
+    FROM analytics.entity_buckets
+    WHERE resolution = 'minute' AND bucket >= %(hour)s AND bucket < %(hour)s::timestamptz + interval '1 hour'
+), groups AS (
+    SELECT source, label, sum(mentions) AS mentions, sum(unlisted_max) AS unlisted, max(distinct_entities) AS most
+    FROM minutes GROUP BY source, label
+), keys AS (
+    SELECT t.source COLLATE "C" AS source, t.label COLLATE "C" AS label, t.norm COLLATE "C" AS norm,
+           sum(t.mentions) AS lower, sum(t.mentions_error) AS listed_error,
+           sum(m.unlisted_max) AS covered, max(t.bucket) AS newest
+    FROM minutes AS m
+    CROSS JOIN LATERAL (SELECT e.source, e.label, e.norm, e.bucket, e.mentions, e.mentions_error
+                        FROM analytics.entity_top AS e
+                        WHERE e.resolution = 'minute' AND e.source = m.source AND e.bucket = m.bucket
+                          AND e.label = m.label OFFSET 0) AS t
+    GROUP BY 1, 2, 3
+), ranked AS (
+    SELECT k.source, k.label, k.norm, k.newest, k.lower, k.listed_error + g.unlisted - k.covered AS error,
+           row_number() OVER (PARTITION BY k.source, k.label ORDER BY k.lower DESC, k.norm) AS rank
+    FROM keys AS k JOIN groups AS g ON g.source = k.source AND g.label = k.label
+), listed AS (
+    INSERT INTO analytics.entity_top (resolution, bucket, source, label, norm, text, mentions, mentions_error)
+    SELECT 'hour', %(hour)s, r.source, r.label, r.norm,
+           (SELECT t.text FROM analytics.entity_top AS t
+            WHERE t.resolution = 'minute' AND t.source = r.source COLLATE "default" AND t.bucket = r.newest
+              AND t.label = r.label COLLATE "default" AND t.norm = r.norm COLLATE "default"),
+           r.lower, r.error
+    FROM ranked AS r
+    WHERE r.rank <= %(k)s
+), dropped AS (
+    SELECT source, label, count(*) AS listed, max(lower + error) FILTER (WHERE rank > %(k)s) AS upper
+    FROM ranked GROUP BY source, label
+)
+INSERT INTO analytics.entity_buckets
+    (resolution, bucket, source, label, mentions, unlisted_max, distinct_entities)
+SELECT 'hour', %(hour)s, g.source, g.label, g.mentions, greatest(g.unlisted, d.upper),
+       greatest(g.most, d.listed)
+FROM groups AS g LEFT JOIN dropped AS d ON d.source = g.source AND d.label = g.label;

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from functions.runtime.rollup import LOCK_KEY, RollupWorker
+from functions.runtime import topk
+from functions.runtime.rollup import HOUR, LOCK_KEY, RollupWorker
 from functions.runtime.settings import Settings
 from functions.runtime.stores.rollups import PgRollupStore
 from tests.fixtures.pg import Rollups, private_cluster
@@ -253,3 +254,132 @@ def test_history_and_late_rows_older_than_the_minute_retention_keep_their_hour_e
         hours = conn.execute("SELECT mentions, mentions_error FROM analytics.entity_top"
                              " WHERE resolution = 'hour' AND norm = 'atlantis'").fetchall()
     assert hours == [(4, 0)]
+
+
+def brute_force_minute(cluster, bucket, k: int) -> tuple[dict, dict]:
+    """The lists and totals of one minute straight from the raw rows, ranked in Python: ({(source, label):
+    [(norm, text, mentions)]}, {(source, label): (mentions, unlisted_max, distinct)}); source '' = all."""
+    with psycopg.connect(cluster.dsn("owner", "primary"), autocommit=True) as conn:
+        rows = conn.execute("SELECT coalesce(source, ''), label, norm, text, change_id FROM nlp.entities"
+                            " WHERE processed_at >= %s AND processed_at < %s + interval '1 minute'",
+                            (bucket, bucket)).fetchall()
+    counts: dict[tuple[str, str], dict[str, list]] = {}
+    for source, label, norm, text, change_id in rows:
+        for group in {(source, label), ("", label)} if source else {("", label)}:
+            entry = counts.setdefault(group, {}).setdefault(norm, [0, text, change_id])
+            entry[0] += 1
+            if change_id > entry[2]:
+                entry[1:] = [text, change_id]
+    lists, totals = {}, {}
+    for group, by_norm in counts.items():
+        ranked = sorted(by_norm.items(), key=lambda item: (-item[1][0], item[0]))
+        lists[group] = [(norm, text, n) for norm, (n, text, _) in ranked[:k]]
+        totals[group] = (sum(n for n, *_ in by_norm.values()), ranked[k][1][0] if len(ranked) > k else 0,
+                         len(ranked))
+    return lists, totals
+
+
+def test_a_rebuilt_minute_equals_a_brute_force_count_of_its_raw_rows(cluster, clean):
+    """Ties at the cut (broken by norm, code-point order), a group with fewer than K keys, the newest
+    spelling, and a minute that is rebuilt after it was sealed."""
+    k = 4
+    driver = Rollups(cluster, Settings(rollup_top_k=k, rollup_grace_s=2.0))
+    ago = 600 + time.time() % 60  # the first second of the minute that began ten minutes ago
+    bucket = datetime.fromtimestamp((time.time() - ago) // 60 * 60, UTC)
+    rows = ([("camp-a", "ORG", name, ago - 1) for name in ("Zeta", "Beta", "alpha", "Ärger", "Delta")] * 2
+            + [("camp-b", "ORG", "Beta", ago - 2)] * 3 + [("camp-a", "ORG", "BETA", ago - 3)]
+            + [(None, "ORG", "Omega", ago - 4)] + [("camp-b", "GPE", "Lisbon", ago - 5)] * 2)
+    try:
+        insert(cluster, rows)
+        driver.catch_up()
+        insert(cluster, [("camp-a", "ORG", "Delta", ago - 6), ("camp-b", "PERSON", "Ada", ago - 7)])  # late
+        driver.catch_up()
+    finally:
+        driver.close()
+    want_lists, want_totals = brute_force_minute(cluster, bucket, k)
+    with psycopg.connect(cluster.dsn("owner", "primary"), autocommit=True) as conn:
+        top = conn.execute("SELECT source, label, norm, text, mentions, mentions_error FROM analytics.entity_top"
+                           " WHERE resolution = 'minute' AND bucket = %s", (bucket,)).fetchall()
+        totals = conn.execute("SELECT source, label, mentions, unlisted_max, distinct_entities"
+                              " FROM analytics.entity_buckets WHERE resolution = 'minute' AND bucket = %s",
+                              (bucket,)).fetchall()
+    got_lists: dict[tuple[str, str], list] = {}
+    for source, label, norm, text, mentions, error in top:
+        assert error == 0
+        got_lists.setdefault((source, label), []).append((norm, text, mentions))
+    got_lists = {group: sorted(entries, key=lambda e: (-e[2], e[0])) for group, entries in got_lists.items()}
+    assert got_lists == want_lists
+    assert {(source, label): tuple(rest) for source, label, *rest in totals} == want_totals
+    assert want_totals[("", "ORG")] == (16, 2, 6) and len(want_lists[("camp-b", "PERSON")]) == 1
+
+
+def test_an_hour_list_equals_topk_merge_of_its_minute_lists(cluster, clean):
+    """The hour merge runs in the database; topk.merge over the same minute lists is its reference (small
+    lists, so errors, dropped keys and unlisted bounds all occur)."""
+    k = 3
+    driver = Rollups(cluster, Settings(rollup_top_k=k, rollup_grace_s=2.0))
+    try:
+        insert(cluster, zipf_rows(8_000, seed=13, minutes=150))
+        for _ in range(3):
+            driver.catch_up()
+    finally:
+        driver.close()
+    with psycopg.connect(cluster.dsn("rollup", "primary"), autocommit=True) as conn:
+        hours = [row[0] for row in conn.execute("SELECT DISTINCT bucket FROM analytics.entity_buckets"
+                                                " WHERE resolution = 'hour' ORDER BY 1")]
+        assert len(hours) >= 2
+        store = PgRollupStore(conn)
+        for hour in hours:
+            want = {group: topk.merge(lists, 2 * k) for group, lists in store.minute_lists(hour, hour + HOUR).items()}
+            got = {}
+            for source, label, mentions, unlisted, distinct in conn.execute(
+                    "SELECT source, label, mentions, unlisted_max, distinct_entities FROM analytics.entity_buckets"
+                    " WHERE resolution = 'hour' AND bucket = %s", (hour,)):
+                got[(source, label)] = topk.TopList([], mentions, unlisted, distinct)
+            for source, label, norm, text, mentions, error in conn.execute(
+                    "SELECT source, label, norm, text, mentions, mentions_error FROM analytics.entity_top"
+                    " WHERE resolution = 'hour' AND bucket = %s ORDER BY mentions DESC, norm COLLATE \"C\"", (hour,)):
+                got[(source, label)].entries.append(topk.Entry(norm, text, mentions, error))
+            assert got == want
+            assert any(top.unlisted_max > 0 for top in got.values())
+            assert any(entry.error > 0 for top in got.values() for entry in top.entries)
+
+
+def lists_at_rest(cluster, bucket) -> tuple[dict, dict]:
+    """The minute's lists and totals as written, in brute_force_minute's shape."""
+    with psycopg.connect(cluster.dsn("owner", "primary"), autocommit=True) as conn:
+        top = conn.execute("SELECT source, label, norm, text, mentions FROM analytics.entity_top"
+                           " WHERE resolution = 'minute' AND bucket = %s AND mentions_error = 0"
+                           " ORDER BY mentions DESC, norm COLLATE \"C\"", (bucket,)).fetchall()
+        totals = conn.execute("SELECT source, label, mentions, unlisted_max, distinct_entities"
+                              " FROM analytics.entity_buckets WHERE resolution = 'minute' AND bucket = %s",
+                              (bucket,)).fetchall()
+    lists: dict[tuple[str, str], list] = {}
+    for source, label, norm, text, mentions in top:
+        lists.setdefault((source, label), []).append((norm, text, mentions))
+    return lists, {(source, label): tuple(rest) for source, label, *rest in totals}
+
+
+def test_open_minutes_written_change_by_change_equal_a_brute_force_count(cluster, clean):
+    """One worker across cycles writes only what changed in the open minutes' lists: entries that enter,
+    leave, change count or spelling; the tables then hold what a full count gives."""
+    steps = [[("camp-a", "ORG", "Acme", 1)] * 2 + [("camp-a", "ORG", "Beta", 1), ("camp-b", "GPE", "Rome", 1)],
+             [("camp-a", "ORG", "Gamma", 1)] * 3,  # Gamma enters the top 2, Beta leaves it
+             [("camp-a", "ORG", "ACME", 1)],  # a count and the spelling change
+             [("camp-b", "ORG", "Beta", 1)] * 5 + [("camp-b", "GPE", "Rome", 1)]]
+    with psycopg.connect(cluster.dsn("rollup", "primary"), autocommit=True) as conn:
+        store = PgRollupStore(conn)
+        assert store.try_lock(LOCK_KEY)
+        try:
+            worker = RollupWorker(store, Settings(rollup_top_k=2, rollup_grace_s=600.0), refresh_s=0.0)
+            for rows in steps:
+                insert(cluster, rows)
+                assert worker.cycle() is not None
+                assert worker.written
+                with psycopg.connect(cluster.dsn("owner", "primary"), autocommit=True) as owner:
+                    buckets = [row[0] for row in owner.execute(
+                        "SELECT DISTINCT date_trunc('minute', processed_at, 'UTC') FROM nlp.entities")]
+                for bucket in buckets:
+                    assert lists_at_rest(cluster, bucket) == brute_force_minute(cluster, bucket, 2)
+        finally:
+            store.unlock(LOCK_KEY)

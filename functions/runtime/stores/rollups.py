@@ -10,7 +10,9 @@ the worker the active one. Shapes::
     with store.transaction():               # everything a cycle writes, with the state update
         store.state() -> RollupState
         store.entity_delta(after, upto) -> [MentionRow]; store.document_delta(after, upto) -> [DocumentRow]
-        store.write_lists("minute", {(bucket, source, label): TopList}); store.add_document_minutes(rows)
+        store.write_lists("minute", {(bucket, source, label): TopList}, written)  # only what changed
+        store.rebuild_minutes([bucket, ...], upto, k); store.merge_hour(hour, 2 * k)  # in the database
+        store.add_document_minutes(rows)
         store.advance(...) -> bool           # False: another worker moved the state first
 
 Errors are psycopg's (``OperationalError`` when the server goes away); the worker reconnects.
@@ -141,27 +143,51 @@ class PgRollupStore:
         params = {"start": start, "after": 0, "upto": upto, "open_from": start}
         return [DocumentRow(*row) for row in self.conn.execute(self._sql["document_rows"], params)]
 
+    def rebuild_minutes(self, buckets: Sequence[datetime], upto: int, k: int) -> None:
+        """Replace the lists and entity totals of these whole minutes with those of the raw rows up to
+        change id ``upto`` (and those without one), computed in the database: the same lists
+        :func:`functions.runtime.topk.summarize` makes of ``entity_bucket``. Raises psycopg errors."""
+        if not buckets:
+            return
+        params = {"buckets": list(buckets), "first": min(buckets), "last": max(buckets), "upto": upto, "k": k}
+        for name in ("forget_minute_lists", "forget_minute_buckets", "rebuild_minute_lists"):
+            self.conn.execute(self._sql[name], params)
+
     def minutes_with_history(self, start: datetime, end: datetime) -> list[datetime]:
         return [row[0] for row in self.conn.execute(self._sql["minutes_with_data"], {"start": start, "end": end})]
 
-    def write_lists(self, resolution: str, lists: Mapping[GroupKey, TopList]) -> None:
-        """Replace the lists and bucket totals of these (bucket, source, label) groups."""
+    def write_lists(self, resolution: str, lists: Mapping[GroupKey, TopList],
+                    written: Mapping[GroupKey, TopList] | None = None) -> None:
+        """Make the tables hold ``lists`` for these (bucket, source, label) groups. ``written``: what the
+        tables are known to hold for some of them (the lists this worker wrote last); only their rows that
+        changed are upserted or deleted. Other groups are replaced whole. Raises psycopg errors."""
         if not lists:
             return
-        keys = list(lists)
-        key_params = {"resolution": resolution, "buckets": [k[0] for k in keys],
-                      "sources": [k[1] for k in keys], "labels": [k[2] for k in keys]}
-        self.conn.execute(self._sql["delete_lists"], key_params)
-        rows = [(key, entry) for key in keys for entry in lists[key].entries]
-        if rows:
-            self.conn.execute(self._sql["insert_lists"], {
-                "resolution": resolution, "buckets": [k[0] for k, _ in rows], "sources": [k[1] for k, _ in rows],
-                "labels": [k[2] for k, _ in rows], "norms": [e.norm for _, e in rows],
-                "texts": [e.text for _, e in rows], "mentions": [e.mentions for _, e in rows],
-                "errors": [e.error for _, e in rows]})
-        self.conn.execute(self._sql["upsert_buckets"], {
-            **key_params, "mentions": [lists[k].mentions for k in keys],
-            "unlisted": [lists[k].unlisted_max for k in keys], "distincts": [lists[k].distinct for k in keys]})
+        written = written or {}
+        fresh = [key for key in lists if key not in written]
+        if fresh:
+            self.conn.execute(self._sql["delete_lists"], {"resolution": resolution, **_key_arrays(fresh)})
+        upserts: list[tuple[GroupKey, Entry]] = []
+        removed: list[tuple[GroupKey, str]] = []
+        for key, top in lists.items():
+            before = {entry.norm: entry for entry in written[key].entries} if key in written else {}
+            upserts += [(key, entry) for entry in top.entries if before.get(entry.norm) != entry]
+            kept = {entry.norm for entry in top.entries}
+            removed += [(key, norm) for norm in before if norm not in kept]
+        if removed:
+            self.conn.execute(self._sql["delete_list_rows"], {
+                "resolution": resolution, **_key_arrays([key for key, _ in removed]),
+                "norms": [norm for _, norm in removed]})
+        if upserts:
+            self.conn.execute(self._sql["upsert_lists"], {
+                "resolution": resolution, **_key_arrays([key for key, _ in upserts]),
+                "norms": [e.norm for _, e in upserts], "texts": [e.text for _, e in upserts],
+                "mentions": [e.mentions for _, e in upserts], "errors": [e.error for _, e in upserts]})
+        totals = [key for key in lists if key not in written or _totals(written[key]) != _totals(lists[key])]
+        if totals:
+            self.conn.execute(self._sql["upsert_buckets"], {
+                "resolution": resolution, **_key_arrays(totals), "mentions": [lists[k].mentions for k in totals],
+                "unlisted": [lists[k].unlisted_max for k in totals], "distincts": [lists[k].distinct for k in totals]})
 
     def replace_document_minutes(self, buckets: Sequence[datetime]) -> None:
         """Forget these minutes' document totals (they are about to be rebuilt from the base tables)."""
@@ -187,7 +213,8 @@ class PgRollupStore:
                 cur.executemany(self._sql["add_document_minute"], list(grouped.values()))
 
     def minute_lists(self, start: datetime, end: datetime) -> dict[tuple[str, str], list[TopList]]:
-        """{(source, label): [TopList per minute bucket, oldest first]} for [start, end)."""
+        """{(source, label): [TopList per minute bucket, oldest first]} for [start, end): what an hour's
+        lists merge (:meth:`merge_hour` merges them in the database; this reads them back)."""
         out: dict[tuple[str, str], list[TopList]] = {}
         current: tuple | None = None
         for (source, label, bucket, mentions, unlisted, distinct,
@@ -199,15 +226,25 @@ class PgRollupStore:
                 out[(source, label)][-1].entries.append(Entry(norm, text, listed, error))
         return out
 
-    def write_hour(self, hour: datetime, lists: Mapping[tuple[str, str], TopList]) -> None:
-        """Replace the hour's lists, bucket totals and document totals (the latter summed from its minutes)."""
-        for name in ("delete_hour", "delete_hour_buckets", "delete_document_hour"):
-            self.conn.execute(self._sql[name], {"hour": hour})
-        self.write_lists("hour", {(hour, source, label): top for (source, label), top in lists.items()})
-        self.conn.execute(self._sql["merge_document_hour"], {"hour": hour})
+    def merge_hour(self, hour: datetime, k: int) -> None:
+        """Replace the hour's lists and entity totals with the merge of its minutes' (the k best by lower
+        bound, as :func:`functions.runtime.topk.merge` makes of :meth:`minute_lists`, computed in the
+        database), and its document totals with the sum of its minutes'. Raises psycopg errors."""
+        params = {"hour": hour, "k": k}
+        for name in ("delete_hour", "delete_hour_buckets", "delete_document_hour", "merge_hour_lists",
+                     "merge_document_hour"):
+            self.conn.execute(self._sql[name], params)
 
     def expire(self, resolution: str, before: datetime, batch: int) -> int:
         """Delete up to ``batch`` rows of each rollup table older than ``before``; rows deleted."""
         params = {"resolution": resolution, "before": before, "batch": batch}
         return sum(self.conn.execute(self._sql[name], params).rowcount
                    for name in ("expire_lists", "expire_buckets", "expire_document_buckets"))
+
+
+def _key_arrays(keys: Sequence[GroupKey]) -> dict[str, list]:
+    return {"buckets": [k[0] for k in keys], "sources": [k[1] for k in keys], "labels": [k[2] for k in keys]}
+
+
+def _totals(top: TopList) -> tuple[int, int, int]:
+    return top.mentions, top.unlisted_max, top.distinct
