@@ -23,8 +23,11 @@ def run(ctx) -> dict:
 
 
 def section(results: dict) -> str:
+    """The markdown section: empty when the phase did not run, the error when it failed."""
     summary, error = results.get("campaign"), results["errors"].get("campaign")
-    head = "## Campaign replay\n\n`make campaign` as a phase: see docs/operations.md, \"The replay\".\n\n"
+    if summary is None and not error:
+        return ""
+    head = "\n\n## Campaign replay\n\n`make campaign` as a phase: see docs/operations.md, \"The replay\".\n\n"
     if summary is None:
-        return head + f"Not measured: {error or 'the phase did not run'}.\n"
+        return head + f"Not measured: {error}.\n"
     return head + "```\n" + campaign_report.text(summary) + "\n```\n"
