@@ -464,6 +464,17 @@ class Pod:
                                            ("com.nlp-enrichment/logs", "json"))
 
 
+def filebeat_event(message: str, pod: Pod | None = None, *, stream: str = "stderr",
+                   time: str = "2026-11-30T07:00:05.123456789Z") -> dict:
+    """The event Filebeat sends for one log line of ``pod`` (default: a function pod), after
+    add_kubernetes_metadata."""
+    pod = pod or Pod()
+    return {"@timestamp": time, "message": message, "stream": stream, "input": {"type": "filestream"},
+            "agent": {"type": "filebeat"}, "ecs": {"version": "8.0.0"},
+            "kubernetes": {"namespace": pod.namespace, "pod": {"name": pod.name},
+                           "labels": {fieldrefs.dedot(key): value for key, value in pod.labels}}}
+
+
 def cri_records(text: str) -> list[tuple[str, str, str]]:
     """(timestamp, stream, line) of a CRI container log; partial (P) records are joined per stream."""
     records, partial = [], {}

@@ -54,10 +54,7 @@ SAMPLES = load_samples()
 
 def shipped(message: str, pod: pipeline_sim.Pod = QUEUE_WORKER_POD) -> dict:
     """What Filebeat sends for one stderr line of a pod (after add_kubernetes_metadata)."""
-    return {"@timestamp": "2026-12-07T10:15:02.123456789Z", "message": message, "stream": "stderr",
-            "input": {"type": "filestream"}, "agent": {"type": "filebeat"}, "ecs": {"version": "8.0.0"},
-            "kubernetes": {"namespace": pod.namespace, "pod": {"name": pod.name},
-                           "labels": {fieldrefs.dedot(key): value for key, value in pod.labels}}}
+    return pipeline_sim.filebeat_event(message, pod, time="2026-12-07T10:15:02.123456789Z")
 
 
 @pytest.fixture(scope="module")

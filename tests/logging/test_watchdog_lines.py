@@ -75,11 +75,7 @@ SAMPLES = load_samples()
 
 def shipped(message: str, stream: str = "stderr", time: str = "2026-11-30T07:00:05.123456789Z") -> dict:
     """The event Filebeat sends for one log line of a function pod (after add_kubernetes_metadata)."""
-    pod = pipeline_sim.Pod()
-    return {"@timestamp": time, "message": message, "stream": stream, "input": {"type": "filestream"},
-            "agent": {"type": "filebeat"}, "ecs": {"version": "8.0.0"},
-            "kubernetes": {"namespace": pod.namespace, "pod": {"name": pod.name},
-                           "labels": {fieldrefs.dedot(key): value for key, value in pod.labels}}}
+    return pipeline_sim.filebeat_event(message, stream=stream, time=time)
 
 
 @pytest.fixture(scope="module")
