@@ -28,6 +28,7 @@ import functools
 import itertools
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -349,6 +350,18 @@ def _answer(job: Job, future: Future) -> Done:
     return Done(job.job_id, [[tuple(entity) for entity in doc] for doc in future.result()], None)
 
 
+def _exit_with_parent(fd: int) -> None:
+    """Block (no CPU, no wake-ups) until no writer of the job pipe ``fd`` is left, then exit at once
+    without running the queue. poll() reports POLLHUP even when no event is asked for, so this thread never
+    takes the worker's messages."""
+    poller = select.poll()
+    poller.register(fd, 0)
+    while True:
+        for _, event in poller.poll():
+            if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                os._exit(0)
+
+
 def child_main(fd_in: int, fd_out: int, load=None) -> int:
     """The model process: load the pipeline (``load(model, pipeline)``, default
     :func:`functions.runtime.nlp.load_pipeline`), answer jobs until ``stop`` or the pipe closes."""
@@ -388,7 +401,7 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
         engine = NerEngine(nlp, max_batch=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms,
                            max_pending=sys.maxsize, zone_docs=s.zone_docs, max_batch_chars=s.batch_max_chars,
                            on_batch=lambda documents, seconds: send(BatchObserved(documents, seconds)),
-                           on_answered=flush)
+                           on_answered=flush, thread=False)
     except Exception as exc:
         send(LoadFailed(type(exc).__name__, str(exc)[:1000]))
         return 1
@@ -402,31 +415,39 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
         with answered_lock:
             answered.append(done)
 
-    while True:
-        try:
-            message = inbox.recv()
-        except (EOFError, OSError):
-            # The parent is gone: nobody will read the answers, and a replacement may be loading.
-            # Exit now instead of running the queue (the worker is a daemon thread).
-            os._exit(0)
+    def handle(message) -> None:
         if getattr(message, "v", None) != VERSION:
             log.error("message of another version from the parent: stopping", extra={
                 "event": "model.bad_message", "message.type": type(message).__name__})
-            break
-        if isinstance(message, Job):
+            engine.close()
+        elif isinstance(message, Job):
             future = engine.submit(message.texts, message.request_id)
             futures[message.job_id] = future
             future.add_done_callback(functools.partial(forget, message))
-            if future.done():  # resolved before the callback was added: it ran here, after the worker's flush
-                flush()
         elif isinstance(message, Cancel):
             future = futures.get(message.job_id)
             if future is not None and not future.cancel():
                 future.abandoned = True  # type: ignore[attr-defined]  # NerEngine skips its unstarted texts
-            flush()  # a job cancelled before it started was answered here, on this thread
+            flush()  # a job cancelled before it started was answered by forget() just now
         elif isinstance(message, Stop):
-            break
-    engine.close(timeout=s.request_timeout_s + 10.0)
+            engine.close()  # the queued jobs run first, then serve() returns
+
+    def feed(timeout: float | None) -> None:
+        """The engine's source (NerEngine.serve): every message that arrives within ``timeout``."""
+        try:
+            if inbox.poll(timeout):
+                handle(inbox.recv())
+                while inbox.poll(0):
+                    handle(inbox.recv())
+        except (EOFError, OSError):
+            # The parent is gone: nobody will read the answers, and a replacement may be loading.
+            # Exit now instead of running the queue.
+            os._exit(0)
+
+    # One thread reads the pipe and runs the model: no hand-off between threads per batch. A second one
+    # only watches for the parent's death, which a batch in progress would not see until it ends.
+    threading.Thread(target=_exit_with_parent, args=(fd_in,), name="parent-watch", daemon=True).start()
+    engine.serve(feed)
     return 0
 
 

@@ -162,6 +162,7 @@ class NerEngine:
     cache inside a zone, so a process that zones from the start never builds the cache and runs ~8%
     slower; a bounded warm phase fills it once. Every ``trim_every_docs`` documents the worker hands freed
     heap back to the OS (glibc ``malloc_trim``): large batches otherwise leave RSS at its high-water mark.
+    ``thread=False`` starts no worker thread: :meth:`serve` runs the worker on the caller's thread.
     """
 
     def __init__(self, nlp, *, max_batch: int = _DEFAULTS.batch_max_size,
@@ -170,7 +171,7 @@ class NerEngine:
                  warmup: bool = True,
                  warm_docs: int = 2000, trim_every_docs: int = 5000,
                  on_batch: Callable[[int, float], None] | None = None,
-                 on_answered: Callable[[], None] | None = None):
+                 on_answered: Callable[[], None] | None = None, thread: bool = True):
         self.nlp = nlp
         self.info = model_info(nlp)
         self.max_batch = max_batch
@@ -197,8 +198,12 @@ class NerEngine:
                 extract(doc)
         metrics.QUEUED_DOCUMENTS.set_function(lambda: self._pending_docs)
         metrics.MODEL_INFO.labels(self.info.name, self.info.version).set(1)
-        self._thread = threading.Thread(target=self._run, name="ner-worker", daemon=True)
-        self._thread.start()
+        # Set by serve(): the worker then runs on the caller's thread and reads its own work.
+        self._feed: Callable[[float | None], None] | None = None
+        self._thread: threading.Thread | None = None
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="ner-worker", daemon=True)
+            self._thread.start()
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -233,16 +238,52 @@ class NerEngine:
             raise
 
     def ready(self) -> bool:
-        """True while the worker thread runs and accepts work."""
-        return not self._closed and self._thread.is_alive()
+        """True while the worker runs (its thread, or :meth:`serve`) and accepts work."""
+        running = self._feed is not None or (self._thread is not None and self._thread.is_alive())
+        return not self._closed and running
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish queued work, then stop the worker."""
+        """Finish queued work, then stop the worker (from :meth:`serve`'s feed too: it returns after the
+        queued work)."""
         if self._closed:
             return
         self._closed = True
         self._queue.put(None)
-        self._thread.join(timeout)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def serve(self, feed: Callable[[float | None], None]) -> None:
+        """Run the worker on the calling thread (an engine made with ``thread=False``) until :meth:`close`.
+
+        Whenever the worker has nothing queued it calls ``feed(timeout)``, which reads work from its source
+        and hands it over with :meth:`submit` (or :meth:`close`), waiting at most ``timeout`` seconds for
+        some (None: until some comes; 0: only what is there). Between the chunks of a batch it calls
+        ``feed(0)`` too, so a cancellation reaches the texts not yet run. Why: a thread that reads work and
+        wakes the model's thread costs the model process about 1 ms of CPU per batch (the model thread
+        wakes on a core whose caches hold something else); the model process reads its pipe this way.
+        """
+        if self._thread is not None:
+            raise RuntimeError("serve() needs an engine made with thread=False")
+        self._feed = feed
+        self._run()
+
+    def _next(self, timeout: float | None) -> _Job | None:
+        """The next queued job; ``timeout`` as for :meth:`queue.SimpleQueue.get` (0: do not wait).
+        Raises queue.Empty when nothing came in time."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            if self._feed is None:
+                if timeout == 0:
+                    raise
+                return self._queue.get(timeout=timeout)
+        while True:
+            self._feed(timeout)
+            try:
+                return self._queue.get_nowait()
+            except queue.Empty:
+                if timeout is not None:
+                    raise
 
     # -- worker -----------------------------------------------------------------------------------
 
@@ -260,12 +301,12 @@ class NerEngine:
                 remaining = deadline - time.perf_counter() if docs < target else 0.0
                 if remaining > 0:
                     try:
-                        job = self._queue.get_nowait()
+                        job = self._next(0)
                     except queue.Empty:
                         queued = docs if queued is None else queued
-                        job = self._queue.get(timeout=remaining)
+                        job = self._next(remaining)
                 else:
-                    job = self._queue.get_nowait()
+                    job = self._next(0)
             except queue.Empty:
                 break
             if job is None:
@@ -346,7 +387,7 @@ class NerEngine:
         stop = False
         try:
             while not stop:
-                first = self._queue.get()
+                first = self._next(None)
                 if first is None:
                     break
                 jobs, stop = self._collect(first, *self._target(first, concurrent_recently, last))
@@ -374,6 +415,8 @@ class NerEngine:
                     owners = [job for job in jobs for _ in job.texts]
                     # Splitting long texts out only helps other requests; one request runs as one pipe.
                     for chunk in self._chunks(texts, split_long=len(jobs) > 1):
+                        if self._feed is not None and results:
+                            self._feed(0)  # cancellations that came while the last chunk ran
                         if all(getattr(job.future, "abandoned", False)
                                for job in owners[len(results):len(results) + len(chunk)]):
                             # Their callers got a 504 already: a timed-out batch of long texts must not hold
