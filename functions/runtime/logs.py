@@ -298,6 +298,34 @@ class ContractJsonFormatter(JsonFormatter):
 
 # --- configuration -------------------------------------------------------------------------------------
 
+class JsonLineHandler(logging.StreamHandler):
+    """A StreamHandler that builds the line before it takes the handler's lock and holds the lock only
+    for the one write of the finished line. ``logging.Handler.handle`` formats under the lock: with many
+    handler threads each request's line (its JSON built while holding the lock, and the GIL passing to
+    another thread meanwhile) queued the others behind it."""
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):
+            record = rv
+        if not rv:
+            return rv
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return rv
+        with self.lock:
+            try:
+                self.stream.write(line)
+                self.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(record)
+        return rv
+
+
 _lock = threading.Lock()
 # Replaced, never mutated: formatters in other threads iterate it without taking the lock.
 _static_fields: dict[str, Any] = {"service": SERVICE}
@@ -334,7 +362,7 @@ def configure(function: str, level: str = "INFO", stream=None) -> logging.Handle
         raise ValueError(f"unknown log level {level!r}")
     set_static_fields(service=SERVICE, function=function)
 
-    handler = logging.StreamHandler(sys.stdout if stream is None else stream)
+    handler = JsonLineHandler(sys.stdout if stream is None else stream)
     setattr(handler, _HANDLER_MARK, True)
     handler.setFormatter(ContractJsonFormatter(static_fields))
     handler.addFilter(RedactingFilter())

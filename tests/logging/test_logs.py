@@ -64,6 +64,33 @@ def test_concurrent_threads_never_interleave_lines(captured):
     assert len(lines) == 1600 and {line["worker"] for line in lines} == set(range(8))
 
 
+def test_a_line_being_built_does_not_hold_up_another_threads_line(captured):
+    # The handler's lock covers only the write of a finished line: a thread still building its line
+    # (here: stuck in the formatter) must not queue the others behind it.
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, logs.JsonLineHandler))
+    building, release = threading.Event(), threading.Event()
+    format_line = handler.formatter.format
+
+    def slow_format(record):
+        if getattr(record, "slow", False):
+            building.set()
+            release.wait(5)
+        return format_line(record)
+
+    handler.formatter.format = slow_format
+    slow = threading.Thread(target=lambda: log.info("slow", extra={"slow": True}))
+    slow.start()
+    assert building.wait(5)
+    fast = threading.Thread(target=lambda: log.info("fast"))
+    fast.start()
+    fast.join(2)
+    written_meanwhile = [line["message"] for line in captured.lines()]
+    release.set()
+    slow.join(5)
+    assert not fast.is_alive() and written_meanwhile == ["fast"]
+    assert [line["message"] for line in captured.lines()] == ["fast", "slow"]
+
+
 def test_timestamp_is_utc_with_milliseconds_and_z():
     assert logs.format_timestamp(0.5) == "1970-01-01T00:00:00.500Z"
     assert logs.format_timestamp(1_795_000_000.0789) == "2026-11-18T11:06:40.078Z"

@@ -312,8 +312,11 @@ def test_edge_cost_table_compares_cpu_per_comment_with_raw_at_the_matching_call_
     result = {"corpora": {"short": {
         "raw": {str(CALL): {"docs_per_cpu_s": 320.0, "p50_ms": 6.0}, "16": {"docs_per_cpu_s": 480.0}},
         "function": {"1": function(1, CALL, 0.52, None, p50=7.5), "16": function(16, 16, 0.60, 0.75)}}}}
+    result["corpora"]["short"]["function"]["16"].update(mean_batch=7.6, raw_cpu_ms_same_batch=2.41)
     one, sixteen = cpu_table(result).splitlines()[-2:]
     assert "nlp(text) 320" in one and "7.5 vs 6.0 + 2 ms: met" in one
     assert "pipe(16) 480" in sixteen and ">= 0.75 NOT met" in sixteen and "| 0.80 + 2.70 |" in sixteen
+    # The model process's own yardstick: raw at the batch the model formed.
+    assert "| 2.41 (pipe(8)) |" in sixteen and "| - |" in one
     # A result file written before these figures existed renders no table.
     assert cpu_table({"corpora": {"short": {"raw": {}, "function": {"16": {"ratio": 0.7}}}}}) == ""
