@@ -62,8 +62,10 @@ def _blocking_lines(path: str, call: str) -> frozenset[str]:
     return frozenset(f"({path}:{n})" for n, line in enumerate(source, 1) if call in line)
 
 
-# The model worker waiting for its next batch (NerEngine._run / _collect on its queue).
-ENGINE_IDLE = _blocking_lines("functions/runtime/nlp.py", "self._queue.get(")
+# The model worker waiting for its next batch (NerEngine._run / _collect on its queue), and the model
+# process's parent-watch thread blocked in poll().
+ENGINE_IDLE = (_blocking_lines("functions/runtime/nlp.py", "self._queue.get(")
+               | _blocking_lines("functions/runtime/model_process.py", "poller.poll("))
 
 
 def is_waiting(leaf: str) -> bool:

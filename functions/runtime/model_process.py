@@ -8,7 +8,8 @@ HTTP edge and the writer.
 
 :class:`ModelProcess` (in the function's process) starts ``python -m functions.runtime.model_process``
 with a pair of pipes. The child loads the pipeline and runs :class:`functions.runtime.nlp.NerEngine`
-exactly as an in-process engine would (micro-batching, memory zones, the tokenizer guard, malloc_trim);
+exactly as an in-process engine would (micro-batching, memory zones, the tokenizer guard, malloc_trim),
+on its main thread, which also reads the pipe (``NerEngine.serve``: no hand-off between threads per batch);
 texts go there and entity tuples come back as the typed messages of
 :mod:`functions.runtime.model_messages`, pickled on the pipes (``multiprocessing.connection``). Each job
 carries its request id, so the child's log lines for a request join the request's trail in Kibana. The
