@@ -7,6 +7,8 @@ model (what to scale on) and database write time.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -46,12 +48,27 @@ MODEL_INFO = Gauge("nlp_model_info", "The loaded model (value 1)", ["name", "ver
 
 
 def observe_request(function: str, status: int, seconds: float, fields: dict) -> None:
-    REQUESTS.labels(function, str(status)).inc()
-    REQUEST_SECONDS.labels(function).observe(seconds)
+    """One handled request: its status, its time in handle() (seconds), and for a 2xx the documents and
+    the entities per label that ``fields`` (the request's log fields) counted."""
+    requests, request_seconds, documents = _request_series(function, status)
+    requests.inc()
+    request_seconds.observe(seconds)
     if status < 300 and fields.get("document_count"):
-        DOCUMENTS.labels(function).inc(fields["document_count"])
+        documents.inc(fields["document_count"])
         for label, count in (fields.get("entities_by_label") or {}).items():
-            ENTITIES.labels(label).inc(count)
+            _entity_series(label).inc(count)
+
+
+# labels() takes the metric's lock and builds its key on every call: the request path looks each series
+# up once. The label sets are small (one function, a few statuses, the model's entity labels).
+@functools.lru_cache(maxsize=256)
+def _request_series(function: str, status: int) -> tuple:
+    return REQUESTS.labels(function, str(status)), REQUEST_SECONDS.labels(function), DOCUMENTS.labels(function)
+
+
+@functools.lru_cache(maxsize=256)
+def _entity_series(label: str):
+    return ENTITIES.labels(label)
 
 
 def observe_model_batch(documents: int, seconds: float) -> None:

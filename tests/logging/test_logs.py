@@ -94,6 +94,9 @@ def test_a_line_being_built_does_not_hold_up_another_threads_line(captured):
 def test_timestamp_is_utc_with_milliseconds_and_z():
     assert logs.format_timestamp(0.5) == "1970-01-01T00:00:00.500Z"
     assert logs.format_timestamp(1_795_000_000.0789) == "2026-11-18T11:06:40.078Z"
+    # Rounded to the microsecond as datetime rounds a float (so 20.5799997 is .580), across a second too.
+    assert logs.format_timestamp(1_711_594_940.5799997) == "2024-03-28T03:02:20.580Z"
+    assert logs.format_timestamp(1_711_594_940.9999996) == "2024-03-28T03:02:21.000Z"
 
 
 def test_levels_are_lower_case_names(captured):
