@@ -375,24 +375,19 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
     s = settings.current()
     logs.configure(s.function_name, s.log_level)
     inbox, outbox = Connection(fd_in, writable=False), Connection(fd_out, readable=False)
-    send_lock = threading.Lock()
 
+    # Everything below runs on this one thread (NerEngine.serve): no locks.
     def send(message: tuple) -> None:
-        try:
-            with send_lock:
-                outbox.send(message)
-        except OSError:  # the parent is gone; the read loop sees EOF and ends
-            pass
+        with contextlib.suppress(OSError):  # the parent is gone; the read loop sees EOF and ends
+            outbox.send(message)
 
     # Jobs answered since the last flush: sent as one Answers message after each model chunk (one pickle and
     # one write for all of them, one wake-up of the parent's reader), or at once after a cancellation.
     answered: list[Done] = []
-    answered_lock = threading.Lock()
 
     def flush() -> None:
-        with answered_lock:
-            done = tuple(answered)
-            answered.clear()
+        done = tuple(answered)
+        answered.clear()
         if done:
             send(Answers(done))
 
@@ -412,9 +407,7 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
 
     def forget(job: Job, future: Future) -> None:
         futures.pop(job.job_id, None)
-        done = _answer(job, future)
-        with answered_lock:
-            answered.append(done)
+        answered.append(_answer(job, future))
 
     def handle(message) -> None:
         if getattr(message, "v", None) != VERSION:

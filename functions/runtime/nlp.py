@@ -258,9 +258,8 @@ class NerEngine:
         Whenever the worker has nothing queued it calls ``feed(timeout)``, which reads work from its source
         and hands it over with :meth:`submit` (or :meth:`close`), waiting at most ``timeout`` seconds for
         some (None: until some comes; 0: only what is there). Between the chunks of a batch it calls
-        ``feed(0)`` too, so a cancellation reaches the texts not yet run. Why: a thread that reads work and
-        wakes the model's thread costs the model process about 1 ms of CPU per batch (the model thread
-        wakes on a core whose caches hold something else); the model process reads its pipe this way.
+        ``feed(0)`` too, so a cancellation reaches the texts not yet run. The model process reads its pipe
+        this way: no second thread to wake per batch (docs/performance.md has the measurement).
         """
         if self._thread is not None:
             raise RuntimeError("serve() needs an engine made with thread=False")
