@@ -3,9 +3,9 @@
 For two corpora (the benchmark's generated comments, and short comments: the generated ones of at most
 ``SHORT_MAX_CHARS``, median about 100 characters) and 1, 16 and 64 closed-loop clients it compares
 
-* raw spaCy (the same NER-only pipeline the function loads) at the call the goal names (``nlp(text)``
-  one comment at a time for 1 client, ``nlp.pipe`` at batch 16 and 128), in a separate process that
-  keeps the model loaded, with
+* raw spaCy (the same NER-only pipeline the function loads, as spaCy ships: BLIS) at the call the goal
+  names (``nlp(text)`` one comment at a time for 1 client, ``nlp.pipe`` at batch 16 and 128), in a
+  separate process that keeps the model loaded, with
 * the ner-processor process direct (HTTP + model process + group commit on a real primary),
 
 in **alternating rounds**: raw for ``round_s`` seconds, then the function for as long (the order flips
@@ -28,11 +28,11 @@ A second table gives the cost per comment: docs per function CPU-second (the HTT
 process, CPU read from /proc, documents from the model's own counter over the same interval) against raw's
 docs per CPU-second at the matching call (goals: >= 0.85 at 64 clients, >= 0.75 at 16), the CPU
 milliseconds per comment of each process, and at 1 client the p50 against raw ``nlp(text)``'s median
-time per comment (goal: at most 2 ms more). Beside the model process's CPU per comment it prints raw's at
-the batch that process actually formed, alone and (16 clients) with the other core running a second raw
-``nlp.pipe``: the model process always shares the machine with its HTTP process, PostgreSQL and the
-clients, raw's reference runs alone, and the difference between the two raw figures bounds what sharing
-alone costs.
+time per comment (goal: at most 2 ms more). Where the function's model process runs on another matrix
+library than spaCy's BLIS (``SPACY_BLAS``, functions/runtime/blas.py), a second raw process on that library
+runs the matching call in every round too: the ratio against it is the edge's own cost, the ratio against
+spaCy as it ships is what a pod costs against the bare model. Beside the model process's CPU per comment it
+prints raw's (on the function's library) at the batch that process actually formed.
 
 ``python -m bench.edge [--quick] [--rounds N]`` (own PostgreSQL pair under build/local/bench/edge-pg)
 or the ``edge`` phase of ``python -m bench.run``. Results: stdout table +
@@ -56,8 +56,10 @@ from bench.corpus import iter_generate
 from bench.localstack import LOCAL_RESULTS, fresh_cluster, start_ready
 from bench.metering import scrape
 from devtools.processes import LOCAL_DIR
+from functions.runtime import blas
 
 RAW_CHILD_ENV = "BENCH_EDGE_RAW_CHILD"
+RAW_BLAS_ENV = "BENCH_EDGE_RAW_BLAS"  # unset: spaCy as it ships (BLIS); else a SPACY_BLAS value
 SHORT_MAX_CHARS = 180
 LEVELS = (1, 16, 64)
 CALL = 0  # the raw side's "batch size" for nlp(text), one comment per call
@@ -94,8 +96,11 @@ def median_chars(texts: list[str]) -> int:
 def raw_worker() -> int:
     """The raw side: load the model once, then per stdin line {"texts_path", "batch_size", "seconds"} run
     ``nlp.pipe`` over the texts (cycling) for about ``seconds`` and print {"docs_s", "docs_per_cpu_s"}."""
+    from functions.runtime import blas
     from functions.runtime.nlp import load_pipeline
 
+    if os.environ.get(RAW_BLAS_ENV):
+        blas.use(os.environ[RAW_BLAS_ENV])
     nlp = load_pipeline(MODEL, "ner")
     texts_cache: dict[str, list[str]] = {}
     print(json.dumps({"ready": True}), flush=True)
@@ -142,10 +147,14 @@ def _raw_call(nlp, texts: list[str], budget: float) -> dict:
 
 
 class RawPipe:
-    """The raw ``nlp.pipe`` process, started once per measurement."""
+    """The raw ``nlp.pipe`` process, started once per measurement: spaCy as it ships, or with ``blas``
+    (a ``SPACY_BLAS`` value) applied the way the function's model process applies it."""
 
-    def __init__(self):
+    def __init__(self, blas: str | None = None):
         env = dict(os.environ, **{RAW_CHILD_ENV: "1"})
+        env.pop(RAW_BLAS_ENV, None)
+        if blas:
+            env[RAW_BLAS_ENV] = blas
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.edge"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
@@ -222,10 +231,15 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
     rounds = rounds or (3 if quick else 5)
     round_s = 3.0 if quick else 6.0
     warmup_s = 1.0
+    setting = os.environ.get("SPACY_BLAS", "auto")
+    library = blas.choose(setting, blas.blis_sub_configuration())
     result: dict = {"loadavg_before": loadavg(), "quick": quick, "rounds": rounds, "round_s": round_s,
-                    "corpora": {}}
+                    "blas": library, "corpora": {}}
     fn = start_fn()
-    raw, neighbour = RawPipe(), RawPipe()
+    # raw: spaCy as it ships (the goals' reference). same: raw on the matrix library the function's model
+    # process chose, so the ratio against it is the edge's own cost (the same process when that is BLIS).
+    raw = RawPipe()
+    same = RawPipe(setting) if library != "blis" else raw
     try:
         for name, texts in corpora(n).items():
             path = work / f"edge-{name}.json"
@@ -238,7 +252,7 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                 raws, fns = [], []
                 same_batch = []  # raw pipe at the batch the function's model actually formed (level > 1)
                 same_batch_cpu_ms = []  # raw's CPU ms per comment at that batch (the model process's own yardstick)
-                beside = []  # the same with a busy neighbour on the other core
+                same_lib = []  # raw at the matching call on the function's matrix library
                 for r in range(rounds):
                     sides = ["raw", "function"] if r % 2 == 0 else ["function", "raw"]
                     for side in sides:
@@ -247,27 +261,24 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                         else:
                             fns.append(drive(fn, path, level, warmup_s, round_s,
                                              f"{run_id}-edge-{name}-{level}-{r}"))
+                    same_lib.append(raws[-1] if same is raw else same.run(path, batch, round_s))
                     if level > 1 and fns[-1]["mean_batch"]:
                         formed = max(1, round(fns[-1]["mean_batch"]))
-                        formed_raw = raw.run(path, formed, round_s)
+                        formed_raw = same.run(path, formed, round_s)
                         same_batch.append(fns[-1]["docs_s"] / formed_raw["docs_s"])
                         same_batch_cpu_ms.append(1000.0 / formed_raw["docs_per_cpu_s"])
-                        if level == 16:
-                            # The same raw run with the other core busy (another raw nlp.pipe): the
-                            # function's model never runs alone, its HTTP process, PostgreSQL and the
-                            # clients share the machine. Bounds what that alone costs it.
-                            neighbour.start(path, 128, round_s + 1.0)
-                            time.sleep(0.5)
-                            beside.append(1000.0 / raw.run(path, formed, round_s)["docs_per_cpu_s"])
-                            neighbour.result()
                 ratios = [f["docs_s"] / w["docs_s"] for f, w in zip(fns, raws, strict=True)]
                 ratio = _median(ratios)
                 cpu_ratios = [f["docs_per_cpu_s"] / w["docs_per_cpu_s"] for f, w in zip(fns, raws, strict=True)
                               if f["docs_per_cpu_s"]]
+                same_lib_cpu = [f["docs_per_cpu_s"] / w["docs_per_cpu_s"] for f, w in zip(fns, same_lib, strict=True)
+                                if f["docs_per_cpu_s"]]
                 entry["raw"][str(batch)] = {"docs_s": _median(w["docs_s"] for w in raws),
                                             "docs_per_cpu_s": _median(w["docs_per_cpu_s"] for w in raws),
                                             "p50_ms": _median(w.get("p50_ms") for w in raws),
-                                            "rounds": [w["docs_s"] for w in raws]}
+                                            "rounds": [w["docs_s"] for w in raws],
+                                            "same_lib_docs_per_cpu_s": _median(w["docs_per_cpu_s"] for w in same_lib),
+                                            "same_lib_p50_ms": _median(w.get("p50_ms") for w in same_lib)}
                 entry["function"][str(level)] = {
                     "docs_s": _median(f["docs_s"] for f in fns), "p99_ms": _median(f["p99_ms"] for f in fns),
                     "p50_ms": _median(f["p50_ms"] for f in fns),
@@ -280,7 +291,8 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                     "ratios": ratios, "ratio": ratio, "raw_batch": batch,
                     "ratio_same_batch": _median(same_batch),
                     "raw_cpu_ms_same_batch": _median(same_batch_cpu_ms),
-                    "raw_cpu_ms_same_batch_busy": _median(beside),
+                    "ratio_same_lib": _median(f["docs_s"] / w["docs_s"] for f, w in zip(fns, same_lib, strict=True)),
+                    "cpu_ratio_same_lib": _median(same_lib_cpu),
                     "goal": GOALS[level], "met": ratio >= GOALS[level],
                     "http_cpu_ms": _median(f["http_cpu_ms"] for f in fns),
                     "model_cpu_ms": _median(f["model_cpu_ms"] for f in fns),
@@ -290,7 +302,8 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
             result["corpora"][name] = entry
     finally:
         raw.close()
-        neighbour.close()
+        if same is not raw:
+            same.close()
         fn.stop()
     result["loadavg_after"] = loadavg()
     return result
@@ -302,8 +315,8 @@ def table(result: dict) -> str:
              f"{', quick' if result['quick'] else ''})",
              "| corpus | clients | function docs/s | p99 ms | docs/CPU-s | cores HTTP + model | model busy "
              "| mean model batch | raw pipe(batch) docs/s | ratio (per round) | goal "
-             "| vs raw pipe at the formed batch |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| vs raw on {result.get('blas', 'blis')} | vs raw pipe at the formed batch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in result["corpora"].items():
         for level, f in entry["function"].items():
             raw = entry["raw"][str(f["raw_batch"])]
@@ -314,9 +327,13 @@ def table(result: dict) -> str:
                 f"| {name} (median {entry['median_chars']} ch) | {level} | {f['docs_s']:.0f} | {f['p99_ms']:.1f} | "
                 f"{f['docs_per_cpu_s']:.0f} | {f['server_cores']:.2f} + {f['model_cores']:.2f} | {busy} | {batch} | "
                 f"{_raw_name(f['raw_batch'])} {raw['docs_s']:.0f} | **{f['ratio']:.2f}x** ({per_round}) | "
-                f">= {f['goal']:.2f} {'met' if f['met'] else 'NOT met'} | "
-                f"{'-' if f.get('ratio_same_batch') is None else format(f['ratio_same_batch'], '.2f') + 'x'} |")
+                f">= {f['goal']:.2f} {'met' if f['met'] else 'NOT met'} | {_times(f.get('ratio_same_lib'))} | "
+                f"{_times(f.get('ratio_same_batch'))} |")
     return "\n".join(lines)
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def _raw_name(batch: int) -> str:
@@ -345,20 +362,23 @@ def cpu_table(result: dict) -> str:
                            f"{'met' if f['p50_ms'] <= limit else 'NOT met'}")
             formed = f.get("raw_cpu_ms_same_batch")
             formed_ms = "-" if formed is None else f"{formed:.2f} (pipe({max(1, round(f['mean_batch']))}))"
-            if f.get("raw_cpu_ms_same_batch_busy") is not None:
-                formed_ms += f", {f['raw_cpu_ms_same_batch_busy']:.2f} next to a busy core"
+            same_ms = raw.get("same_lib_docs_per_cpu_s")
             rows.append(
                 f"| {name} | {level} | {f['docs_per_cpu_s']:.0f} | {_raw_name(f['raw_batch'])} "
                 f"{raw['docs_per_cpu_s']:.0f} | **{f['cpu_ratio']:.2f}x** ({per_round}) | {verdict} | "
-                f"{f['http_cpu_ms']:.2f} + {f['model_cpu_ms']:.2f} | {raw_ms:.2f} | {formed_ms} | {latency} |")
+                f"{_times(f.get('cpu_ratio_same_lib'))} | {f['http_cpu_ms']:.2f} + {f['model_cpu_ms']:.2f} | "
+                f"{raw_ms:.2f} | {'-' if not same_ms else format(1000.0 / same_ms, '.2f')} | {formed_ms} | {latency} |")
     if not rows:
         return ""
+    lib = result.get("blas", "blis")
     return "\n".join([
-        "Cost per comment: docs per function CPU-second (HTTP process + model process) against raw's docs per "
-        "CPU-second at the matching call; CPU ms per comment by process; 1 client: p50 against raw nlp(text)",
+        "Cost per comment: docs per function CPU-second (HTTP process + model process) against raw spaCy's docs "
+        "per CPU-second at the matching call (as spaCy ships: BLIS), and against raw on the matrix library the "
+        f"function's model chose ({lib}); CPU ms per comment by process; 1 client: p50 against raw nlp(text)",
         "| corpus | clients | function docs/CPU-s | raw docs/CPU-s | ratio (per round) | goal "
-        "| CPU ms per comment: HTTP + model | raw CPU ms | raw CPU ms at the formed batch | 1-client p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|", *rows])
+        f"| vs raw on {lib} | CPU ms per comment: HTTP + model | raw CPU ms | raw CPU ms on {lib} "
+        f"| raw CPU ms on {lib} at the formed batch | 1-client p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows])
 
 
 def render(result: dict | None, error: str | None = None) -> str:

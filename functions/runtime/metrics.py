@@ -45,6 +45,8 @@ ROLLUP_LAG_SECONDS = Gauge("nlp_rollup_lag_seconds", "How far the rollup waterma
                            registry=ROLLUP_REGISTRY)
 ROLLUP_ROWS = Counter("nlp_rollup_change_ids", "Change ids rolled up", registry=ROLLUP_REGISTRY)
 MODEL_INFO = Gauge("nlp_model_info", "The loaded model (value 1)", ["name", "version"], registry=REGISTRY)
+MODEL_BLAS_INFO = Gauge("nlp_model_blas_info", "The model's matrix library (SPACY_BLAS) and BLIS's kernels (value 1)",
+                        ["library", "blis_kernels"], registry=REGISTRY)
 
 
 def observe_request(function: str, status: int, seconds: float, fields: dict) -> None:

@@ -44,12 +44,15 @@ class Stop(NamedTuple):
 
 
 class Ready(NamedTuple):
-    """The model is loaded (``load_ms`` milliseconds)."""
+    """The model is loaded (``load_ms`` milliseconds); its layers multiply matrices with ``blas``
+    (``"blis"`` or ``"numpy"``, functions/runtime/blas.py) and BLIS selected ``blis_kernels``."""
 
     name: str
     version: str
     pipeline: tuple[str, ...]
     load_ms: float
+    blas: str = "blis"
+    blis_kernels: str = ""
     v: int = VERSION
 
 

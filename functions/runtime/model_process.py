@@ -87,6 +87,7 @@ class ModelProcess:
         self.command = list(command) if command else [sys.executable, "-m", "functions.runtime.model_process"]
         self.info: ModelInfo | None = None
         self.load_ms = 0.0
+        self.blas = ""  # the loaded model's matrix library (Ready.blas)
         self.pid: int | None = None
         self.restarts = 0
         self._ids = itertools.count(1)
@@ -243,6 +244,8 @@ class ModelProcess:
             raise
         self.info = ModelInfo(ready.name, ready.version, tuple(ready.pipeline))
         metrics.MODEL_INFO.labels(self.info.name, self.info.version).set(1)
+        self.blas = ready.blas
+        metrics.MODEL_BLAS_INFO.labels(ready.blas, ready.blis_kernels).set(1)
         with self._lock:
             self._proc, self._inbox, self._outbox, self.pid = proc, inbox, outbox, proc.pid
             self._up = True
@@ -366,7 +369,7 @@ def _exit_with_parent(fd: int) -> None:
 def child_main(fd_in: int, fd_out: int, load=None) -> int:
     """The model process: load the pipeline (``load(model, pipeline)``, default
     :func:`functions.runtime.nlp.load_pipeline`), answer jobs until ``stop`` or the pipe closes."""
-    from functions.runtime import logs, settings
+    from functions.runtime import blas, logs, settings
     from functions.runtime.nlp import NerEngine, load_pipeline
 
     load = load or load_pipeline
@@ -393,6 +396,7 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
 
     started = time.perf_counter()
     try:
+        matmul = blas.use(s.spacy_blas)
         nlp = load(s.spacy_model, s.spacy_pipeline)
         engine = NerEngine(nlp, max_batch=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms,
                            max_pending=sys.maxsize, zone_docs=s.zone_docs, max_batch_chars=s.batch_max_chars,
@@ -402,7 +406,7 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
         send(LoadFailed(type(exc).__name__, str(exc)[:1000]))
         return 1
     send(Ready(engine.info.name, engine.info.version, tuple(engine.info.pipeline),
-               (time.perf_counter() - started) * 1000.0))
+               (time.perf_counter() - started) * 1000.0, matmul.library, matmul.blis_kernels or ""))
     futures: dict[int, Future] = {}
 
     def forget(job: Job, future: Future) -> None:

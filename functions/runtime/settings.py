@@ -87,6 +87,10 @@ class Settings:
     batch_max_chars: int = _setting(50_000, "BATCH_MAX_CHARS",
                                     "characters in one `nlp.pipe` call (bounds peak memory)", minimum=1)
     max_pending_docs: int = _setting(4096, "MAX_PENDING_DOCS", "queued documents before 429", minimum=1)
+    spacy_blas: str = _setting("auto", "SPACY_BLAS",
+                               "matrix library of the model: `blis` (spaCy's), `numpy` (numpy's OpenBLAS) or "
+                               "`auto` (numpy where BLIS falls back to its generic kernels)",
+                               choices=("auto", "blis", "numpy"))
     zone_docs: int = _setting(2048, "SPACY_ZONE_DOCS", "documents per `nlp.memory_zone()` (0 = off)", minimum=0)
     store_text: bool = _setting(True, "STORE_TEXT",
                                 "store the raw comment in `nlp.documents.body`; `false` keeps only length "

@@ -1,0 +1,81 @@
+"""Which matrix-multiplication library the model's layers run on: BLIS (spaCy's default) or numpy's BLAS.
+
+spaCy's models run on thinc's ``NumpyOps``, which multiply matrices with the BLIS library bundled in the
+``blis`` package. That BLIS (0.7.0) picks its kernels from the CPU's family and model at start-up. A CPU it
+does not know gets its ``generic`` reference kernels, plain C loops several times slower than the
+vectorised ones. AMD's family 0x19 (Zen 3 and Zen 4: EPYC Milan and Genoa, common cloud nodes) is such a
+CPU. On those nodes, numpy's own BLAS (OpenBLAS in numpy's wheels, which recognises them) does the same
+work for about a fifth less CPU per comment with identical entities: ``docs/performance.md``,
+"The BLAS under the model".
+
+:func:`choose` makes the choice (setting ``SPACY_BLAS``: ``auto``, ``blis`` or ``numpy``) and :func:`use`
+applies it to the models built afterwards in this thread, so call it before ``spacy.load``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+CHOICES = ("auto", "blis", "numpy")
+# BLIS's name for the portable C kernels it falls back to on a CPU it does not recognise.
+GENERIC = "generic"
+
+
+def blis_sub_configuration() -> str | None:
+    """The kernel set BLIS selected for this CPU (``haswell``, ``zen2``, ``skx``, ``generic``...), read
+    from the library itself (``bli_arch_query_id``/``bli_arch_string``); None when the ``blis`` build at
+    hand does not export them."""
+    try:
+        import blis.cy
+
+        lib = ctypes.CDLL(blis.cy.__file__)
+        lib.bli_arch_string.restype = ctypes.c_char_p
+        name = lib.bli_arch_string(lib.bli_arch_query_id())
+    except (ImportError, OSError, AttributeError):
+        return None
+    return name.decode("ascii", "replace") if name else None
+
+
+def choose(setting: str, sub_configuration: str | None) -> str:
+    """``"blis"`` or ``"numpy"`` for the setting ``SPACY_BLAS``. ``auto`` keeps spaCy's BLIS unless BLIS
+    fell back to its ``generic`` kernels. Raises ValueError for any other setting."""
+    if setting not in CHOICES:
+        raise ValueError(f"SPACY_BLAS must be one of {', '.join(CHOICES)}, not {setting!r}")
+    if setting != "auto":
+        return setting
+    return "numpy" if sub_configuration == GENERIC else "blis"
+
+
+@dataclass(frozen=True)
+class BlasChoice:
+    """What :func:`use` applied: ``library`` is ``"blis"`` or ``"numpy"``; ``blis_kernels`` the kernel
+    set BLIS selected (None when unknown); ``numpy_blas`` numpy's BLAS and the kernels it selected,
+    e.g. ``"openblas SkylakeX"`` (None when unknown)."""
+
+    library: str
+    blis_kernels: str | None
+    numpy_blas: str | None
+
+
+def use(setting: str) -> BlasChoice:
+    """Apply ``SPACY_BLAS`` to this thread's thinc ops (every model built afterwards in this thread uses
+    them) and keep numpy's BLAS on one thread: a pod scales by its count, and a BLAS thread pool on a
+    pod's CPU quota only spins. Raises ValueError for an unknown setting."""
+    import threadpoolctl
+    from thinc.api import NumpyOps, set_current_ops
+
+    kernels = blis_sub_configuration()
+    library = choose(setting, kernels)
+    threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+    set_current_ops(NumpyOps(use_blis=library == "blis"))
+    numpy_blas = next((f"{info.get('internal_api')} {info.get('architecture')}"
+                       for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"), None)
+    choice = BlasChoice(library, kernels, numpy_blas)
+    log.info("model matrix library chosen", extra={
+        "event": "model.blas", "blas.library": library, "blas.setting": setting,
+        "blas.blis_kernels": kernels, "blas.numpy_blas": numpy_blas})
+    return choice
