@@ -20,9 +20,10 @@ and sending the answers; ``nlp_model_batch_seconds``), the mean model batch
 (from the function's own ``/metrics``), raw docs/s, the ratio and the throughput goal: 64 clients
 / pipe(128) >= 0.90, 16 clients / pipe(16) >= 0.85, 1 client / nlp(text) >= 0.60. Closed-loop clients
 bound the batch: with N clients and the model as bottleneck, about half wait for the running batch
-while the other half form the next, so 16 clients give batches of about 8. The last column separates
-that from the edge's own cost: the function against raw ``nlp.pipe`` at the batch size its model
-actually formed in that round (median over rounds).
+while the other half form the next, so 16 clients give batches of about 8. The last two columns: the
+ratio against raw on the function's matrix library, and the function against raw ``nlp.pipe`` on that
+library at the batch size its model actually formed in that round (median over rounds), which separates
+the batch-size limit from the edge's own cost.
 
 A second table gives the cost per comment: docs per function CPU-second (the HTTP process and its model
 process, CPU read from /proc, documents from the model's own counter over the same interval) against raw's
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -56,7 +58,6 @@ from bench.corpus import iter_generate
 from bench.localstack import LOCAL_RESULTS, fresh_cluster, start_ready
 from bench.metering import scrape
 from devtools.processes import LOCAL_DIR
-from functions.runtime import blas
 
 RAW_CHILD_ENV = "BENCH_EDGE_RAW_CHILD"
 RAW_BLAS_ENV = "BENCH_EDGE_RAW_BLAS"  # unset: spaCy as it ships (BLIS); else a SPACY_BLAS value
@@ -147,14 +148,14 @@ def _raw_call(nlp, texts: list[str], budget: float) -> dict:
 
 
 class RawPipe:
-    """The raw ``nlp.pipe`` process, started once per measurement: spaCy as it ships, or with ``blas``
+    """The raw ``nlp.pipe`` process, started once per measurement: spaCy as it ships, or with ``setting``
     (a ``SPACY_BLAS`` value) applied the way the function's model process applies it."""
 
-    def __init__(self, blas: str | None = None):
+    def __init__(self, setting: str | None = None):
         env = dict(os.environ, **{RAW_CHILD_ENV: "1"})
         env.pop(RAW_BLAS_ENV, None)
-        if blas:
-            env[RAW_BLAS_ENV] = blas
+        if setting:
+            env[RAW_BLAS_ENV] = setting
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.edge"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
@@ -162,16 +163,9 @@ class RawPipe:
             raise RuntimeError("the raw nlp.pipe process did not start")
 
     def run(self, texts_path: Path, batch_size: int, seconds: float) -> dict:
-        self.start(texts_path, batch_size, seconds)
-        return self.result()
-
-    def start(self, texts_path: Path, batch_size: int, seconds: float) -> None:
-        """Begin a run without waiting for it (:meth:`result` reads it)."""
         self.proc.stdin.write(json.dumps({"texts_path": str(texts_path), "batch_size": batch_size,
                                           "seconds": seconds}) + "\n")
         self.proc.stdin.flush()
-
-    def result(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("the raw nlp.pipe process stopped")
@@ -183,6 +177,17 @@ class RawPipe:
 
 
 # -- the function process ----------------------------------------------------------------------------
+
+def function_blas(fn) -> str:
+    """The matrix library the function's model process runs on (``nlp_model_blas_info``'s ``library``
+    label in its /metrics); ``"blis"`` when the function does not say (spaCy's default)."""
+    import urllib.request
+
+    with urllib.request.urlopen(fn.url + "/metrics", timeout=5) as resp:  # noqa: S310 - http://127.0.0.1
+        text = resp.read().decode()
+    found = re.search(r'^nlp_model_blas_info\{[^}]*library="(\w+)"[^}]*\} 1\.0$', text, re.MULTILINE)
+    return found.group(1) if found else "blis"
+
 
 def _batch_metrics(fn) -> tuple[float, float, float]:
     """(documents, batches, seconds in batches) the model has run so far, from the function's /metrics."""
@@ -231,15 +236,14 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
     rounds = rounds or (3 if quick else 5)
     round_s = 3.0 if quick else 6.0
     warmup_s = 1.0
-    setting = os.environ.get("SPACY_BLAS", "auto")
-    library = blas.choose(setting, blas.blis_sub_configuration())
+    fn = start_fn()
+    library = function_blas(fn)
     result: dict = {"loadavg_before": loadavg(), "quick": quick, "rounds": rounds, "round_s": round_s,
                     "blas": library, "corpora": {}}
-    fn = start_fn()
     # raw: spaCy as it ships (the goals' reference). same: raw on the matrix library the function's model
     # process chose, so the ratio against it is the edge's own cost (the same process when that is BLIS).
     raw = RawPipe()
-    same = RawPipe(setting) if library != "blis" else raw
+    same = RawPipe(library) if library != "blis" else raw
     try:
         for name, texts in corpora(n).items():
             path = work / f"edge-{name}.json"
@@ -261,12 +265,15 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                         else:
                             fns.append(drive(fn, path, level, warmup_s, round_s,
                                              f"{run_id}-edge-{name}-{level}-{r}"))
-                    same_lib.append(raws[-1] if same is raw else same.run(path, batch, round_s))
-                    if level > 1 and fns[-1]["mean_batch"]:
-                        formed = max(1, round(fns[-1]["mean_batch"]))
-                        formed_raw = same.run(path, formed, round_s)
-                        same_batch.append(fns[-1]["docs_s"] / formed_raw["docs_s"])
-                        same_batch_cpu_ms.append(1000.0 / formed_raw["docs_per_cpu_s"])
+                    formed = max(1, round(fns[-1]["mean_batch"])) if level > 1 and fns[-1]["mean_batch"] else None
+                    # Both runs on the function's library, in alternating order (the machine drifts).
+                    for run in (["matching", "formed"] if r % 2 == 0 else ["formed", "matching"]):
+                        if run == "matching":
+                            same_lib.append(raws[-1] if same is raw else same.run(path, batch, round_s))
+                        elif formed is not None:
+                            formed_raw = same.run(path, formed, round_s)
+                            same_batch.append(fns[-1]["docs_s"] / formed_raw["docs_s"])
+                            same_batch_cpu_ms.append(1000.0 / formed_raw["docs_per_cpu_s"])
                 ratios = [f["docs_s"] / w["docs_s"] for f, w in zip(fns, raws, strict=True)]
                 ratio = _median(ratios)
                 cpu_ratios = [f["docs_per_cpu_s"] / w["docs_per_cpu_s"] for f, w in zip(fns, raws, strict=True)
@@ -342,9 +349,11 @@ def _raw_name(batch: int) -> str:
 
 def cpu_table(result: dict) -> str:
     """The cost per comment (issue 24's acceptance figures): docs per function CPU-second (HTTP process
-    + model process) against raw's docs per CPU-second at the matching call, the CPU milliseconds per
-    comment by process, and at 1 client the p50 against raw ``nlp(text)``'s time per comment. Empty for a
-    result written before these figures existed."""
+    + model process) against raw's docs per CPU-second at the matching call, as spaCy ships (BLIS) and on
+    the function's matrix library; the CPU milliseconds per comment by process beside raw's on both
+    libraries and on the function's library at the batch its model formed; at 1 client the p50 against
+    raw ``nlp(text)``'s time per comment. Empty for a result written before these figures existed; a
+    column a result predates shows ``-``."""
     rows = []
     for name, entry in result["corpora"].items():
         for level, f in entry["function"].items():

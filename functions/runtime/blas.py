@@ -4,9 +4,11 @@ spaCy's models run on thinc's ``NumpyOps``, which multiply matrices with the BLI
 ``blis`` package. That BLIS (0.7.0) picks its kernels from the CPU's family and model at start-up. A CPU it
 does not know gets its ``generic`` reference kernels, plain C loops several times slower than the
 vectorised ones. AMD's family 0x19 (Zen 3 and Zen 4: EPYC Milan and Genoa, common cloud nodes) is such a
-CPU. On those nodes, numpy's own BLAS (OpenBLAS in numpy's wheels, which recognises them) does the same
-work for about a fifth less CPU per comment with identical entities: ``docs/performance.md``,
-"The BLAS under the model".
+CPU. On those nodes, ``NumpyOps(use_blis=False)`` moves the layers' matrix products (tok2vec, the NER's
+input layer) to numpy's own BLAS (OpenBLAS in numpy's wheels, which recognises them): a third less CPU per
+comment or more with spaCy 3.8.7, identical entities. The parser's per-step scoring stays on BLIS (thinc's
+``CBlas`` is BLIS's whatever the ops; a few per cent of the CPU). ``docs/performance.md``, "The BLAS under
+the model".
 
 :func:`choose` makes the choice (setting ``SPACY_BLAS``: ``auto``, ``blis`` or ``numpy``) and :func:`use`
 applies it to the models built afterwards in this thread, so call it before ``spacy.load``.
@@ -64,7 +66,8 @@ class BlasChoice:
 def use(setting: str) -> BlasChoice:
     """Apply ``SPACY_BLAS`` to this thread's thinc ops (every model built afterwards in this thread uses
     them) and keep numpy's BLAS on one thread: a pod scales by its count, and a BLAS thread pool on a
-    pod's CPU quota only spins. Raises ValueError for an unknown setting."""
+    pod's CPU quota only spins. Call it on the process's main thread: numpy's OpenBLAS ignored a limit
+    set from another thread here. Raises ValueError for an unknown setting."""
     import threadpoolctl
     from thinc.api import NumpyOps, set_current_ops
 

