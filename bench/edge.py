@@ -56,7 +56,7 @@ from bench import clients
 from bench.common import MODEL, REPO, loadavg, own_cpu_seconds, process_tree, write_json
 from bench.corpus import iter_generate
 from bench.localstack import LOCAL_RESULTS, fresh_cluster, start_ready
-from bench.metering import scrape
+from bench.metering import metrics_text, scrape
 from devtools.processes import LOCAL_DIR
 
 RAW_CHILD_ENV = "BENCH_EDGE_RAW_CHILD"
@@ -181,11 +181,7 @@ class RawPipe:
 def function_blas(fn) -> str:
     """The matrix library the function's model process runs on (``nlp_model_blas_info``'s ``library``
     label in its /metrics); ``"blis"`` when the function does not say (spaCy's default)."""
-    import urllib.request
-
-    with urllib.request.urlopen(fn.url + "/metrics", timeout=5) as resp:  # noqa: S310 - http://127.0.0.1
-        text = resp.read().decode()
-    found = re.search(r'^nlp_model_blas_info\{[^}]*library="(\w+)"[^}]*\} 1\.0$', text, re.MULTILINE)
+    found = re.search(r'^nlp_model_blas_info\{[^}]*library="(\w+)"[^}]*\} 1\.0$', metrics_text(fn), re.MULTILINE)
     return found.group(1) if found else "blis"
 
 
@@ -284,8 +280,7 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                                             "docs_per_cpu_s": _median(w["docs_per_cpu_s"] for w in raws),
                                             "p50_ms": _median(w.get("p50_ms") for w in raws),
                                             "rounds": [w["docs_s"] for w in raws],
-                                            "same_lib_docs_per_cpu_s": _median(w["docs_per_cpu_s"] for w in same_lib),
-                                            "same_lib_p50_ms": _median(w.get("p50_ms") for w in same_lib)}
+                                            "same_lib_docs_per_cpu_s": _median(w["docs_per_cpu_s"] for w in same_lib)}
                 entry["function"][str(level)] = {
                     "docs_s": _median(f["docs_s"] for f in fns), "p99_ms": _median(f["p99_ms"] for f in fns),
                     "p50_ms": _median(f["p50_ms"] for f in fns),

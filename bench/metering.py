@@ -121,16 +121,22 @@ class LogCursor:
         }
 
 
-def scrape(fn: FunctionProcess) -> dict[str, float]:
-    """The runtime's own counters (:data:`SERIES`) from GET /metrics; empty when the process has none
-    (e.g. the seed design) or does not answer."""
+def metrics_text(fn: FunctionProcess) -> str:
+    """The function's GET /metrics exposition; empty when the process has none (e.g. the seed design) or
+    does not answer."""
     import urllib.request
 
     try:
         with urllib.request.urlopen(fn.url + "/metrics", timeout=5) as resp:  # noqa: S310 - http://127.0.0.1
-            text = resp.read().decode()
+            return resp.read().decode()
     except OSError:
-        return {}
+        return ""
+
+
+def scrape(fn: FunctionProcess) -> dict[str, float]:
+    """The runtime's own counters (:data:`SERIES`) from GET /metrics; empty when the process has none
+    (e.g. the seed design) or does not answer."""
+    text = metrics_text(fn)
     out: dict[str, float] = {}
     for line in text.splitlines():
         name, _, value = line.partition(" ")
