@@ -119,14 +119,17 @@ def extract(doc) -> list[Entity]:
 # Adaptive batching: after a batch, the worker waits for the documents it expects back (those of the
 # batch it just ran plus those that queued meanwhile: closed-loop callers come back within a few
 # milliseconds), at most this share of the last batch's run time and never longer than the window, which
-# starts at the cap, halves after a wait that brought less than half the missing documents (callers that
-# come back slowly, e.g. on a CPU-starved machine: waiting would only idle the model) down to the floor,
-# and doubles back after a wait that paid. Per-document model time falls with the batch (on short
-# comments: ~3.0 ms at 7, ~2.3 ms at 16, ~1.8 ms at 128), so a batch of all the callers instead of half
-# of them is worth a short idle gap.
+# starts at the cap, doubles after a wait that brought at least half the missing documents and halves
+# after one that did not. Per-document model time falls with the batch (on short comments ~1.36 ms at 7,
+# ~0.93 ms at 16), so a batch of all the callers instead of half of them is worth a short idle gap. Below
+# the floor the window closes: where callers come back later than the window (the HTTP process answering
+# a batch's requests one after another, a CPU-starved machine) every wait only idles the model, and a
+# 1 ms wait per batch cost 6-7 % of the throughput at 16 and 64 clients. A closed window is probed at the
+# floor once every _PROBE_EVERY batches, so it reopens when callers come back quickly again.
 _WAIT_SHARE = 0.25
 _WAIT_CAP_S = 0.010
 _WAIT_FLOOR_S = 0.001
+_PROBE_EVERY = 64
 
 
 class _Job:
@@ -191,7 +194,8 @@ class NerEngine:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pending_docs = 0
         self._pending_lock = threading.Lock()
-        self._window_s = _WAIT_CAP_S  # the adaptive wait's current bound (see _collect)
+        self._window_s = _WAIT_CAP_S  # the adaptive wait's current bound, 0 when closed (see _collect)
+        self._since_probe = 0  # batches since the closed window was last probed
         self._closed = False
         if warmup:
             for doc in nlp.pipe(_WARMUP_TEXTS):
@@ -236,6 +240,12 @@ class NerEngine:
             if not future.cancel():  # already running: the worker skips those of its texts not yet started
                 future.abandoned = True  # type: ignore[attr-defined]
             raise
+
+    @property
+    def wait_window_s(self) -> float:
+        """The adaptive wait's current bound in seconds; 0.0 while it is closed because waits stopped
+        paying (see :data:`_PROBE_EVERY`)."""
+        return self._window_s
 
     def ready(self) -> bool:
         """True while the worker runs (its thread, or :meth:`serve`) and accepts work."""
@@ -318,7 +328,10 @@ class NerEngine:
             # The wait paid if at least half the missing documents came: keep (or widen) the window; else
             # halve it, so a machine where callers come back slowly (CPU-starved) wastes at most the floor.
             paid = 2 * (docs - queued) >= target - queued
-            self._window_s = min(_WAIT_CAP_S, self._window_s * 2) if paid else max(_WAIT_FLOOR_S, self._window_s / 2)
+            if paid:
+                self._window_s = min(_WAIT_CAP_S, max(_WAIT_FLOOR_S, self._window_s * 2))
+            else:
+                self._window_s = self._window_s / 2 if self._window_s / 2 >= _WAIT_FLOOR_S else 0.0
         return jobs, stop
 
     def _chunks(self, texts: list[str], split_long: bool = True):
@@ -367,13 +380,20 @@ class NerEngine:
 
         ``BATCH_MAX_WAIT_MS`` > 0 waits that long for a full batch once concurrency was seen. Otherwise the
         worker waits only for the callers it expects back: the previous batch's documents and those that
-        queued while it ran, for at most :data:`_WAIT_SHARE` of its run time and the current window, and
+        queued while it ran, for at most :data:`_WAIT_SHARE` of its run time and the current window (none
+        while the window is closed, but for a probe every :data:`_PROBE_EVERY` batches), and
         only when ``first`` came back within that bound (callers that come back later are not looping:
         no wait). One caller, or a model that was idle, waits for nothing."""
         if self.max_wait_s:
             return (self.max_batch, self.max_wait_s) if concurrent_recently else (0, 0.0)
         expected, seconds, ended = last
-        wait_s = min(self._window_s, seconds * _WAIT_SHARE)
+        window = self._window_s
+        if not window:  # closed (see _PROBE_EVERY): no wait, except a probe at the floor now and then
+            self._since_probe += 1
+            if self._since_probe < _PROBE_EVERY:
+                return 0, 0.0
+            self._since_probe, window = 0, _WAIT_FLOOR_S
+        wait_s = min(window, seconds * _WAIT_SHARE)
         if first.queued_at - ended > wait_s:
             return 0, 0.0
         return min(self.max_batch, expected), wait_s

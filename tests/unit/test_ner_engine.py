@@ -169,3 +169,41 @@ def test_callers_that_come_back_right_after_a_batch_share_the_next_one_and_an_id
         assert time.perf_counter() - started < 0.3 + fake.seconds
     finally:
         engine.close()
+
+
+def test_the_wait_closes_when_callers_come_back_after_it_and_a_probe_reopens_it_when_they_come_back_quickly(
+        monkeypatch):
+    import time
+
+    from functions.runtime import nlp
+
+    # Windows of 60, 30 and 15 ms against callers that come back 120 ms after their answer: three waits
+    # that bring nothing close the window. Margins are wide so a loaded machine cannot blur the two cases.
+    monkeypatch.setattr(nlp, "_WAIT_CAP_S", 0.06)
+    monkeypatch.setattr(nlp, "_WAIT_FLOOR_S", 0.015)
+    monkeypatch.setattr(nlp, "_WAIT_SHARE", 10.0)
+    monkeypatch.setattr(nlp, "_PROBE_EVERY", 2)
+    fake = _TimedPipeline()
+    fake.seconds = 0.2
+    engine = NerEngine(fake, max_batch=128, max_wait_ms=0, warmup=False, zone_docs=0)
+
+    def rounds(count: int, come_back_after_s: float) -> None:
+        # One caller's request always queues behind the running batch, so every batch has one document
+        # and expects another back: the caller that was answered last.
+        running = engine.submit(["x"])
+        fake.gate.wait(5)
+        queued = engine.submit(["x"])
+        for _ in range(count):
+            running.result(5)
+            time.sleep(come_back_after_s)
+            running, queued = queued, engine.submit(["x"])
+        running.result(5)
+        queued.result(5)
+
+    try:
+        rounds(4, come_back_after_s=0.12)
+        assert engine.wait_window_s == 0.0
+        rounds(4, come_back_after_s=0.0)
+        assert engine.wait_window_s >= 0.015
+    finally:
+        engine.close()
