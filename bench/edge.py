@@ -103,6 +103,7 @@ def raw_worker() -> int:
     if os.environ.get(RAW_BLAS_ENV):
         blas.use(os.environ[RAW_BLAS_ENV])
     nlp = load_pipeline(MODEL, "ner")
+    blas.adopt(nlp)  # on numpy's BLAS, the weights' transposed copies exactly as the function makes them
     texts_cache: dict[str, list[str]] = {}
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

@@ -400,6 +400,7 @@ def child_main(fd_in: int, fd_out: int, load=None) -> int:
     try:
         matmul = blas.use(s.spacy_blas)
         nlp = load(s.spacy_model, s.spacy_pipeline)
+        blas.adopt(nlp)
         engine = NerEngine(nlp, max_batch=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms,
                            max_pending=sys.maxsize, zone_docs=s.zone_docs, max_batch_chars=s.batch_max_chars,
                            on_batch=lambda documents, seconds: send(BatchObserved(documents, seconds)),

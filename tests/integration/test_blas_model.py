@@ -31,8 +31,12 @@ def _ops_and_blas_threads_restored():
 
 
 def _load_with(setting: str):
+    """As the model process loads: the ops first, the pipeline, then its weights adopted."""
     choice = blas.use(setting)
-    return choice, load_pipeline(MODEL, "ner")
+    nlp = load_pipeline(MODEL, "ner")
+    adopted = blas.adopt(nlp)
+    assert (adopted > 0) is (setting == "numpy")
+    return choice, nlp
 
 
 def test_blis_reports_the_kernels_it_selected_for_this_cpu():
@@ -67,3 +71,5 @@ def test_the_model_on_numpys_blas_finds_exactly_the_entities_spacy_finds_on_blis
         got = [extract(doc) for doc in on_numpy.pipe(texts, batch_size=batch)]
         assert got == expected, f"batch {batch}"
         assert sum(len(ents) for ents in expected) > 1000
+    # The products ran on the transposed copies of the weights (blas.TransposedWeightsOps).
+    assert on_numpy.get_pipe("ner").model.ops.transposed_copies >= 6
