@@ -226,7 +226,8 @@ def build(settings: Settings) -> NerService:
         store = PgDocumentStore.over_pool(make_pool(dsn, name="ner-writer", **settings.pool_options()),
                                           statement_timeout_ms=settings.db_statement_timeout_ms,
                                           store_text=settings.store_text)
-        writer = EntityWriter(store, retry_after=settings.retry_after_s, write_timeout=settings.request_timeout_s)
+        writer = EntityWriter(store, retry_after=settings.retry_after_s, write_timeout=settings.request_timeout_s,
+                              commit_delay_s=settings.db_commit_delay_us / 1e6)
         writer.open()
     else:
         log.warning(f"secret {WRITER_SECRET} is not set: requests will get 503",

@@ -78,15 +78,18 @@ class EntityWriter:
     ``database_busy`` / ``shutting_down``) when the primary cannot be reached within the pool timeout, a
     statement times out, concurrent writers keep racing or the writer is closed, and Conflict (409) when a
     document id was stored with other content. Call :meth:`open` once before use, :meth:`close` at
-    shutdown.
+    shutdown. ``commit_delay_s``: the committer's wait for the rest of a group (``DB_COMMIT_DELAY_US``,
+    :class:`functions.runtime.group_commit.GroupCommitter`).
     """
 
-    def __init__(self, store: DocumentStore, *, retry_after: int = 2, write_timeout: float = 10.0):
+    def __init__(self, store: DocumentStore, *, retry_after: int = 2, write_timeout: float = 10.0,
+                 commit_delay_s: float = 0.0):
         self.store = store
         self.retry_after = retry_after
         self.write_timeout = write_timeout
         self._committer: GroupCommitter[Sequence[DocumentRecord]] = GroupCommitter(
-            self._commit_group, name="db-committer", max_items=MAX_GROUP_DOCS, again=self._again)
+            self._commit_group, name="db-committer", max_items=MAX_GROUP_DOCS, again=self._again,
+            delay_s=commit_delay_s)
 
     def open(self) -> None:
         """Open the store without waiting for the database (readiness tells when it answers)."""

@@ -106,6 +106,9 @@ class Settings:
     db_statement_timeout_ms: int = _setting(3000, "DB_STATEMENT_TIMEOUT_MS",
                                             "statement and lock timeout, set at the start of every "
                                             "transaction", minimum=1)
+    db_commit_delay_us: int = _setting(400, "DB_COMMIT_DELAY_US",
+                                       "microseconds the committer waits for the rest of a group when the "
+                                       "last group had several requests (0: never)", minimum=0)
     db_connect_timeout_s: float = _setting(2.0, "DB_CONNECT_TIMEOUT_S", "libpq connect timeout", minimum=0)
     db_prepare_threshold: int | None = _setting(None, "DB_PREPARE_THRESHOLD",
                                                 "empty: never server-side prepare (safe behind PgBouncer "
