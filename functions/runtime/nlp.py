@@ -326,7 +326,8 @@ class NerEngine:
             chars += job.chars
         if queued is not None and not self.max_wait_s:
             # The wait paid if at least half the missing documents came: keep (or widen) the window; else
-            # halve it, so a machine where callers come back slowly (CPU-starved) wastes at most the floor.
+            # halve it, and below the floor close it: where callers come back late, waiting only idles the
+            # model, and a closed window costs a probe every _PROBE_EVERY batches.
             paid = 2 * (docs - queued) >= target - queued
             if paid:
                 self._window_s = min(_WAIT_CAP_S, max(_WAIT_FLOOR_S, self._window_s * 2))
