@@ -29,11 +29,13 @@ A second table gives the cost per comment: docs per function CPU-second (the HTT
 process, CPU read from /proc, documents from the model's own counter over the same interval) against raw's
 docs per CPU-second at the matching call (goals: >= 0.85 at 64 clients, >= 0.75 at 16), the CPU
 milliseconds per comment of each process, and at 1 client the p50 against raw ``nlp(text)``'s median
-time per comment (goal: at most 2 ms more). Where the function's model process runs on another matrix
-library than spaCy's BLIS (``SPACY_BLAS``, functions/runtime/blas.py), a second raw process on that library
-runs the matching call in every round too: the ratio against it is the edge's own cost, the ratio against
-spaCy as it ships is what a pod costs against the bare model. Beside the model process's CPU per comment it
-prints raw's (on the function's library) at the batch that process actually formed.
+time per comment (goal: at most 2 ms more), with raw ``nlp(text)`` paced like the function's model beside
+it (idle after each comment for the function's p50 less raw's: what idling alone costs the model). Where
+the function's model process runs on another matrix library than spaCy's BLIS (``SPACY_BLAS``,
+functions/runtime/blas.py), a second raw process on that library runs the matching call in every round too:
+the ratio against it is the edge's own cost, the ratio against spaCy as it ships is what a pod costs against
+the bare model. Beside the model process's CPU per comment it prints raw's (on the function's library) at
+the batch that process actually formed.
 
 ``python -m bench.edge [--quick] [--rounds N]`` (own PostgreSQL pair under build/local/bench/edge-pg)
 or the ``edge`` phase of ``python -m bench.run``. Results: stdout table +
@@ -110,7 +112,8 @@ def raw_worker() -> int:
         cfg = json.loads(line)
         texts = texts_cache.setdefault(cfg["texts_path"], json.loads(Path(cfg["texts_path"]).read_text("utf-8")))
         size, budget = cfg["batch_size"], cfg["seconds"]
-        out = _raw_call(nlp, texts, budget) if size == CALL else _raw_pipe(nlp, texts, size, budget)
+        out = (raw_call(nlp, texts, budget, cfg.get("idle_ms", 0.0)) if size == CALL
+               else _raw_pipe(nlp, texts, size, budget))
         print(json.dumps(out), flush=True)
     return 0
 
@@ -129,9 +132,11 @@ def _raw_pipe(nlp, texts: list[str], size: int, budget: float) -> dict:
     return {"docs_s": docs / wall, "docs_per_cpu_s": docs / cpu}
 
 
-def _raw_call(nlp, texts: list[str], budget: float) -> dict:
+def raw_call(nlp, texts: list[str], budget: float, idle_ms: float = 0.0) -> dict:
     """``nlp(text)`` one comment at a time (what one client's request costs the bare model): docs/s, docs
-    per CPU-second and the median wall milliseconds per comment."""
+    per CPU-second and the median wall milliseconds per comment. ``idle_ms`` > 0 sleeps that long after
+    each comment, as the function's model idles while a 1-client request is outside it (HTTP, commit);
+    a CPU that idled runs the next comment slower (docs/performance.md, "The 1-client latency")."""
     for text in texts[:32]:
         nlp(text)
     times: list[float] = []
@@ -143,6 +148,8 @@ def _raw_call(nlp, texts: list[str], budget: float) -> dict:
         _ = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
         times.append(time.perf_counter() - t0)
         index = (index + 1) % len(texts)
+        if idle_ms:
+            time.sleep(idle_ms / 1000.0)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return {"docs_s": len(times) / wall, "docs_per_cpu_s": len(times) / cpu,
             "p50_ms": statistics.median(times) * 1000.0}
@@ -163,9 +170,9 @@ class RawPipe:
         if json.loads(self.proc.stdout.readline() or "{}").get("ready") is not True:
             raise RuntimeError("the raw nlp.pipe process did not start")
 
-    def run(self, texts_path: Path, batch_size: int, seconds: float) -> dict:
+    def run(self, texts_path: Path, batch_size: int, seconds: float, idle_ms: float = 0.0) -> dict:
         self.proc.stdin.write(json.dumps({"texts_path": str(texts_path), "batch_size": batch_size,
-                                          "seconds": seconds}) + "\n")
+                                          "seconds": seconds, "idle_ms": idle_ms}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -254,6 +261,7 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                 same_batch = []  # raw pipe at the batch the function's model actually formed (level > 1)
                 same_batch_cpu_ms = []  # raw's CPU ms per comment at that batch (the model process's own yardstick)
                 same_lib = []  # raw at the matching call on the function's matrix library
+                idle_raw = []  # 1 client: raw nlp(text) idling between comments as the function's model does
                 for r in range(rounds):
                     sides = ["raw", "function"] if r % 2 == 0 else ["function", "raw"]
                     for side in sides:
@@ -271,6 +279,11 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                             formed_raw = same.run(path, formed, round_s)
                             same_batch.append(fns[-1]["docs_s"] / formed_raw["docs_s"])
                             same_batch_cpu_ms.append(1000.0 / formed_raw["docs_per_cpu_s"])
+                    if level == 1 and raws[-1].get("p50_ms") is not None:
+                        # The function's model idles between two comments for about the request's time
+                        # outside it: raw paced the same way shows what idling alone costs the model.
+                        idle_raw.append(raw.run(path, CALL, round_s,
+                                                idle_ms=max(0.0, fns[-1]["p50_ms"] - raws[-1]["p50_ms"]))["p50_ms"])
                 ratios = [f["docs_s"] / w["docs_s"] for f, w in zip(fns, raws, strict=True)]
                 ratio = _median(ratios)
                 cpu_ratios = [f["docs_per_cpu_s"] / w["docs_per_cpu_s"] for f, w in zip(fns, raws, strict=True)
@@ -301,6 +314,7 @@ def measure(start_fn, work: Path, quick: bool, run_id: str, rounds: int | None =
                     "model_cpu_ms": _median(f["model_cpu_ms"] for f in fns),
                     "cpu_ratios": cpu_ratios, "cpu_ratio": _median(cpu_ratios), "cpu_goal": CPU_GOALS.get(level),
                     "p50_rounds": [f["p50_ms"] for f in fns],
+                    "raw_idle_p50_ms": _median(idle_raw),
                     "raw_p50_rounds": [w.get("p50_ms") for w in raws]}
             result["corpora"][name] = entry
     finally:
@@ -365,6 +379,8 @@ def cpu_table(result: dict) -> str:
                 limit = raw["p50_ms"] + LATENCY_GOAL_MS
                 latency = (f"{f['p50_ms']:.1f} vs {raw['p50_ms']:.1f} + {LATENCY_GOAL_MS:g} ms: "
                            f"{'met' if f['p50_ms'] <= limit else 'NOT met'}")
+                if f.get("raw_idle_p50_ms") is not None:
+                    latency += f" (raw after idling: {f['raw_idle_p50_ms']:.1f})"
             formed = f.get("raw_cpu_ms_same_batch")
             formed_ms = "-" if formed is None else f"{formed:.2f} (pipe({max(1, round(f['mean_batch']))}))"
             same_ms = raw.get("same_lib_docs_per_cpu_s")

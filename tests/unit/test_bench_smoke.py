@@ -313,10 +313,30 @@ def test_edge_cost_table_compares_cpu_per_comment_with_raw_at_the_matching_call_
         "raw": {str(CALL): {"docs_per_cpu_s": 320.0, "p50_ms": 6.0}, "16": {"docs_per_cpu_s": 480.0}},
         "function": {"1": function(1, CALL, 0.52, None, p50=7.5), "16": function(16, 16, 0.60, 0.75)}}}}
     result["corpora"]["short"]["function"]["16"].update(mean_batch=7.6, raw_cpu_ms_same_batch=2.41)
+    result["corpora"]["short"]["function"]["1"]["raw_idle_p50_ms"] = 6.8
     one, sixteen = cpu_table(result).splitlines()[-2:]
-    assert "nlp(text) 320" in one and "7.5 vs 6.0 + 2 ms: met" in one
+    assert "nlp(text) 320" in one and "7.5 vs 6.0 + 2 ms: met (raw after idling: 6.8)" in one
     assert "pipe(16) 480" in sixteen and ">= 0.75 NOT met" in sixteen and "| 0.80 + 2.70 |" in sixteen
     # The model process's own yardstick: raw at the batch the model formed.
     assert "| 2.41 (pipe(8)) |" in sixteen and "| - |" in one
     # A result file written before these figures existed renders no table.
     assert cpu_table({"corpora": {"short": {"raw": {}, "function": {"16": {"ratio": 0.7}}}}}) == ""
+
+
+def test_raw_nlp_text_paced_with_idle_time_sleeps_after_each_comment_and_times_only_the_model():
+    from bench.edge import raw_call
+
+    class Doc:
+        ents = ()
+
+    calls = []
+
+    def nlp(text):
+        calls.append(text)
+        return Doc()
+
+    back_to_back = raw_call(nlp, ["a", "b"], budget=0.05)
+    paced = raw_call(nlp, ["a", "b"], budget=0.05, idle_ms=5.0)
+    assert paced["docs_s"] <= 1000.0 / 5.0  # one comment per idle gap at most
+    assert back_to_back["docs_s"] > 4 * paced["docs_s"]
+    assert paced["p50_ms"] < 1.0  # the sleep is not part of the comment's time
