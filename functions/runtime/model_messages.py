@@ -7,8 +7,8 @@ They travel pickled over ``multiprocessing.connection`` pipes. Entities travel a
 
 Parent -> child: :class:`Job`, :class:`Cancel`, :class:`Stop`.
 Child -> parent: :class:`Ready` or :class:`LoadFailed` once, then :class:`Answers` (the :class:`Done` of
-every job answered at once: one message per model chunk, not one per job) and :class:`BatchObserved` per
-model batch (the parent serves ``/metrics``).
+every job answered at once: one message per model chunk, not one per job; the last one of a model batch
+also carries the batch's documents and time, for the ``/metrics`` the parent serves).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import NamedTuple
 from functions.runtime import errors
 from functions.runtime.errors import FunctionError, Unavailable
 
-VERSION = 3
+VERSION = 4
 
 
 class Job(NamedTuple):
@@ -103,15 +103,10 @@ class Done(NamedTuple):
 
 
 class Answers(NamedTuple):
-    """The jobs answered together (after one model chunk, or a cancellation): one Done each."""
+    """The jobs answered together (after one model chunk, or a cancellation): one Done each. ``batch``:
+    (documents, wall seconds) of the model batch this message ends, None when it ends none. One message
+    per batch instead of two: each write wakes the parent's reader."""
 
     done: tuple[Done, ...]
-    v: int = VERSION
-
-
-class BatchObserved(NamedTuple):
-    """One model batch: its documents and its wall time (seconds)."""
-
-    documents: int
-    seconds: float
+    batch: tuple[int, float] | None = None
     v: int = VERSION

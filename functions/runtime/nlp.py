@@ -189,7 +189,7 @@ class NerEngine:
         # process (functions/runtime/model_process.py) sends them to the process that serves /metrics.
         self._on_batch = on_batch or metrics.observe_model_batch
         # Called on the worker thread after each round of resolved futures (the model process sends their
-        # answers together from there).
+        # answers together from there); a batch's last round comes right after its on_batch.
         self._on_answered = on_answered or (lambda: None)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pending_docs = 0
@@ -434,7 +434,8 @@ class NerEngine:
                     results: list[list[Entity]] = []
                     owners = [job for job in jobs for _ in job.texts]
                     # Splitting long texts out only helps other requests; one request runs as one pipe.
-                    for chunk in self._chunks(texts, split_long=len(jobs) > 1):
+                    chunks = list(self._chunks(texts, split_long=len(jobs) > 1))
+                    for index, chunk in enumerate(chunks):
                         if self._feed is not None and results:
                             self._feed(0)  # cancellations that came while the last chunk ran
                         if all(getattr(job.future, "abandoned", False)
@@ -448,13 +449,13 @@ class NerEngine:
                         # Skipped chunks are answered too: every future resolves (the model process
                         # counts capacity by answers).
                         delivered = self._deliver(jobs, delivered, results)
-                        self._on_answered()
+                        if index + 1 < len(chunks):  # the last chunk's answers go after on_batch, below
+                            self._on_answered()
                 except Exception as exc:  # one poisoned batch must not kill the worker
                     log.error("model batch failed", exc_info=True,
                               extra={"event": "ner.batch_failed", "batch_size": len(texts)})
                     for job in jobs[delivered:]:
                         job.future.set_exception(exc)
-                    self._on_answered()
                 finally:
                     with self._pending_lock:
                         self._pending_docs -= sum(len(job.texts) for job in jobs)
@@ -465,7 +466,10 @@ class NerEngine:
                             zone_open, docs_in_zone = False, 0
                 batch_ended = time.perf_counter()
                 last = (len(texts) + self._pending_docs, batch_ended - batch_started, batch_ended)
+                # Reported before the batch's last answers are handed on: the model process sends both in
+                # one message.
                 self._on_batch(len(texts), batch_ended - batch_started)
+                self._on_answered()
                 before = self.stats.documents
                 self.stats.batches += 1
                 self.stats.documents += len(texts)

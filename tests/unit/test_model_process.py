@@ -63,6 +63,22 @@ def test_the_childs_model_info_and_entities_come_back_per_request():
     model.close()
 
 
+def test_every_model_batch_reaches_the_parents_metrics_with_the_answers_that_end_it(model):
+    from functions.runtime import metrics
+
+    def observed() -> tuple[float, float]:
+        values = {sample.name: sample.value for family in metrics.REGISTRY.collect()
+                  if family.name == "nlp_model_batch_documents" for sample in family.samples}
+        return values["nlp_model_batch_documents_count"], values["nlp_model_batch_documents_sum"]
+
+    batches, documents = observed()
+    for i in range(5):
+        model.recognize([f"Acme {i}", "no names", "Globex"], timeout=10)
+        # The observation travels in the message that answers the batch, so it is never held back until the
+        # next batch (the reader observes right after resolving: allow it that moment).
+        assert _wait_for(lambda n=i: observed() == (batches + n + 1, documents + 3 * (n + 1)), timeout=2.0)
+
+
 def test_work_beyond_max_pending_is_refused_with_429_before_the_child_sees_it(model):
     busy = model.submit(["sleep:0.5"])
     queued = model.submit(["a"] * 7)
