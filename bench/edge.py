@@ -136,7 +136,7 @@ def raw_call(nlp, texts: list[str], budget: float, idle_ms: float = 0.0) -> dict
     """``nlp(text)`` one comment at a time (what one client's request costs the bare model): docs/s, docs
     per CPU-second and the median wall milliseconds per comment. ``idle_ms`` > 0 sleeps that long after
     each comment, as the function's model idles while a 1-client request is outside it (HTTP, commit);
-    a CPU that idled runs the next comment slower (docs/performance.md, "The 1-client latency")."""
+    a CPU that idled runs the next comment slower (docs/performance.md, "Where the CPU goes")."""
     for text in texts[:32]:
         nlp(text)
     times: list[float] = []
