@@ -329,10 +329,7 @@ def test_raw_nlp_text_paced_with_idle_time_sleeps_after_each_comment_and_times_o
     class Doc:
         ents = ()
 
-    calls = []
-
     def nlp(text):
-        calls.append(text)
         return Doc()
 
     back_to_back = raw_call(nlp, ["a", "b"], budget=0.05)
